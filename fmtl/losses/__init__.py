@@ -1,0 +1,96 @@
+"""Losses: primal value, convex conjugate and exact SDCA coordinate step, one module each.
+
+Conventions (per sample, label ``y``, margin ``z = w.x``, dual variable ``a``):
+``l(y, z)`` is the loss, ``-l*(-a)`` its negated conjugate at ``-a`` (``-inf`` outside the
+dual domain), and ``sdca_delta(y, a, xv, q)`` the exact maximiser ``d`` of
+``-l*(-(a + d)) - d * xv - q d^2 / 2``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import hinge, logistic, smoothed_hinge, squared
+
+_MODULES = {mod.NAME: mod for mod in (hinge, smoothed_hinge, squared, logistic)}
+LOSS_NAMES: tuple[str, ...] = tuple(_MODULES)
+
+__all__ = ["LOSS_NAMES", "Loss", "get_loss"]
+
+
+@dataclass(frozen=True)
+class Loss:
+    """A loss resolved from its name: the code the jitted solvers dispatch on.
+
+    Attributes
+    ----------
+    name : str
+        One of :data:`LOSS_NAMES`.
+    code : int
+        Integer the numba kernels branch on.
+    param : float
+        Smoothing ``gamma`` for ``"smoothed_hinge"``; unused (0.0) otherwise.
+    classification : bool
+        Whether labels must be in {-1, +1}.
+    """
+
+    name: str
+    code: int
+    param: float
+    classification: bool
+
+    def value(self, y: np.ndarray, z: np.ndarray) -> np.ndarray:
+        """Per-sample loss values ``l(y_i, z_i)``."""
+        from ._vectorized import values
+
+        return values(
+            self.code, np.ascontiguousarray(y, float), np.ascontiguousarray(z, float), self.param
+        )
+
+    def neg_conjugate(self, y: np.ndarray, a: np.ndarray) -> np.ndarray:
+        """Per-sample ``-l*(-a_i)`` (``-inf`` where ``a_i`` is dual infeasible)."""
+        from ._vectorized import neg_conjugates
+
+        return neg_conjugates(
+            self.code, np.ascontiguousarray(y, float), np.ascontiguousarray(a, float), self.param
+        )
+
+
+def get_loss(name: str | Loss, gamma: float = 1.0) -> Loss:
+    """Resolve a loss by name.
+
+    Parameters
+    ----------
+    name : str or Loss
+        ``"hinge"``, ``"smoothed_hinge"``, ``"squared"`` or ``"logistic"``.
+    gamma : float, default=1.0
+        Smoothing of ``"smoothed_hinge"`` (must be > 0); ignored otherwise.
+
+    Returns
+    -------
+    Loss
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is unknown or ``gamma`` is not a positive finite number.
+
+    Examples
+    --------
+    >>> from fmtl.losses import get_loss
+    >>> get_loss("smoothed_hinge", gamma=0.5).param
+    0.5
+    """
+    if isinstance(name, Loss):
+        return name
+    if not isinstance(name, str) or name not in _MODULES:
+        raise ValueError(f"loss={name!r} is unknown; expected one of {LOSS_NAMES}")
+    mod = _MODULES[name]
+    param = 0.0
+    if name == "smoothed_hinge":
+        if not (isinstance(gamma, (int, float, np.floating)) and np.isfinite(gamma) and gamma > 0):
+            raise ValueError(f"gamma must be a positive finite number, got {gamma!r}")
+        param = float(gamma)
+    return Loss(name=name, code=mod.CODE, param=param, classification=mod.CLASSIFICATION)

@@ -1,0 +1,92 @@
+"""The learned task relationship: MOCHA's closed-form Sigma-step (DESIGN.md section 2)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _floored_spectrum(r: np.ndarray, floor: float) -> np.ndarray:
+    """``s_i = max(floor, r_i / mu)`` with ``mu > 0`` chosen so that ``sum(s) = 1``.
+
+    ``r >= 0``. Exact: scan how many entries sit above the floor (largest ``r`` first).
+    """
+    m = r.shape[0]
+    if not np.any(r > 0):
+        return np.full(m, 1.0 / m)
+    order = np.argsort(-r)
+    rs = r[order]
+    csum = np.cumsum(rs)
+    s = np.full(m, floor)
+    for k in range(1, m + 1):
+        # k largest entries free, the rest at the floor
+        mu = csum[k - 1] / (1.0 - (m - k) * floor)
+        if rs[k - 1] / mu > floor and (k == m or rs[k] / mu <= floor):
+            s[order[:k]] = rs[:k] / mu
+            return s
+    # unreachable for floor * m < 1 with some r > 0; keep a defined answer
+    s[order] = rs / csum[-1]
+    return s
+
+
+def omega_update(Wt: np.ndarray, sigma_floor: float = 1e-6) -> tuple[np.ndarray, np.ndarray]:
+    """Closed-form Sigma-step: ``argmin tr(Sigma^{-1} A)`` over ``Sigma >= floor*I, tr = 1``.
+
+    With ``A = W^T W = V diag(a) V^T`` the minimiser is ``V diag(s) V^T`` with
+    ``s_i = max(floor, sqrt(a_i) / mu)`` and ``mu`` such that ``sum(s) = 1``. The floor
+    is on Sigma itself, so MOCHA's fixed point is the optimum of the constrained joint
+    problem that :func:`fmtl.reference.solve_joint` solves with the same ``eps``. With
+    ``sigma_floor = 0`` this is the paper's ``A^{1/2} / tr(A^{1/2})`` with the eigenvalues
+    of ``A`` floored at ``1e-7 * max(a)`` (the MATLAB reference floors at an absolute
+    1e-7); ``W = 0`` gives ``I / m``.
+
+    Parameters
+    ----------
+    Wt : ndarray of shape (n_tasks, n_features)
+        Task models, one row per task (``W^T`` in the paper's notation).
+    sigma_floor : float, default=1e-6
+        Lower bound on the eigenvalues of Sigma; ``0 <= sigma_floor < 1 / n_tasks``.
+
+    Returns
+    -------
+    Sigma, Omega : ndarray of shape (n_tasks, n_tasks)
+        The relationship matrix (trace 1) and its inverse, both from one
+        eigendecomposition.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fmtl.relationships import omega_update
+    >>> Sigma, Omega = omega_update(np.eye(3), sigma_floor=0.0)
+    >>> np.allclose(Sigma, np.eye(3) / 3), np.allclose(Omega, 3 * np.eye(3))
+    (True, True)
+    """
+    Wt = np.asarray(Wt, dtype=np.float64)
+    m = Wt.shape[0]
+    if not (0.0 <= sigma_floor < 1.0 / m):
+        raise ValueError(
+            f"sigma_floor must be in [0, 1/n_tasks) = [0, {1.0 / m:.3g}), got {sigma_floor!r}"
+        )
+    A = Wt @ Wt.T
+    a, V = np.linalg.eigh((A + A.T) / 2.0)
+    if sigma_floor > 0.0:
+        s = _floored_spectrum(np.sqrt(np.clip(a, 0.0, None)), sigma_floor)
+    elif a.max() > 0.0:
+        # unconstrained step; eigenvalues of A floored relative to its scale (the MATLAB
+        # reference uses an absolute 1e-7) so that Omega stays finite
+        r = np.sqrt(np.clip(a, 1e-7 * a.max(), None))
+        s = r / r.sum()
+    else:
+        s = np.full(m, 1.0 / m)
+    Sigma = (V * s) @ V.T
+    Omega = (V / s) @ V.T
+    return (Sigma + Sigma.T) / 2.0, (Omega + Omega.T) / 2.0
+
+
+def safety_rho(Sigma: np.ndarray) -> float:
+    """MOCHA's safe subproblem parameter ``sigma' = max_t sum_s |Sigma_ts| / Sigma_tt``.
+
+    It bounds ``tr(dB Sigma dB^T) <= sigma' sum_t Sigma_tt ||db_t||^2`` for any ``dB``,
+    so adding all local updates never decreases the dual objective.
+    """
+    Sigma = np.asarray(Sigma, dtype=np.float64)
+    return float(np.max(np.abs(Sigma).sum(axis=1) / np.diag(Sigma)))

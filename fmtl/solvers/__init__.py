@@ -1,0 +1,5 @@
+"""Local solvers: numba SDCA on MOCHA's per-task dual subproblems (dense and CSR)."""
+
+from ._packing import PackedTasks, pack_tasks
+
+__all__ = ["PackedTasks", "pack_tasks"]

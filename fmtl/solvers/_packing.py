@@ -1,0 +1,91 @@
+"""Tasks packed into flat contiguous arrays so one jitted call can serve every node."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+_EMPTY_F = np.zeros(0)
+_EMPTY_I = np.zeros(0, dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class PackedTasks:
+    """Rows of all tasks stacked (task ``t`` owns rows ``offsets[t]:offsets[t+1]``).
+
+    Exactly one of the dense block ``Xd`` (C-contiguous float64) or the CSR triplet
+    (``data``, ``indices``, ``indptr``; sorted indices) is populated; the other holds
+    zero-size placeholders so a single kernel signature serves both layouts.
+    """
+
+    Xd: np.ndarray
+    data: np.ndarray
+    indices: np.ndarray
+    indptr: np.ndarray
+    sparse: bool
+    y: np.ndarray
+    sqnorm: np.ndarray
+    offsets: np.ndarray
+    n_features: int
+
+    @property
+    def n_tasks(self) -> int:
+        return self.offsets.shape[0] - 1
+
+    @property
+    def n_samples(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    @property
+    def kernel_args(self) -> tuple:
+        """The data arguments every SDCA/objective kernel takes, in order."""
+        return (
+            self.Xd,
+            self.data,
+            self.indices,
+            self.indptr,
+            self.sparse,
+            self.y,
+            self.sqnorm,
+            self.offsets,
+        )
+
+    def matvec_rows(self, Wt: np.ndarray) -> np.ndarray:
+        """Margins ``x_i . w_{t(i)}`` for every stacked row."""
+        from .sdca import task_margins
+
+        return task_margins(*self.kernel_args, np.ascontiguousarray(Wt))
+
+
+def pack_tasks(Xs: list, ys: list) -> PackedTasks:
+    """Stack per-task arrays into a :class:`PackedTasks` (float64, contiguous).
+
+    All tasks must be dense or all CSR-convertible sparse; mixing dense and sparse
+    tasks converts the dense ones to CSR.
+    """
+    n = np.array([X.shape[0] for X in Xs], dtype=np.int64)
+    offsets = np.zeros(len(Xs) + 1, dtype=np.int64)
+    np.cumsum(n, out=offsets[1:])
+    d = int(Xs[0].shape[1]) if Xs else 0
+    y = np.ascontiguousarray(
+        np.concatenate([np.asarray(v, float).ravel() for v in ys]) if ys else _EMPTY_F,
+        dtype=np.float64,
+    )
+    if any(sp.issparse(X) for X in Xs):
+        A = sp.vstack([sp.csr_matrix(X, dtype=np.float64) for X in Xs], format="csr")
+        A.sum_duplicates()
+        A.sort_indices()
+        data = np.ascontiguousarray(A.data, dtype=np.float64)
+        indices = np.ascontiguousarray(A.indices, dtype=np.int64)
+        indptr = np.ascontiguousarray(A.indptr, dtype=np.int64)
+        from .sdca import row_sqnorms
+
+        sqnorm = row_sqnorms(np.zeros((0, d)), data, indices, indptr, True, offsets[-1])
+        return PackedTasks(np.zeros((0, d)), data, indices, indptr, True, y, sqnorm, offsets, d)
+    Xd = np.ascontiguousarray(np.vstack(Xs) if Xs else np.zeros((0, d)), dtype=np.float64)
+    from .sdca import row_sqnorms
+
+    sqnorm = row_sqnorms(Xd, _EMPTY_F, _EMPTY_I, _EMPTY_I, False, Xd.shape[0])
+    return PackedTasks(Xd, _EMPTY_F, _EMPTY_I, _EMPTY_I, False, y, sqnorm, offsets, d)
