@@ -286,7 +286,7 @@ def mocha(
                     with np.errstate(invalid="ignore", divide="ignore"):
                         rec["local_gap_start"] = gap0.copy()
                         rec["local_gap_end"] = gap1.copy()
-                        rec["theta"] = np.where(gap0 > 0, gap1 / gap0, 0.0)
+                        rec["local_gap_ratio"] = np.where(gap0 > 0, gap1 / gap0, 0.0)
                 history.append(**rec)
                 if callback is not None:
                     callback(rec)

@@ -1,0 +1,25 @@
+import numpy as np
+import pytest
+
+from fmtl.datasets import find_mocha, load_mocha
+
+
+@pytest.fixture(scope="session")
+def small():
+    """The MOCHA reference data set (29 tasks), skipped when it is not on this machine."""
+    if find_mocha("small") is None:
+        pytest.skip("small.mat not found (set FMTL_DATA)")
+    return load_mocha("small")
+
+
+def random_tasks(m=5, n=30, d=6, seed=0, regression=False, sparse=False):
+    """Related tasks: w_t = w0 + 0.5 e_t; labels sign(x.w_t + noise)."""
+    rng = np.random.default_rng(seed)
+    w0 = rng.normal(size=d)
+    Xs, ys = [], []
+    for t in range(m):
+        X = rng.normal(size=(n + 3 * t, d))
+        z = X @ (w0 + 0.5 * rng.normal(size=d)) + 0.3 * rng.normal(size=X.shape[0])
+        Xs.append(X)
+        ys.append(z if regression else np.where(z > 0, 1.0, -1.0))
+    return Xs, ys
