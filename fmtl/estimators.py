@@ -58,6 +58,23 @@ def _rows_by_task(arr: np.ndarray, labels: list) -> list[np.ndarray]:
     return [order[bounds[t] : bounds[t + 1]] for t in range(len(labels))]
 
 
+def _progress_printer(every: int):
+    """A History callback printing every ``every``-th round's certificates (0: silent)."""
+    if not every:
+        return None
+
+    def show(rec: dict) -> None:
+        if rec["round"] % every == 0:
+            joint = f"  joint gap {rec['joint_gap']:.3e}" if "joint_gap" in rec else ""
+            print(
+                f"  round {rec['round']:5d}  outer {rec['outer']:3d}  primal "
+                f"{rec['primal']:.8f}  gap {rec['gap']:.3e}{joint}",
+                flush=True,
+            )
+
+    return show
+
+
 class _MochaBase(BaseEstimator):
     _loss_choices: tuple[str, ...] = ()
 
@@ -78,6 +95,7 @@ class _MochaBase(BaseEstimator):
         random_state=None,
         n_jobs: int | None = None,
         record_local_gaps: bool = False,
+        verbose: int = 0,
     ) -> None:
         self.alpha = alpha
         self.loss = loss
@@ -93,6 +111,7 @@ class _MochaBase(BaseEstimator):
         self.random_state = random_state
         self.n_jobs = n_jobs
         self.record_local_gaps = record_local_gaps
+        self.verbose = verbose
 
     # -- validation -------------------------------------------------------------------
     def _check_params(self, m: int):
@@ -167,6 +186,7 @@ class _MochaBase(BaseEstimator):
             random_state=self.random_state,
             n_threads=self.n_jobs,
             record_local_gaps=self.record_local_gaps,
+            callback=_progress_printer(self.verbose),
         )
 
     def _store(self, results, labels):
@@ -231,6 +251,8 @@ _PARAMS_DOC = """
         Numba threads for the per-task local solves.
     record_local_gaps : bool, default=False
         Record each node's local gaps per round in ``history_``.
+    verbose : int, default=0
+        Print primal, gap (and joint gap) every ``verbose`` federated rounds.
 """
 
 _ATTRS_DOC = """
@@ -369,6 +391,7 @@ class MochaRegressor(RegressorMixin, _MochaBase):
         random_state=None,
         n_jobs: int | None = None,
         record_local_gaps: bool = False,
+        verbose: int = 0,
     ) -> None:
         super().__init__(
             alpha,
