@@ -294,3 +294,49 @@ def test_fixed_sigma_must_be_spd():
         mocha(Xs, ys, 0.1, relationship="fixed", sigma=-np.eye(3))
     with pytest.raises(ValueError, match="sigma"):
         mocha(Xs, ys, 0.1, relationship="fixed", sigma=np.eye(2))
+
+
+def test_local_theta_stops_each_node_at_its_relative_local_gap():
+    Xs, ys = random_tasks(m=4, n=30, d=5, seed=16)
+    theta = 0.3
+    res = mocha(
+        Xs,
+        ys,
+        0.05,
+        "smoothed_hinge",
+        outer_iters=2,
+        inner_iters=5,
+        local_frac=20.0,
+        local_theta=theta,
+        record_local_gaps=True,
+        random_state=0,
+    )
+    h = res.history
+    budget = np.ceil(20.0 * np.array([len(y) for y in ys]))
+    stopped_early = h["local_steps"] < budget
+    assert stopped_early.any()
+    # a node that stopped before its budget did so at the end of a pass, with gap <= theta * g0
+    ok = h["local_gap_end"] <= theta * h["local_gap_start"] * (1 + 1e-12)
+    assert np.all(ok[stopped_early])
+    assert np.all(
+        h["local_steps"][stopped_early]
+        % np.array([len(y) for y in ys])[None, :].repeat(len(h), 0)[stopped_early]
+        == 0
+    )
+
+
+def test_importing_fmtl_compiles_nothing():
+    import subprocess
+    import sys
+
+    code = (
+        "import fmtl, fmtl.reference, fmtl.datasets, numba, sys\n"
+        "from numba.core.registry import CPUDispatcher\n"
+        "bad = [f'{m}.{k}' for m, mod in list(sys.modules.items()) if m.startswith('fmtl')\n"
+        "       for k, v in vars(mod).items() if isinstance(v, CPUDispatcher) and v.signatures]\n"
+        "assert not bad, bad\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"

@@ -118,6 +118,7 @@ def mocha(
     outer_iters: int = 10,
     inner_iters: int = 50,
     local_frac: float = 1.0,
+    local_theta: float = 0.0,
     tol: float = 0.0,
     outer_tol: float = 0.0,
     sigma_floor: float = 1e-6,
@@ -158,6 +159,9 @@ def mocha(
         Outer rounds and federated rounds per W-step.
     local_frac : float, default=1.0
         Local SDCA steps per round as a fraction of ``n_t``.
+    local_theta : float, default=0.0
+        If > 0, a node also stops (at the end of a pass over its data) once its local
+        Fenchel gap is ``<= local_theta`` times the gap it started the round with.
     tol : float, default=0.0
         Stop a W-step once the relative duality gap for the current Sigma is ``<= tol``.
     outer_tol : float, default=0.0
@@ -204,6 +208,8 @@ def mocha(
             raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
     if not (np.isfinite(local_frac) and local_frac > 0):
         raise ValueError(f"local_frac must be a positive finite number, got {local_frac!r}")
+    if not (np.isfinite(local_theta) and 0.0 <= local_theta < 1.0):
+        raise ValueError(f"local_theta must be in [0, 1), got {local_theta!r}")
     if relationship not in ("learned", "fixed"):
         raise ValueError(f"relationship must be 'learned' or 'fixed', got {relationship!r}")
     tasks = Xs if isinstance(Xs, PackedTasks) else pack_tasks(list(Xs), list(ys))
@@ -261,7 +267,7 @@ def mocha(
                     steps,
                     seeds,
                     active,
-                    0.0,
+                    float(local_theta),
                     record_local_gaps,
                     dB,
                     steps_done,
