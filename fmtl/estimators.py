@@ -82,7 +82,7 @@ class _MochaBase(BaseEstimator):
         self,
         alpha: float = 1.0,
         *,
-        loss: str = "hinge",
+        loss: str | None = None,
         gamma: float = 1.0,
         relationship: str = "learned",
         kappa: float = 1.0,
@@ -119,12 +119,13 @@ class _MochaBase(BaseEstimator):
             raise TypeError(f"alpha must be a real number, got {type(self.alpha).__name__}")
         if not (np.isfinite(self.alpha) and self.alpha > 0):
             raise ValueError(f"alpha must be a positive finite number, got {self.alpha!r}")
-        if self.loss not in self._loss_choices:
+        name = self._loss_choices[0] if self.loss is None else self.loss
+        if name not in self._loss_choices:
             raise ValueError(
                 f"loss={self.loss!r} is unknown for {type(self).__name__}; "
                 f"expected one of {self._loss_choices}"
             )
-        loss = get_loss(self.loss, self.gamma)
+        loss = get_loss(name, self.gamma)
         if isinstance(self.relationship, str) and self.relationship not in _RELATIONSHIPS:
             raise ValueError(
                 f"relationship must be one of {_RELATIONSHIPS}, got {self.relationship!r}"
@@ -281,7 +282,8 @@ class MochaClassifier(ClassifierMixin, _MochaBase):
 
     Parameters
     ----------
-    loss : {{"hinge", "smoothed_hinge", "logistic"}}, default="hinge"
+    loss : {{"hinge", "smoothed_hinge", "logistic"}} or None, default=None
+        ``None`` means ``"hinge"``.
     {_PARAMS_DOC}
     Attributes
     ----------
@@ -355,7 +357,8 @@ class MochaRegressor(RegressorMixin, _MochaBase):
 
     Parameters
     ----------
-    loss : {{"squared"}}, default="squared"
+    loss : {{"squared"}} or None, default=None
+        ``None`` means ``"squared"``.
     {_PARAMS_DOC}
     Attributes
     ----------
@@ -373,42 +376,6 @@ class MochaRegressor(RegressorMixin, _MochaBase):
     """
 
     _loss_choices = ("squared",)
-
-    def __init__(
-        self,
-        alpha: float = 1.0,
-        *,
-        loss: str = "squared",
-        gamma: float = 1.0,
-        relationship: str = "learned",
-        kappa: float = 1.0,
-        sigma=None,
-        outer_iters: int = 10,
-        inner_iters: int = 100,
-        local_frac: float = 1.0,
-        tol: float = 1e-6,
-        sigma_floor: float = 1e-6,
-        random_state=None,
-        n_jobs: int | None = None,
-        record_local_gaps: bool = False,
-        verbose: int = 0,
-    ) -> None:
-        super().__init__(
-            alpha,
-            loss=loss,
-            gamma=gamma,
-            relationship=relationship,
-            kappa=kappa,
-            sigma=sigma,
-            outer_iters=outer_iters,
-            inner_iters=inner_iters,
-            local_frac=local_frac,
-            tol=tol,
-            sigma_floor=sigma_floor,
-            random_state=random_state,
-            n_jobs=n_jobs,
-            record_local_gaps=record_local_gaps,
-        )
 
     def fit(self, X, y, tasks) -> MochaRegressor:
         """Fit one model per task (see :class:`MochaClassifier.fit`)."""
