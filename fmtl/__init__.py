@@ -4,13 +4,24 @@ Importing fmtl compiles nothing: numba kernels are compiled (or loaded from cach
 first use.
 """
 
-from .estimators import MochaClassifier, MochaRegressor
+from .estimators import (
+    GlobalClassifier,
+    GlobalRegressor,
+    LocalClassifier,
+    LocalRegressor,
+    MochaClassifier,
+    MochaRegressor,
+)
 from .federated import History, mocha
 from .losses import LOSS_NAMES, get_loss
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "GlobalClassifier",
+    "GlobalRegressor",
+    "LocalClassifier",
+    "LocalRegressor",
     "LOSS_NAMES",
     "History",
     "MochaClassifier",

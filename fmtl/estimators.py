@@ -58,6 +58,10 @@ def _rows_by_task(arr: np.ndarray, labels: list) -> list[np.ndarray]:
     return [order[bounds[t] : bounds[t + 1]] for t in range(len(labels))]
 
 
+def _stack_or_none(arrays: list):
+    return None if any(a is None for a in arrays) else np.stack(arrays)
+
+
 def _progress_printer(every: int):
     """A History callback printing every ``every``-th round's certificates (0: silent)."""
     if not every:
@@ -75,9 +79,87 @@ def _progress_printer(every: int):
     return show
 
 
-class _MochaBase(BaseEstimator):
+class _TaskModelBase(BaseEstimator):
+    """Shared machinery: input validation, task lookup, fitted state, margins."""
+
     _loss_choices: tuple[str, ...] = ()
 
+    def _check_loss(self):
+        """Validate ``alpha`` and resolve ``loss`` (``None``: the class default)."""
+        if isinstance(self.alpha, bool) or not isinstance(self.alpha, numbers.Real):
+            raise TypeError(f"alpha must be a real number, got {type(self.alpha).__name__}")
+        if not (np.isfinite(self.alpha) and self.alpha > 0):
+            raise ValueError(f"alpha must be a positive finite number, got {self.alpha!r}")
+        name = self._loss_choices[0] if self.loss is None else self.loss
+        if name not in self._loss_choices:
+            raise ValueError(
+                f"loss={self.loss!r} is unknown for {type(self).__name__}; "
+                f"expected one of {self._loss_choices}"
+            )
+        return get_loss(name, self.gamma)
+
+    def _validate_fit(self, X, y, tasks):
+        X, y = validate_data(
+            self,
+            X,
+            y,
+            accept_sparse="csr",
+            dtype=np.float64,
+            order="C",
+            y_numeric=not isinstance(self, ClassifierMixin),
+        )
+        arr = _check_tasks(tasks, X.shape[0])
+        labels = _task_order(arr)
+        return X, y, labels, _rows_by_task(arr, labels)
+
+    def _task_index(self, tasks, n_samples: int) -> np.ndarray:
+        arr = _check_tasks(tasks, n_samples)
+        index = self._task_lookup_
+        out = np.empty(n_samples, dtype=np.int64)
+        for i, v in enumerate(arr.tolist()):
+            j = index.get(v)
+            if j is None:
+                raise ValueError(
+                    f"tasks contains {v!r}, a task not seen during fit "
+                    f"(known tasks: {list(self.tasks_)[:10]}"
+                    f"{' ...' if len(self.tasks_) > 10 else ''})"
+                )
+            out[i] = j
+        return out
+
+    def _store(self, results, labels):
+        self.tasks_ = np.empty(len(labels), dtype=object)
+        self.tasks_[:] = labels
+        self._task_lookup_ = {lab: i for i, lab in enumerate(labels)}
+        self.n_tasks_ = len(labels)
+        if len(results) == 1:
+            r = results[0]
+            self.coef_, self.sigma_, self.omega_ = r.coef, r.sigma, r.omega
+            self.dual_coef_, self.history_ = r.dual_coef, r.history
+        else:
+            self.coef_ = np.stack([r.coef for r in results])
+            self.sigma_ = _stack_or_none([r.sigma for r in results])
+            self.omega_ = _stack_or_none([r.omega for r in results])
+            self.dual_coef_ = np.stack([r.dual_coef for r in results])
+            self.history_ = [r.history for r in results]
+
+    def _margins(self, X, tasks) -> np.ndarray:
+        check_is_fitted(self, "coef_")
+        X = validate_data(self, X, accept_sparse="csr", dtype=np.float64, reset=False)
+        idx = self._task_index(tasks, X.shape[0])
+        coefs = self.coef_ if self.coef_.ndim == 3 else self.coef_[None]
+        out = np.empty((X.shape[0], coefs.shape[0]))
+        for k, C in enumerate(coefs):
+            rows = C[idx]
+            out[:, k] = (
+                np.asarray(X.multiply(rows).sum(axis=1)).ravel()
+                if sp.issparse(X)
+                else np.einsum("ij,ij->i", X, rows)
+            )
+        return out
+
+
+class _MochaBase(_TaskModelBase):
     def __init__(
         self,
         alpha: float = 1.0,
@@ -113,65 +195,24 @@ class _MochaBase(BaseEstimator):
         self.record_local_gaps = record_local_gaps
         self.verbose = verbose
 
-    # -- validation -------------------------------------------------------------------
-    def _check_params(self, m: int):
-        if isinstance(self.alpha, bool) or not isinstance(self.alpha, numbers.Real):
-            raise TypeError(f"alpha must be a real number, got {type(self.alpha).__name__}")
-        if not (np.isfinite(self.alpha) and self.alpha > 0):
-            raise ValueError(f"alpha must be a positive finite number, got {self.alpha!r}")
-        name = self._loss_choices[0] if self.loss is None else self.loss
-        if name not in self._loss_choices:
-            raise ValueError(
-                f"loss={self.loss!r} is unknown for {type(self).__name__}; "
-                f"expected one of {self._loss_choices}"
-            )
-        loss = get_loss(name, self.gamma)
+    def _relationship(self, m: int):
         if isinstance(self.relationship, str) and self.relationship not in _RELATIONSHIPS:
             raise ValueError(
                 f"relationship must be one of {_RELATIONSHIPS}, got {self.relationship!r}"
             )
         if self.relationship == "learned":
-            return loss, "learned", None
+            return "learned", None
         if self.relationship == "identity":
-            return loss, "fixed", None
+            return "fixed", None
         if self.relationship == "mean":
-            return loss, "fixed", mean_regularized_sigma(m, self.kappa)
+            return "fixed", mean_regularized_sigma(m, self.kappa)
         if self.sigma is None:
             raise ValueError("relationship='fixed' needs sigma (an n_tasks x n_tasks matrix)")
-        return loss, "fixed", self.sigma
+        return "fixed", self.sigma
 
-    def _validate_fit(self, X, y, tasks):
-        X, y = validate_data(
-            self,
-            X,
-            y,
-            accept_sparse="csr",
-            dtype=np.float64,
-            order="C",
-            y_numeric=not isinstance(self, ClassifierMixin),
-        )
-        arr = _check_tasks(tasks, X.shape[0])
-        labels = _task_order(arr)
-        return X, y, labels, _rows_by_task(arr, labels)
-
-    def _task_index(self, tasks, n_samples: int) -> np.ndarray:
-        arr = _check_tasks(tasks, n_samples)
-        index = self._task_lookup_
-        out = np.empty(n_samples, dtype=np.int64)
-        for i, v in enumerate(arr.tolist()):
-            j = index.get(v)
-            if j is None:
-                raise ValueError(
-                    f"tasks contains {v!r}, a task not seen during fit "
-                    f"(known tasks: {list(self.tasks_)[:10]}"
-                    f"{' ...' if len(self.tasks_) > 10 else ''})"
-                )
-            out[i] = j
-        return out
-
-    def _fit_binary(self, X, targets, rows, loss, mode, sigma):
-        Xs = [X[r] for r in rows]
-        ys = [targets[r] for r in rows]
+    def _solve(self, Xs: list, ys: list, loss):
+        """Fit every task's model on per-task data (binary targets in {-1, +1})."""
+        mode, sigma = self._relationship(len(Xs))
         return mocha(
             Xs,
             ys,
@@ -190,36 +231,77 @@ class _MochaBase(BaseEstimator):
             callback=_progress_printer(self.verbose),
         )
 
-    def _store(self, results, labels):
-        self.tasks_ = np.empty(len(labels), dtype=object)
-        self.tasks_[:] = labels
-        self._task_lookup_ = {lab: i for i, lab in enumerate(labels)}
-        self.n_tasks_ = len(labels)
-        if len(results) == 1:
-            r = results[0]
-            self.coef_, self.sigma_, self.omega_ = r.coef, r.sigma, r.omega
-            self.dual_coef_, self.history_ = r.dual_coef, r.history
-        else:
-            self.coef_ = np.stack([r.coef for r in results])
-            self.sigma_ = np.stack([r.sigma for r in results])
-            self.omega_ = np.stack([r.omega for r in results])
-            self.dual_coef_ = np.stack([r.dual_coef for r in results])
-            self.history_ = [r.history for r in results]
 
-    def _margins(self, X, tasks) -> np.ndarray:
-        check_is_fitted(self, "coef_")
-        X = validate_data(self, X, accept_sparse="csr", dtype=np.float64, reset=False)
-        idx = self._task_index(tasks, X.shape[0])
-        coefs = self.coef_ if self.coef_.ndim == 3 else self.coef_[None]
-        out = np.empty((X.shape[0], coefs.shape[0]))
-        for k, C in enumerate(coefs):
-            rows = C[idx]
-            out[:, k] = (
-                np.asarray(X.multiply(rows).sum(axis=1)).ravel()
-                if sp.issparse(X)
-                else np.einsum("ij,ij->i", X, rows)
+class _TaskClassifierMixin(ClassifierMixin):
+    """Binary labels of any two values; more classes one-vs-rest (one fit per class)."""
+
+    _loss_choices = ("hinge", "smoothed_hinge", "logistic")
+
+    def fit(self, X, y, tasks):
+        """Fit one model per task.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+        tasks : array-like of shape (n_samples,)
+            Task label (any hashable value) of each row.
+
+        Returns
+        -------
+        self
+        """
+        X, y, labels, rows = self._validate_fit(X, y, tasks)
+        check_classification_targets(y)
+        self.classes_ = np.unique(y)
+        if self.classes_.shape[0] < 2:
+            raise ValueError(
+                f"y has a single class ({self.classes_[0]!r}); a classifier needs at least two"
             )
-        return out
+        loss = self._check_loss()
+        if self.classes_.shape[0] == 2:
+            targets = [np.where(y == self.classes_[1], 1.0, -1.0)]
+        else:
+            targets = [np.where(y == c, 1.0, -1.0) for c in self.classes_]
+        Xs = [X[r] for r in rows]
+        results = [self._solve(Xs, [t[r] for r in rows], loss) for t in targets]
+        self._store(results, labels)
+        return self
+
+    def decision_function(self, X, tasks) -> np.ndarray:
+        """Signed margins ``w_t.x`` (binary: shape (n,), multiclass: (n, n_classes))."""
+        s = self._margins(X, tasks)
+        return s[:, 0] if s.shape[1] == 1 else s
+
+    def predict(self, X, tasks) -> np.ndarray:
+        """Predicted class of each row, using the model of its task."""
+        s = self._margins(X, tasks)
+        if s.shape[1] == 1:
+            return self.classes_[(s[:, 0] > 0).astype(int)]
+        return self.classes_[np.argmax(s, axis=1)]
+
+    def score(self, X, y, tasks, sample_weight=None) -> float:
+        """Accuracy over all rows."""
+        return float(accuracy_score(y, self.predict(X, tasks), sample_weight=sample_weight))
+
+
+class _TaskRegressorMixin(RegressorMixin):
+    _loss_choices = ("squared",)
+
+    def fit(self, X, y, tasks):
+        """Fit one model per task (``tasks``: one label per row)."""
+        X, y, labels, rows = self._validate_fit(X, y, tasks)
+        loss = self._check_loss()
+        self._store([self._solve([X[r] for r in rows], [y[r] for r in rows], loss)], labels)
+        return self
+
+    def predict(self, X, tasks) -> np.ndarray:
+        """``w_t.x`` for each row, using the model of its task."""
+        return self._margins(X, tasks)[:, 0]
+
+    def score(self, X, y, tasks, sample_weight=None) -> float:
+        """Coefficient of determination R^2 over all rows."""
+        return float(r2_score(y, self.predict(X, tasks), sample_weight=sample_weight))
 
 
 _PARAMS_DOC = """
@@ -272,7 +354,7 @@ _ATTRS_DOC = """
 """
 
 
-class MochaClassifier(ClassifierMixin, _MochaBase):
+class MochaClassifier(_TaskClassifierMixin, _MochaBase):
     __doc__ = f"""Federated multi-task linear classifier fitted with MOCHA.
 
     Minimises ``sum_t (1/n_t) sum_i l(y_ti, w_t.x_ti) + (alpha/2) tr(W Omega W^T)`` over
@@ -303,56 +385,8 @@ class MochaClassifier(ClassifierMixin, _MochaBase):
     True
     """
 
-    _loss_choices = ("hinge", "smoothed_hinge", "logistic")
 
-    def fit(self, X, y, tasks) -> MochaClassifier:
-        """Fit one model per task.
-
-        Parameters
-        ----------
-        X : {{array-like, sparse matrix}} of shape (n_samples, n_features)
-        y : array-like of shape (n_samples,)
-        tasks : array-like of shape (n_samples,)
-            Task label (any hashable value) of each row.
-
-        Returns
-        -------
-        self
-        """
-        X, y, labels, rows = self._validate_fit(X, y, tasks)
-        check_classification_targets(y)
-        self.classes_ = np.unique(y)
-        if self.classes_.shape[0] < 2:
-            raise ValueError(
-                f"y has a single class ({self.classes_[0]!r}); a classifier needs at least two"
-            )
-        loss, mode, sigma = self._check_params(len(labels))
-        if self.classes_.shape[0] == 2:
-            targets = [np.where(y == self.classes_[1], 1.0, -1.0)]
-        else:
-            targets = [np.where(y == c, 1.0, -1.0) for c in self.classes_]
-        results = [self._fit_binary(X, t, rows, loss, mode, sigma) for t in targets]
-        self._store(results, labels)
-        return self
-
-    def decision_function(self, X, tasks) -> np.ndarray:
-        """Signed margins ``w_t.x`` (binary: shape (n,), multiclass: (n, n_classes))."""
-        s = self._margins(X, tasks)
-        return s[:, 0] if s.shape[1] == 1 else s
-
-    def predict(self, X, tasks) -> np.ndarray:
-        """Predicted class of each row, using the model of its task."""
-        s = self._margins(X, tasks)
-        if s.shape[1] == 1:
-            return self.classes_[(s[:, 0] > 0).astype(int)]
-        return self.classes_[np.argmax(s, axis=1)]
-
-    def score(self, X, y, tasks, sample_weight=None) -> float:
-        """Accuracy over all rows."""
-        return float(accuracy_score(y, self.predict(X, tasks), sample_weight=sample_weight))
-
-
-class MochaRegressor(RegressorMixin, _MochaBase):
+class MochaRegressor(_TaskRegressorMixin, _MochaBase):
     __doc__ = f"""Federated multi-task linear regression (squared loss) fitted with MOCHA.
 
     Parameters
@@ -375,19 +409,175 @@ class MochaRegressor(RegressorMixin, _MochaBase):
     (90,)
     """
 
-    _loss_choices = ("squared",)
 
-    def fit(self, X, y, tasks) -> MochaRegressor:
-        """Fit one model per task (see :class:`MochaClassifier.fit`)."""
-        X, y, labels, rows = self._validate_fit(X, y, tasks)
-        loss, mode, sigma = self._check_params(len(labels))
-        self._store([self._fit_binary(X, y, rows, loss, mode, sigma)], labels)
-        return self
+class _IndependentBase(_TaskModelBase):
+    """Shared parameters of the Local and Global baselines (no task relationship)."""
 
-    def predict(self, X, tasks) -> np.ndarray:
-        """``w_t.x`` for each row, using the model of its task."""
-        return self._margins(X, tasks)[:, 0]
+    def __init__(
+        self,
+        alpha: float = 1.0,
+        *,
+        loss: str | None = None,
+        gamma: float = 1.0,
+        max_rounds: int = 1000,
+        local_frac: float = 1.0,
+        tol: float = 1e-6,
+        random_state=None,
+        n_jobs: int | None = None,
+        verbose: int = 0,
+    ) -> None:
+        self.alpha = alpha
+        self.loss = loss
+        self.gamma = gamma
+        self.max_rounds = max_rounds
+        self.local_frac = local_frac
+        self.tol = tol
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+        self.verbose = verbose
 
-    def score(self, X, y, tasks, sample_weight=None) -> float:
-        """Coefficient of determination R^2 over all rows."""
-        return float(r2_score(y, self.predict(X, tasks), sample_weight=sample_weight))
+    def _independent_fit(self, Xs: list, ys: list, loss):
+        # Sigma = I: the objective separates into one ridge-regularised problem per task
+        return mocha(
+            Xs,
+            ys,
+            float(self.alpha),
+            loss,
+            relationship="fixed",
+            sigma=np.eye(len(Xs)),
+            outer_iters=1,
+            inner_iters=self.max_rounds,
+            local_frac=self.local_frac,
+            tol=self.tol,
+            random_state=self.random_state,
+            n_threads=self.n_jobs,
+            callback=_progress_printer(self.verbose),
+        )
+
+
+class _LocalBase(_IndependentBase):
+    def _solve(self, Xs: list, ys: list, loss):
+        return self._independent_fit(Xs, ys, loss)
+
+
+class _GlobalBase(_IndependentBase):
+    def _solve(self, Xs: list, ys: list, loss):
+        pooled_X = sp.vstack(Xs, format="csr") if sp.issparse(Xs[0]) else np.vstack(Xs)
+        res = self._independent_fit([pooled_X], [np.concatenate(ys)], loss)
+        m = len(Xs)
+        # one model shared by every task (the singular limit Sigma -> 11^T / m)
+        res.coef = np.repeat(res.coef, m, axis=0)
+        res.sigma, res.omega = None, None
+        return res
+
+    def _task_index(self, tasks, n_samples: int) -> np.ndarray:
+        # the global model serves any task, seen during fit or not
+        _check_tasks(tasks, n_samples)
+        return np.zeros(n_samples, dtype=np.int64)
+
+
+_BASELINE_PARAMS_DOC = """
+    alpha : float, default=1.0
+        Regularisation strength ``lambda > 0``.
+    gamma : float, default=1.0
+        Smoothing of ``loss="smoothed_hinge"``.
+    max_rounds : int, default=1000
+        Maximum SDCA rounds (one round: ``local_frac`` passes over each task).
+    local_frac : float, default=1.0
+    tol : float, default=1e-6
+        Stop at this relative duality gap (certified).
+    random_state : int, Generator or None
+    n_jobs : int, optional
+        Numba threads.
+    verbose : int, default=0
+"""
+
+_LOCAL_DOC = """Local baseline: one independent {kind} per task, no sharing.
+
+    Minimises ``sum_t [(1/n_t) sum_i l(y_ti, w_t.x_ti) + (alpha/2) ||w_t||^2]``, i.e. MOCHA
+    with ``Sigma = I``; the same models come from ``Mocha{cls}(relationship="identity",
+    alpha=alpha / n_tasks)`` (``Sigma = I / m`` scales the regulariser by ``m``).
+
+    Parameters
+    ----------
+    loss : {losses} or None, default=None
+        ``None`` means ``"{default}"``.
+    {params}
+    Attributes
+    ----------
+    coef_ : ndarray of shape (n_tasks, n_features)
+    tasks_ : ndarray of shape (n_tasks,)
+    sigma_, omega_ : ndarray, the identity
+    history_ : fmtl.federated.History
+
+    Examples
+    --------
+    >>> from fmtl import Local{cls}
+    >>> from fmtl.datasets import make_multitask_{data}
+    >>> X, y, tasks = make_multitask_{data}(n_tasks=3, n_samples=30, n_features=4,
+    ...                                     n_clusters=2, random_state=0).stack()
+    >>> Local{cls}(alpha=0.01).fit(X, y, tasks).coef_.shape
+    (3, 4)
+    """
+
+_GLOBAL_DOC = """Global baseline: one {kind} fitted on the pooled data of all tasks.
+
+    Minimises ``(1/N) sum_all l(y_i, w.x_i) + (alpha/2) ||w||^2`` over one ``w`` (pooled
+    mean loss, ``N`` rows in all); ``coef_`` repeats it for every task, and ``predict``
+    accepts tasks not seen during ``fit``.
+
+    Parameters
+    ----------
+    loss : {losses} or None, default=None
+        ``None`` means ``"{default}"``.
+    {params}
+    Attributes
+    ----------
+    coef_ : ndarray of shape (n_tasks, n_features)
+        Identical rows.
+    tasks_ : ndarray of shape (n_tasks,)
+    history_ : fmtl.federated.History
+
+    Examples
+    --------
+    >>> from fmtl import Global{cls}
+    >>> from fmtl.datasets import make_multitask_{data}
+    >>> X, y, tasks = make_multitask_{data}(n_tasks=3, n_samples=30, n_features=4,
+    ...                                     n_clusters=2, random_state=0).stack()
+    >>> est = Global{cls}(alpha=0.01).fit(X, y, tasks)
+    >>> bool((est.coef_ == est.coef_[0]).all())
+    True
+    """
+
+_CLF = dict(
+    kind="linear classifier",
+    cls="Classifier",
+    data="classification",
+    losses='{"hinge", "smoothed_hinge", "logistic"}',
+    default="hinge",
+    params=_BASELINE_PARAMS_DOC,
+)
+_REG = dict(
+    kind="ridge regression",
+    cls="Regressor",
+    data="regression",
+    losses='{"squared"}',
+    default="squared",
+    params=_BASELINE_PARAMS_DOC,
+)
+
+
+class LocalClassifier(_TaskClassifierMixin, _LocalBase):
+    __doc__ = _LOCAL_DOC.format(**_CLF)
+
+
+class LocalRegressor(_TaskRegressorMixin, _LocalBase):
+    __doc__ = _LOCAL_DOC.format(**_REG)
+
+
+class GlobalClassifier(_TaskClassifierMixin, _GlobalBase):
+    __doc__ = _GLOBAL_DOC.format(**_CLF)
+
+
+class GlobalRegressor(_TaskRegressorMixin, _GlobalBase):
+    __doc__ = _GLOBAL_DOC.format(**_REG)

@@ -205,3 +205,46 @@ def test_any_hashable_task_labels(labels):
     reg = MochaRegressor(alpha=0.1, outer_iters=1, inner_iters=5).fit(X, y.astype(float), labels)
     assert reg.coef_.shape == (len(set(labels)), 3)
     assert reg.predict(X, labels).shape == (20,)
+
+
+def test_local_equals_mocha_with_identity_sigma_scaled(clf_data):
+    from fmtl import LocalClassifier
+
+    X, y, tasks = clf_data
+    local = LocalClassifier(
+        alpha=0.04, loss="smoothed_hinge", tol=1e-12, max_rounds=5000, random_state=0
+    ).fit(X, y, tasks)
+    # Sigma = I / m multiplies the regulariser by m: alpha_mocha = alpha_local / m
+    mtl = MochaClassifier(
+        alpha=0.01,
+        loss="smoothed_hinge",
+        relationship="identity",
+        outer_iters=1,
+        inner_iters=5000,
+        tol=1e-12,
+        random_state=1,
+    ).fit(X, y, tasks)
+    # both certified: ||W - W*||_F <= sqrt(2 gap / lam) for the lam-strongly convex primal
+    bound = sum(np.sqrt(2 * e.history_.last["gap"] / 0.04) for e in (local, mtl))
+    assert np.linalg.norm(local.coef_ - mtl.coef_) <= bound
+    assert bound < 1e-4
+    np.testing.assert_allclose(local.sigma_, np.eye(4))
+
+
+def test_global_matches_pooled_ridge_and_serves_unseen_tasks():
+    from sklearn.linear_model import Ridge
+
+    from fmtl import GlobalRegressor
+
+    data = make_multitask_regression(
+        n_tasks=3, n_samples=40, n_features=5, n_clusters=2, random_state=2
+    )
+    X, y, tasks = data.stack()
+    lam = 0.05
+    glob = GlobalRegressor(alpha=lam, tol=1e-12, max_rounds=5000).fit(X, y, tasks)
+    # pooled mean loss + (lam/2)||w||^2  <=>  Ridge(alpha = N lam)
+    ridge = Ridge(alpha=len(y) * lam, fit_intercept=False).fit(X, y)
+    np.testing.assert_allclose(glob.coef_, np.tile(ridge.coef_, (3, 1)), atol=1e-6)
+    np.testing.assert_allclose(
+        glob.predict(X[:3], ["new", "new", 0]), X[:3] @ ridge.coef_, atol=1e-6
+    )
