@@ -136,7 +136,11 @@ class _TaskModelBase(BaseEstimator):
             r = results[0]
             self.coef_, self.sigma_, self.omega_ = r.coef, r.sigma, r.omega
             self.dual_coef_, self.history_ = r.dual_coef, r.history
+            self.never_reported_ = self.tasks_[r.never_reported]
         else:
+            self.never_reported_ = self.tasks_[
+                np.unique(np.concatenate([r.never_reported for r in results]))
+            ]
             self.coef_ = np.stack([r.coef for r in results])
             self.sigma_ = _stack_or_none([r.sigma for r in results])
             self.omega_ = _stack_or_none([r.omega for r in results])
@@ -176,7 +180,8 @@ class _MochaBase(_TaskModelBase):
         sigma_floor: float = 1e-6,
         random_state=None,
         n_jobs: int | None = None,
-        record_local_gaps: bool = False,
+        systems=None,
+        record_local_gaps: bool | None = None,
         verbose: int = 0,
     ) -> None:
         self.alpha = alpha
@@ -192,6 +197,7 @@ class _MochaBase(_TaskModelBase):
         self.sigma_floor = sigma_floor
         self.random_state = random_state
         self.n_jobs = n_jobs
+        self.systems = systems
         self.record_local_gaps = record_local_gaps
         self.verbose = verbose
 
@@ -227,6 +233,7 @@ class _MochaBase(_TaskModelBase):
             sigma_floor=self.sigma_floor,
             random_state=self.random_state,
             n_threads=self.n_jobs,
+            systems=self.systems,
             record_local_gaps=self.record_local_gaps,
             callback=_progress_printer(self.verbose),
         )
@@ -332,8 +339,11 @@ _PARAMS_DOC = """
         Seeds the local solvers (results are identical for any ``n_jobs``).
     n_jobs : int, optional
         Numba threads for the per-task local solves.
-    record_local_gaps : bool, default=False
-        Record each node's local gaps per round in ``history_``.
+    systems : fmtl.federated.SystemsModel, optional
+        Simulated systems heterogeneity, dropped nodes and cost model (estimated time in
+        ``history_["est_time"]``).
+    record_local_gaps : bool, optional
+        Record each node's local gaps per round in ``history_`` (default: with ``systems``).
     verbose : int, default=0
         Print primal, gap (and joint gap) every ``verbose`` federated rounds.
 """
@@ -349,7 +359,10 @@ _ATTRS_DOC = """
     dual_coef_ : ndarray
         Dual variables, grouped task after task in the order of ``tasks_``.
     history_ : fmtl.federated.History
-        Per-round primal, dual, duality gap, wall time and local steps per node.
+        Per-round primal, dual, duality gap, wall and estimated time, local steps and
+        dropped nodes.
+    never_reported_ : ndarray
+        Tasks whose node never returned an update (simulated dead nodes).
     n_features_in_ : int
 """
 

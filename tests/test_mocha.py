@@ -213,7 +213,7 @@ def test_history_records_local_work_and_theta():
     )
     h = res.history
     assert len(h) == 8
-    np.testing.assert_array_equal(h["local_steps"][0], np.ceil(0.5 * np.array([20, 23, 26])))
+    np.testing.assert_array_equal(h["local_steps"][0], np.floor(0.5 * np.array([20, 23, 26])))
     # local Fenchel gaps are certificates: never negative
     assert np.all(h["local_gap_start"] >= -1e-15) and np.all(h["local_gap_end"] >= -1e-15)
     assert np.all(np.isfinite(h["local_gap_ratio"]))

@@ -1,6 +1,19 @@
 """Federated algorithms: a loop over rounds with a History of certified records."""
 
+from .cocoa import cocoa
 from .history import History
+from .mbsdca import mbsdca
+from .mbsgd import mbsgd
 from .mocha import MochaResult, certificates, mocha
+from .systems import SystemsModel
 
-__all__ = ["History", "MochaResult", "certificates", "mocha"]
+__all__ = [
+    "History",
+    "MochaResult",
+    "SystemsModel",
+    "certificates",
+    "cocoa",
+    "mbsdca",
+    "mbsgd",
+    "mocha",
+]

@@ -7,17 +7,26 @@ makes every reported gap a certificate (DESIGN.md section 2, point 3).
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-import numba
 import numpy as np
 
 from ..losses import Loss, get_loss
 from ..relationships import check_sigma, identity_sigma, omega_update, safety_rho
-from ..solvers._packing import PackedTasks, pack_tasks
-from ..solvers.sdca import sdca_round, task_objective_terms
+from ..solvers._packing import PackedTasks
+from ..solvers.sdca import task_objective_terms
+from ._loop import (
+    DualRound,
+    Recorder,
+    as_tasks,
+    check_frac,
+    check_lam,
+    check_positive_int,
+    draw_seeds,
+    numba_threads,
+)
 from .history import History
+from .systems import SystemsModel, SystemsRuntime
 
 
 @dataclass
@@ -34,6 +43,8 @@ class MochaResult:
         Dual variables, stacked task after task.
     history : History
         One record per evaluated federated round.
+    never_reported : ndarray of int
+        Nodes that returned nothing in any round (dead or always dropped).
     """
 
     coef: np.ndarray
@@ -42,6 +53,7 @@ class MochaResult:
     dual_coef: np.ndarray
     B: np.ndarray
     history: History
+    never_reported: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
 
 def objective_terms(tasks: PackedTasks, alpha: np.ndarray, Wt: np.ndarray, loss: Loss):
@@ -102,10 +114,6 @@ def certificates(
     return out
 
 
-def _steps_per_node(n: np.ndarray, local_frac: float) -> np.ndarray:
-    return np.where(n > 0, np.maximum(1, np.ceil(local_frac * n)), 0).astype(np.int64)
-
-
 def mocha(
     Xs,
     ys,
@@ -124,7 +132,8 @@ def mocha(
     sigma_floor: float = 1e-6,
     random_state=None,
     n_threads: int | None = None,
-    record_local_gaps: bool = False,
+    systems: SystemsModel | None = None,
+    record_local_gaps: bool | None = None,
     eval_every: int = 1,
     callback=None,
 ) -> MochaResult:
@@ -158,7 +167,8 @@ def mocha(
     outer_iters, inner_iters : int
         Outer rounds and federated rounds per W-step.
     local_frac : float, default=1.0
-        Local SDCA steps per round as a fraction of ``n_t``.
+        Local SDCA steps per round: ``floor(local_frac * n_t)`` (at least 1), unless
+        ``systems`` draws them.
     local_theta : float, default=0.0
         If > 0, a node also stops (at the end of a pass over its data) once its local
         Fenchel gap is ``<= local_theta`` times the gap it started the round with.
@@ -173,8 +183,12 @@ def mocha(
         Seeds the per-round coordinate orders.
     n_threads : int, optional
         Numba threads for the local solves (results do not depend on it).
-    record_local_gaps : bool, default=False
-        Record each node's local gap before and after its local solve (``theta``).
+    systems : SystemsModel, optional
+        Systems heterogeneity, dropped nodes and the cost model (estimated time,
+        flops factor 8). A dropped node contributes nothing that round.
+    record_local_gaps : bool, optional
+        Record each node's local gap before and after its round (``local_gap_ratio``,
+        the realised relative decrease); default: on when ``systems`` is given.
     eval_every : int, default=1
         Evaluate certificates every this many rounds (and at the end of each W-step).
     callback : callable, optional
@@ -197,26 +211,18 @@ def mocha(
     True
     """
     loss = get_loss(loss, gamma)
-    if not (isinstance(lam, (int, float, np.floating)) and np.isfinite(lam) and lam > 0):
-        raise ValueError(f"lam (alpha) must be a positive finite number, got {lam!r}")
-    for name, v, lo in (
-        ("outer_iters", outer_iters, 1),
-        ("inner_iters", inner_iters, 1),
-        ("eval_every", eval_every, 1),
-    ):
-        if not isinstance(v, (int, np.integer)) or v < lo:
-            raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
-    if not (np.isfinite(local_frac) and local_frac > 0):
-        raise ValueError(f"local_frac must be a positive finite number, got {local_frac!r}")
+    lam = check_lam(lam)
+    outer_iters = check_positive_int("outer_iters", outer_iters)
+    inner_iters = check_positive_int("inner_iters", inner_iters)
+    eval_every = check_positive_int("eval_every", eval_every)
+    local_frac = check_frac("local_frac", local_frac)
     if not (np.isfinite(local_theta) and 0.0 <= local_theta < 1.0):
         raise ValueError(f"local_theta must be in [0, 1), got {local_theta!r}")
     if relationship not in ("learned", "fixed"):
         raise ValueError(f"relationship must be 'learned' or 'fixed', got {relationship!r}")
-    tasks = Xs if isinstance(Xs, PackedTasks) else pack_tasks(list(Xs), list(ys))
-    m, d = tasks.n_tasks, tasks.n_features
-    n = tasks.n_samples
+    tasks = as_tasks(Xs, ys)
+    m = tasks.n_tasks
     rng = np.random.default_rng(random_state)
-
     learned = relationship == "learned"
     if learned:
         if not (0.0 <= sigma_floor < 1.0 / m):
@@ -226,94 +232,54 @@ def mocha(
         Sigma = identity_sigma(m) if sigma is None else check_sigma(sigma, m)
     rho = safety_rho(Sigma)
     joint_floor = sigma_floor if learned else None
-
-    alpha = np.zeros(tasks.y.shape[0])
-    B = np.zeros((m, d))
-    Wt = np.zeros((m, d))
-    dB = np.zeros((m, d))
-    steps_done = np.zeros(m, dtype=np.int64)
-    gap0 = np.empty(m)
-    gap1 = np.empty(m)
-    active = np.ones(m, dtype=np.bool_)
-    steps = _steps_per_node(n, local_frac)
-    history = History()
-    prev_threads = numba.get_num_threads()
-    if n_threads is not None:
-        numba.set_num_threads(int(n_threads))
-    t0 = time.perf_counter()
+    if record_local_gaps is None:
+        record_local_gaps = systems is not None
+    runtime = SystemsRuntime(systems, tasks.n_samples, local_frac, flops_factor=8.0)
+    dual = DualRound(tasks, loss, lam, record_local_gaps)
+    rec = Recorder(runtime, callback)
+    B = np.zeros((m, tasks.n_features))
+    Wt = np.zeros_like(B)
     rnd = 0
     prev_outer_primal = np.inf
-    try:
+    with numba_threads(n_threads):
         for outer in range(outer_iters):
             if learned and outer > 0:
                 Sigma, _ = omega_update(Wt, sigma_floor)
                 rho = safety_rho(Sigma)
                 Wt = Sigma @ B / lam
-            sdiag = np.ascontiguousarray(np.diag(Sigma))
+            sdiag = np.diag(Sigma)
             cert = None
             for h in range(inner_iters):
-                seeds = rng.integers(
-                    0, np.iinfo(np.uint64).max, size=m, dtype=np.uint64, endpoint=True
-                )
-                sdca_round(
-                    *tasks.kernel_args,
-                    alpha,
-                    Wt,
-                    sdiag,
-                    rho,
-                    lam,
-                    loss.code,
-                    loss.param,
-                    steps,
-                    seeds,
-                    active,
-                    float(local_theta),
-                    record_local_gaps,
-                    dB,
-                    steps_done,
-                    gap0,
-                    gap1,
-                )
+                steps, active = runtime.draw(rng)
+                dB = dual.run(Wt, sdiag, rho, steps, draw_seeds(rng, m), active, local_theta)
                 B += dB
                 Wt = Sigma @ B / lam
                 rnd += 1
+                rec.tick(dual.steps_done)
                 if (h + 1) % eval_every and h + 1 < inner_iters:
                     continue
-                cert = certificates(tasks, alpha, B, Sigma, lam, loss, joint_floor)
-                rec = {
-                    "round": rnd,
-                    "outer": outer,
-                    **cert,
-                    "rho": rho,
-                    "wall_time": time.perf_counter() - t0,
-                    "local_steps": steps_done.copy(),
-                }
-                if record_local_gaps:
-                    with np.errstate(invalid="ignore", divide="ignore"):
-                        rec["local_gap_start"] = gap0.copy()
-                        rec["local_gap_end"] = gap1.copy()
-                        rec["local_gap_ratio"] = np.where(gap0 > 0, gap1 / gap0, 0.0)
-                history.append(**rec)
-                if callback is not None:
-                    callback(rec)
+                cert = certificates(tasks, dual.alpha, B, Sigma, lam, loss, joint_floor)
+                rec.add(
+                    rnd, outer, {**cert, "rho": rho}, dual.steps_done, active, dual.gap_columns()
+                )
                 if tol > 0 and cert["rel_gap"] <= tol:
                     break
-            if not learned:
-                continue
-            if (
-                cert is not None
-                and prev_outer_primal - cert["primal"] <= outer_tol * abs(cert["primal"])
-                and outer_tol > 0
-            ):
-                break
-            if cert is not None:
+            if learned and cert is not None:
+                if outer_tol > 0 and prev_outer_primal - cert["primal"] <= outer_tol * abs(
+                    cert["primal"]
+                ):
+                    break
                 prev_outer_primal = cert["primal"]
-    finally:
-        if n_threads is not None:
-            numba.set_num_threads(prev_threads)
+    silent = rec.warn_silent_nodes()
     Sigma = (Sigma + Sigma.T) / 2.0
     w, V = np.linalg.eigh(Sigma)
     Omega = (V / w) @ V.T
     return MochaResult(
-        coef=Wt, sigma=Sigma, omega=(Omega + Omega.T) / 2, dual_coef=alpha, B=B, history=history
+        coef=Wt,
+        sigma=Sigma,
+        omega=(Omega + Omega.T) / 2,
+        dual_coef=dual.alpha,
+        B=B,
+        history=rec.history,
+        never_reported=silent,
     )

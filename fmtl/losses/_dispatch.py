@@ -40,3 +40,14 @@ def loss_sdca_delta(code, y, a, xv, q, param):
     if code == 2:
         return squared.sdca_delta(y, a, xv, q, param)
     return logistic.sdca_delta(y, a, xv, q, param)
+
+
+@njit(cache=True, fastmath=False)
+def loss_derivative(code, y, z, param):
+    if code == 0:
+        return hinge.derivative(y, z, param)
+    if code == 1:
+        return smoothed_hinge.derivative(y, z, param)
+    if code == 2:
+        return squared.derivative(y, z, param)
+    return logistic.derivative(y, z, param)

@@ -35,3 +35,9 @@ def sdca_delta(y, a, xv, q, param):
         b = 1.0 if 1.0 - y * xv > 0.0 else 0.0
     b = min(1.0, max(0.0, b))
     return y * b - a
+
+
+@njit(cache=True, fastmath=False)
+def derivative(y, z, param):
+    # a subgradient (0 at the kink)
+    return -y if y * z < 1.0 else 0.0

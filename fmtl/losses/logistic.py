@@ -84,3 +84,8 @@ def sdca_delta(y, a, xv, q, param):
         b = b_new
     b = min(1.0, max(0.0, b))
     return y * b - a
+
+
+@njit(cache=True, fastmath=False)
+def derivative(y, z, param):
+    return -y * _sigmoid(-y * z)

@@ -37,3 +37,13 @@ def sdca_delta(y, a, xv, q, param):
     b = (1.0 - y * xv + q * b_old) / (param + q)
     b = min(1.0, max(0.0, b))
     return y * b - a
+
+
+@njit(cache=True, fastmath=False)
+def derivative(y, z, param):
+    r = 1.0 - y * z
+    if r <= 0.0:
+        return 0.0
+    if r < param:
+        return -y * r / param
+    return -y

@@ -25,3 +25,8 @@ def neg_conjugate(y, a, param):
 def sdca_delta(y, a, xv, q, param):
     # stationary point of (a+d) y - (a+d)^2/2 - d xv - q d^2/2
     return (y - xv - a) / (1.0 + q)
+
+
+@njit(cache=True, fastmath=False)
+def derivative(y, z, param):
+    return z - y

@@ -19,7 +19,12 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ..losses._dispatch import loss_neg_conjugate, loss_sdca_delta, loss_value
+from ..losses._dispatch import (
+    loss_derivative,
+    loss_neg_conjugate,
+    loss_sdca_delta,
+    loss_value,
+)
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -128,6 +133,8 @@ def sdca_round(
     seeds,
     active,
     theta,
+    check_every,
+    feedback,
     record_gaps,
     dB,
     steps_done,
@@ -137,10 +144,12 @@ def sdca_round(
     """One federated round of local SDCA on every active task (in parallel over tasks).
 
     Updates ``alpha`` in place and writes each task's ``db_t`` into row ``t`` of ``dB``
-    (zero for inactive tasks). Task ``t`` runs ``steps[t]`` coordinate steps, or stops at
-    the end of a pass once its local gap is at most ``theta`` times the starting gap
-    (``theta > 0``). Local gaps before/after are written when ``record_gaps`` or
-    ``theta > 0``; otherwise they are NaN.
+    (zero for inactive tasks). Task ``t`` runs ``steps[t]`` coordinate steps, or stops
+    once its local gap is at most ``theta`` times the starting gap (``theta > 0``; checked
+    every ``check_every[t]`` steps, or at the end of each pass where it is ``<= 0``).
+    With ``feedback=False`` the local point ``v`` stays at ``w_t`` (mini-batch SDCA: every
+    step sees the round's starting model). Local gaps before/after are written when
+    ``record_gaps`` or ``theta > 0``; otherwise they are NaN.
     """
     m = offsets.shape[0] - 1
     d = Wt.shape[1]
@@ -155,6 +164,7 @@ def sdca_round(
         if n == 0 or not active[t]:
             continue
         kappa = rho * sigma_diag[t] / lam  # v = w_t + kappa * db_t
+        kappa_v = kappa if feedback else 0.0
         v = Wt[t].copy()
         dbt = dB[t]
         want_gap = record_gaps or theta > 0.0
@@ -179,10 +189,11 @@ def sdca_round(
             if delta != 0.0:
                 alpha[i] += delta
                 _row_axpy2(
-                    Xd, data, indices, indptr, sparse, i, kappa * delta / n, v, delta / n, dbt
+                    Xd, data, indices, indptr, sparse, i, kappa_v * delta / n, v, delta / n, dbt
                 )
             s += 1
-            if theta > 0.0 and k == n - 1:
+            check = k == n - 1 if check_every[t] <= 0 else s % check_every[t] == 0
+            if theta > 0.0 and check:
                 g = _local_gap(
                     Xd, data, indices, indptr, sparse, y, start, start + n, alpha, v, code, param
                 )
@@ -239,3 +250,60 @@ def task_margins(Xd, data, indices, indptr, sparse, y, sqnorm, offsets, Wt):
         for i in range(offsets[t], offsets[t + 1]):
             out[i] = _row_dot(Xd, data, indices, indptr, sparse, i, w)
     return out
+
+
+@njit(cache=True, fastmath=False, parallel=True)
+def minibatch_gradients(
+    Xd,
+    data,
+    indices,
+    indptr,
+    sparse,
+    y,
+    sqnorm,
+    offsets,
+    Wt,
+    code,
+    param,
+    steps,
+    seeds,
+    active,
+    G,
+):
+    """Row ``t`` of ``G``: mean loss (sub)gradient of task ``t`` over ``steps[t]`` rows.
+
+    Rows are visited in a fresh random order per pass (SplitMix64 stream ``seeds[t]``), as
+    in the SDCA kernel; inactive or empty tasks get a zero row.
+    """
+    m = offsets.shape[0] - 1
+    d = Wt.shape[1]
+    for t in prange(m):
+        for j in range(d):
+            G[t, j] = 0.0
+        start = offsets[t]
+        n = offsets[t + 1] - start
+        if n == 0 or not active[t] or steps[t] == 0:
+            continue
+        w = Wt[t]
+        g = G[t]
+        perm = np.arange(n)
+        state = seeds[t]
+        for s in range(steps[t]):
+            k = s % n
+            if k == 0:
+                state = _shuffle(perm, state)
+            i = start + perm[k]
+            z = _row_dot(Xd, data, indices, indptr, sparse, i, w)
+            c = loss_derivative(code, y[i], z, param) / steps[t]
+            if c != 0.0:
+                _row_axpy(Xd, data, indices, indptr, sparse, i, c, g)
+
+
+@njit(cache=True, fastmath=False)
+def _row_axpy(Xd, data, indices, indptr, sparse, i, c, out):
+    if sparse:
+        for p in range(indptr[i], indptr[i + 1]):
+            out[indices[p]] += c * data[p]
+    else:
+        for j in range(Xd.shape[1]):
+            out[j] += c * Xd[i, j]

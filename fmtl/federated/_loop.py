@@ -1,0 +1,153 @@
+"""Pieces every federated algorithm shares: validation, seeds, threads, dual rounds, records."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import warnings
+
+import numba
+import numpy as np
+
+from ..solvers._packing import PackedTasks, pack_tasks
+from ..solvers.sdca import sdca_round
+from .history import History
+from .systems import SystemsRuntime
+
+
+def check_lam(lam) -> float:
+    if isinstance(lam, bool) or not (
+        isinstance(lam, int | float | np.floating) and np.isfinite(lam) and lam > 0
+    ):
+        raise ValueError(f"lam (alpha) must be a positive finite number, got {lam!r}")
+    return float(lam)
+
+
+def check_positive_int(name: str, v, lo: int = 1) -> int:
+    if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < lo:
+        raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
+    return int(v)
+
+
+def check_frac(name: str, v) -> float:
+    if not (isinstance(v, int | float | np.floating) and np.isfinite(v) and v > 0):
+        raise ValueError(f"{name} must be a positive finite number, got {v!r}")
+    return float(v)
+
+
+def as_tasks(Xs, ys) -> PackedTasks:
+    return Xs if isinstance(Xs, PackedTasks) else pack_tasks(list(Xs), list(ys))
+
+
+def draw_seeds(rng: np.random.Generator, m: int) -> np.ndarray:
+    """One 64-bit seed per node for this round's coordinate order."""
+    return rng.integers(0, np.iinfo(np.uint64).max, size=m, dtype=np.uint64, endpoint=True)
+
+
+@contextlib.contextmanager
+def numba_threads(n_threads: int | None):
+    """Run the block with ``n_threads`` numba threads (results do not depend on it)."""
+    prev = numba.get_num_threads()
+    if n_threads is not None:
+        numba.set_num_threads(int(n_threads))
+    try:
+        yield
+    finally:
+        numba.set_num_threads(prev)
+
+
+class DualRound:
+    """Buffers and one call of the SDCA kernel for a round over all nodes."""
+
+    def __init__(self, tasks: PackedTasks, loss, lam: float, record_gaps: bool) -> None:
+        m, d = tasks.n_tasks, tasks.n_features
+        self.tasks, self.loss, self.lam, self.record = tasks, loss, lam, record_gaps
+        self.alpha = np.zeros(tasks.y.shape[0])
+        self.dB = np.zeros((m, d))
+        self.steps_done = np.zeros(m, dtype=np.int64)
+        self.gap0 = np.empty(m)
+        self.gap1 = np.empty(m)
+        self.no_checks = np.zeros(m, dtype=np.int64)  # local gap checked at pass ends
+
+    def run(
+        self, Wt, sigma_diag, rho, steps, seeds, active, theta=0.0, check_every=None, feedback=True
+    ) -> np.ndarray:
+        """Local SDCA on every active node; returns ``dB`` (rows ``db_t``)."""
+        if check_every is None:
+            check_every = self.no_checks
+        sdca_round(
+            *self.tasks.kernel_args,
+            self.alpha,
+            np.ascontiguousarray(Wt),
+            np.ascontiguousarray(sigma_diag),
+            float(rho),
+            self.lam,
+            self.loss.code,
+            self.loss.param,
+            steps,
+            seeds,
+            active,
+            float(theta),
+            check_every,
+            bool(feedback),
+            self.record,
+            self.dB,
+            self.steps_done,
+            self.gap0,
+            self.gap1,
+        )
+        return self.dB
+
+    def gap_columns(self) -> dict:
+        if not self.record:
+            return {}
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ratio = np.where(self.gap0 > 0, self.gap1 / self.gap0, 0.0)
+        return {
+            "local_gap_start": self.gap0.copy(),
+            "local_gap_end": self.gap1.copy(),
+            "local_gap_ratio": ratio,
+        }
+
+
+class Recorder:
+    """Builds History records with wall time and estimated (systems-model) time."""
+
+    def __init__(self, runtime: SystemsRuntime, callback=None) -> None:
+        self.history = History()
+        self.runtime = runtime
+        self.callback = callback
+        self.t0 = time.perf_counter()
+        self.est_time = 0.0
+
+    def tick(self, steps_done: np.ndarray) -> None:
+        """Account one round's estimated time (called every round, recorded or not)."""
+        self.est_time += self.runtime.round_time(steps_done)
+
+    def add(self, rnd: int, outer: int, values: dict, steps_done, active, extra=None) -> dict:
+        rec = {
+            "round": rnd,
+            "outer": outer,
+            **values,
+            "wall_time": time.perf_counter() - self.t0,
+            "est_time": self.est_time,
+            "local_steps": np.where(active, steps_done, 0),
+            "dropped": ~np.asarray(active, dtype=bool),
+        }
+        if extra:
+            rec.update(extra)
+        self.history.append(**rec)
+        if self.callback is not None:
+            self.callback(rec)
+        return rec
+
+    def warn_silent_nodes(self) -> np.ndarray:
+        silent = self.runtime.never_reported
+        if silent.size:
+            warnings.warn(
+                f"nodes {silent.tolist()} never reported during the fit: their "
+                "models come from the others' through Sigma only",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        return silent
