@@ -117,9 +117,40 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="directory holding small.mat (else $FMTL_DATA, ../shared)",
     )
+    p_rep = sub.add_parser(
+        "reproduce", help="the MOCHA paper's convergence figures or error table"
+    )
+    p_rep.add_argument("what", choices=("convergence", "errors"))
+    p_rep.add_argument(
+        "--dataset",
+        default=None,
+        help="one data set: a name (small, human-activity, google-glass, "
+        "vehicle-sensor; errors also: math-achieve, chem97, digits) or a "
+        "path to a MOCHA-layout .mat file",
+    )
+    p_rep.add_argument(
+        "--network",
+        default="lte",
+        choices=("wifi", "lte", "3g"),
+        help="communication cost of the convergence experiments",
+    )
+    p_rep.add_argument("--quick", action="store_true", help="smaller budgets (minutes)")
+    p_rep.add_argument("--out", default="fmtl_out", help="output directory (CSV + PNG)")
+    p_rep.add_argument("--data-home", default=None, help="directory holding small.mat")
     args = parser.parse_args(argv)
     if args.command == "demo":
         demo(quick=args.quick, data_home=args.data_home)
+    elif args.what == "convergence":
+        from .reproduce import convergence_datasets, fastest_lines, run_convergence
+
+        data = convergence_datasets(args.quick, args.data_home, args.dataset)
+        summary = run_convergence(args.out, quick=args.quick, network=args.network, datasets=data)
+        print("\n".join(fastest_lines(summary)))
+        print(f"wrote {args.out}/convergence*.csv and convergence_*.png")
+    else:
+        from .protocols import run_errors
+
+        run_errors(args.out, quick=args.quick, dataset=args.dataset, data_home=args.data_home)
     return 0
 
 

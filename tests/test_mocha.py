@@ -186,7 +186,11 @@ def test_dense_and_csr_give_identical_iterates():
     assert np.array_equal(dense.history["primal"], csr.history["primal"])
 
 
-def test_same_seed_is_bit_identical_serial_and_parallel():
+def test_same_seed_is_bit_identical_serial_and_parallel(monkeypatch):
+    import sys
+
+    # force the threaded kernels even on this small problem
+    monkeypatch.setattr(sys.modules["fmtl.federated._loop"], "PARALLEL_MIN_WORK", 0)
     Xs, ys = random_tasks(m=7, n=25, d=5, seed=8)
     kw = dict(outer_iters=3, inner_iters=10, random_state=123)
     serial = mocha(Xs, ys, 0.05, "hinge", n_threads=1, **kw)

@@ -39,6 +39,19 @@ def as_tasks(Xs, ys) -> PackedTasks:
     return Xs if isinstance(Xs, PackedTasks) else pack_tasks(list(Xs), list(ys))
 
 
+# Below this many stored entries of X, one pass is cheaper than waking numba's threads (and
+# on a loaded machine a parallel launch can wait a whole scheduler quantum): run serially.
+PARALLEL_MIN_WORK = 200_000
+
+
+def parallel_worth_it(tasks: PackedTasks) -> bool:
+    """Run the per-task kernels on threads? (Results are identical either way.)"""
+    if tasks.n_tasks < 2 or numba.get_num_threads() < 2:
+        return False
+    nnz = tasks.data.shape[0] if tasks.sparse else tasks.Xd.size
+    return nnz >= PARALLEL_MIN_WORK
+
+
 def draw_seeds(rng: np.random.Generator, m: int) -> np.ndarray:
     """One 64-bit seed per node for this round's coordinate order."""
     return rng.integers(0, np.iinfo(np.uint64).max, size=m, dtype=np.uint64, endpoint=True)
@@ -95,6 +108,7 @@ class DualRound:
             self.steps_done,
             self.gap0,
             self.gap1,
+            parallel=parallel_worth_it(self.tasks),
         )
         return self.dB
 

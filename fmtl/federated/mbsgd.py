@@ -15,7 +15,7 @@ import numpy as np
 
 from ..solvers.sdca import minibatch_gradients
 from ._fixed import evaluate_now, setup
-from ._loop import Recorder, check_frac, draw_seeds, numba_threads
+from ._loop import Recorder, check_frac, draw_seeds, numba_threads, parallel_worth_it
 from .mocha import MochaResult, objective_terms
 from .systems import SystemsModel, SystemsRuntime
 
@@ -79,10 +79,19 @@ def mbsgd(
     Wt = np.zeros((m, d))
     G = np.zeros((m, d))
     with numba_threads(n_threads):
+        parallel = parallel_worth_it(tasks)
         for h in range(rounds):
             steps, active = runtime.draw(rng)
             minibatch_gradients(
-                *tasks.kernel_args, Wt, loss.code, loss.param, steps, draw_seeds(rng, m), active, G
+                *tasks.kernel_args,
+                Wt,
+                loss.code,
+                loss.param,
+                steps,
+                draw_seeds(rng, m),
+                active,
+                G,
+                parallel=parallel,
             )
             Wt = Wt - (scaling / (h + 1)) * (G + lam * (Omega @ Wt))
             norm = np.linalg.norm(Wt)

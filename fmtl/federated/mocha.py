@@ -24,6 +24,7 @@ from ._loop import (
     check_positive_int,
     draw_seeds,
     numba_threads,
+    parallel_worth_it,
 )
 from .history import History
 from .systems import SystemsModel, SystemsRuntime
@@ -69,6 +70,7 @@ def objective_terms(tasks: PackedTasks, alpha: np.ndarray, Wt: np.ndarray, loss:
         loss.param,
         loss_mean,
         conj_mean,
+        parallel=parallel_worth_it(tasks),
     )
     return loss_mean, conj_mean
 

@@ -112,8 +112,9 @@ def _local_gap(Xd, data, indices, indptr, sparse, y, start, stop, alpha, v, code
     return s / n
 
 
-@njit(cache=True, fastmath=False, parallel=True)
-def sdca_round(
+@njit(cache=True, fastmath=False)
+def _sdca_task(
+    t,
     Xd,
     data,
     indices,
@@ -141,7 +142,189 @@ def sdca_round(
     gap_start,
     gap_end,
 ):
-    """One federated round of local SDCA on every active task (in parallel over tasks).
+    # one node's local solve; touches only its rows, dual block and output row
+    d = Wt.shape[1]
+    for j in range(d):
+        dB[t, j] = 0.0
+    steps_done[t] = 0
+    gap_start[t] = np.nan
+    gap_end[t] = np.nan
+    start = offsets[t]
+    n = offsets[t + 1] - start
+    if n == 0 or not active[t]:
+        return
+    kappa = rho * sigma_diag[t] / lam  # v = w_t + kappa * db_t
+    kappa_v = kappa if feedback else 0.0
+    v = Wt[t].copy()
+    dbt = dB[t]
+    want_gap = record_gaps or theta > 0.0
+    g0 = 0.0
+    if want_gap:
+        g0 = _local_gap(
+            Xd, data, indices, indptr, sparse, y, start, start + n, alpha, v, code, param
+        )
+        gap_start[t] = g0
+    perm = np.arange(n)
+    state = seeds[t]
+    n_steps = steps[t]
+    s = 0
+    while s < n_steps:
+        k = s % n
+        if k == 0:
+            state = _shuffle(perm, state)
+        i = start + perm[k]
+        xv = _row_dot(Xd, data, indices, indptr, sparse, i, v)
+        q = kappa * sqnorm[i] / n
+        delta = loss_sdca_delta(code, y[i], alpha[i], xv, q, param)
+        if delta != 0.0:
+            alpha[i] += delta
+            _row_axpy2(
+                Xd, data, indices, indptr, sparse, i, kappa_v * delta / n, v, delta / n, dbt
+            )
+        s += 1
+        check = k == n - 1 if check_every[t] <= 0 else s % check_every[t] == 0
+        if theta > 0.0 and check:
+            g = _local_gap(
+                Xd, data, indices, indptr, sparse, y, start, start + n, alpha, v, code, param
+            )
+            if g <= theta * g0:
+                break
+    steps_done[t] = s
+    if want_gap:
+        gap_end[t] = _local_gap(
+            Xd, data, indices, indptr, sparse, y, start, start + n, alpha, v, code, param
+        )
+
+
+@njit(cache=True, fastmath=False, parallel=True)
+def _sdca_round_parallel(
+    Xd,
+    data,
+    indices,
+    indptr,
+    sparse,
+    y,
+    sqnorm,
+    offsets,
+    alpha,
+    Wt,
+    sigma_diag,
+    rho,
+    lam,
+    code,
+    param,
+    steps,
+    seeds,
+    active,
+    theta,
+    check_every,
+    feedback,
+    record_gaps,
+    dB,
+    steps_done,
+    gap_start,
+    gap_end,
+):
+    for t in prange(offsets.shape[0] - 1):
+        _sdca_task(
+            t,
+            Xd,
+            data,
+            indices,
+            indptr,
+            sparse,
+            y,
+            sqnorm,
+            offsets,
+            alpha,
+            Wt,
+            sigma_diag,
+            rho,
+            lam,
+            code,
+            param,
+            steps,
+            seeds,
+            active,
+            theta,
+            check_every,
+            feedback,
+            record_gaps,
+            dB,
+            steps_done,
+            gap_start,
+            gap_end,
+        )
+
+
+@njit(cache=True, fastmath=False)
+def _sdca_round_serial(
+    Xd,
+    data,
+    indices,
+    indptr,
+    sparse,
+    y,
+    sqnorm,
+    offsets,
+    alpha,
+    Wt,
+    sigma_diag,
+    rho,
+    lam,
+    code,
+    param,
+    steps,
+    seeds,
+    active,
+    theta,
+    check_every,
+    feedback,
+    record_gaps,
+    dB,
+    steps_done,
+    gap_start,
+    gap_end,
+):
+    for t in range(offsets.shape[0] - 1):
+        _sdca_task(
+            t,
+            Xd,
+            data,
+            indices,
+            indptr,
+            sparse,
+            y,
+            sqnorm,
+            offsets,
+            alpha,
+            Wt,
+            sigma_diag,
+            rho,
+            lam,
+            code,
+            param,
+            steps,
+            seeds,
+            active,
+            theta,
+            check_every,
+            feedback,
+            record_gaps,
+            dB,
+            steps_done,
+            gap_start,
+            gap_end,
+        )
+
+
+def sdca_round(*args, parallel: bool = True) -> None:
+    """One federated round of local SDCA on every active task.
+
+    Arguments (in order): the packed data (``PackedTasks.kernel_args``), ``alpha``, ``Wt``,
+    ``sigma_diag``, ``rho``, ``lam``, loss ``code`` and ``param``, ``steps``, ``seeds``,
+    ``active``, ``theta``, ``check_every``, ``feedback``, ``record_gaps`` and the outputs
+    ``dB``, ``steps_done``, ``gap_start``, ``gap_end``.
 
     Updates ``alpha`` in place and writes each task's ``db_t`` into row ``t`` of ``dB``
     (zero for inactive tasks). Task ``t`` runs ``steps[t]`` coordinate steps, or stops
@@ -149,65 +332,46 @@ def sdca_round(
     every ``check_every[t]`` steps, or at the end of each pass where it is ``<= 0``).
     With ``feedback=False`` the local point ``v`` stays at ``w_t`` (mini-batch SDCA: every
     step sees the round's starting model). Local gaps before/after are written when
-    ``record_gaps`` or ``theta > 0``; otherwise they are NaN.
+    ``record_gaps`` or ``theta > 0``; otherwise they are NaN. ``parallel`` runs tasks on
+    numba threads; each task's computation is the same either way, so results are
+    bit-identical.
     """
-    m = offsets.shape[0] - 1
-    d = Wt.shape[1]
-    for t in prange(m):
-        for j in range(d):
-            dB[t, j] = 0.0
-        steps_done[t] = 0
-        gap_start[t] = np.nan
-        gap_end[t] = np.nan
-        start = offsets[t]
-        n = offsets[t + 1] - start
-        if n == 0 or not active[t]:
-            continue
-        kappa = rho * sigma_diag[t] / lam  # v = w_t + kappa * db_t
-        kappa_v = kappa if feedback else 0.0
-        v = Wt[t].copy()
-        dbt = dB[t]
-        want_gap = record_gaps or theta > 0.0
-        g0 = 0.0
-        if want_gap:
-            g0 = _local_gap(
-                Xd, data, indices, indptr, sparse, y, start, start + n, alpha, v, code, param
-            )
-            gap_start[t] = g0
-        perm = np.arange(n)
-        state = seeds[t]
-        n_steps = steps[t]
-        s = 0
-        while s < n_steps:
-            k = s % n
-            if k == 0:
-                state = _shuffle(perm, state)
-            i = start + perm[k]
-            xv = _row_dot(Xd, data, indices, indptr, sparse, i, v)
-            q = kappa * sqnorm[i] / n
-            delta = loss_sdca_delta(code, y[i], alpha[i], xv, q, param)
-            if delta != 0.0:
-                alpha[i] += delta
-                _row_axpy2(
-                    Xd, data, indices, indptr, sparse, i, kappa_v * delta / n, v, delta / n, dbt
-                )
-            s += 1
-            check = k == n - 1 if check_every[t] <= 0 else s % check_every[t] == 0
-            if theta > 0.0 and check:
-                g = _local_gap(
-                    Xd, data, indices, indptr, sparse, y, start, start + n, alpha, v, code, param
-                )
-                if g <= theta * g0:
-                    break
-        steps_done[t] = s
-        if want_gap:
-            gap_end[t] = _local_gap(
-                Xd, data, indices, indptr, sparse, y, start, start + n, alpha, v, code, param
-            )
+    (_sdca_round_parallel if parallel else _sdca_round_serial)(*args)
+
+
+@njit(cache=True, fastmath=False)
+def _objective_task(
+    t,
+    Xd,
+    data,
+    indices,
+    indptr,
+    sparse,
+    y,
+    offsets,
+    alpha,
+    Wt,
+    code,
+    param,
+    loss_mean,
+    neg_conj_mean,
+):
+    start = offsets[t]
+    stop = offsets[t + 1]
+    s_loss = 0.0
+    s_conj = 0.0
+    w = Wt[t]
+    for i in range(start, stop):
+        z = _row_dot(Xd, data, indices, indptr, sparse, i, w)
+        s_loss += loss_value(code, y[i], z, param)
+        s_conj += loss_neg_conjugate(code, y[i], alpha[i], param)
+    n = stop - start
+    loss_mean[t] = s_loss / n if n > 0 else 0.0
+    neg_conj_mean[t] = s_conj / n if n > 0 else 0.0
 
 
 @njit(cache=True, fastmath=False, parallel=True)
-def task_objective_terms(
+def _objective_parallel(
     Xd,
     data,
     indices,
@@ -223,21 +387,68 @@ def task_objective_terms(
     loss_mean,
     neg_conj_mean,
 ):
-    """Per task: mean loss at ``w_t`` and mean ``-l*(-a_ti)`` (0 for empty tasks)."""
-    m = offsets.shape[0] - 1
-    for t in prange(m):
-        start = offsets[t]
-        stop = offsets[t + 1]
-        s_loss = 0.0
-        s_conj = 0.0
-        w = Wt[t]
-        for i in range(start, stop):
-            z = _row_dot(Xd, data, indices, indptr, sparse, i, w)
-            s_loss += loss_value(code, y[i], z, param)
-            s_conj += loss_neg_conjugate(code, y[i], alpha[i], param)
-        n = stop - start
-        loss_mean[t] = s_loss / n if n > 0 else 0.0
-        neg_conj_mean[t] = s_conj / n if n > 0 else 0.0
+    for t in prange(offsets.shape[0] - 1):
+        _objective_task(
+            t,
+            Xd,
+            data,
+            indices,
+            indptr,
+            sparse,
+            y,
+            offsets,
+            alpha,
+            Wt,
+            code,
+            param,
+            loss_mean,
+            neg_conj_mean,
+        )
+
+
+@njit(cache=True, fastmath=False)
+def _objective_serial(
+    Xd,
+    data,
+    indices,
+    indptr,
+    sparse,
+    y,
+    sqnorm,
+    offsets,
+    alpha,
+    Wt,
+    code,
+    param,
+    loss_mean,
+    neg_conj_mean,
+):
+    for t in range(offsets.shape[0] - 1):
+        _objective_task(
+            t,
+            Xd,
+            data,
+            indices,
+            indptr,
+            sparse,
+            y,
+            offsets,
+            alpha,
+            Wt,
+            code,
+            param,
+            loss_mean,
+            neg_conj_mean,
+        )
+
+
+def task_objective_terms(*args, parallel: bool = True) -> None:
+    """Per task: mean loss at ``w_t`` and mean ``-l*(-a_ti)`` (0 for empty tasks).
+
+    Arguments: the packed data, ``alpha``, ``Wt``, loss ``code`` and ``param``, and the
+    outputs ``loss_mean``, ``neg_conj_mean``.
+    """
+    (_objective_parallel if parallel else _objective_serial)(*args)
 
 
 @njit(cache=True, fastmath=False, parallel=True)
@@ -252,51 +463,89 @@ def task_margins(Xd, data, indices, indptr, sparse, y, sqnorm, offsets, Wt):
     return out
 
 
-@njit(cache=True, fastmath=False, parallel=True)
-def minibatch_gradients(
-    Xd,
-    data,
-    indices,
-    indptr,
-    sparse,
-    y,
-    sqnorm,
-    offsets,
-    Wt,
-    code,
-    param,
-    steps,
-    seeds,
-    active,
-    G,
+@njit(cache=True, fastmath=False)
+def _gradient_task(
+    t, Xd, data, indices, indptr, sparse, y, offsets, Wt, code, param, steps, seeds, active, G
 ):
+    d = Wt.shape[1]
+    for j in range(d):
+        G[t, j] = 0.0
+    start = offsets[t]
+    n = offsets[t + 1] - start
+    if n == 0 or not active[t] or steps[t] == 0:
+        return
+    w = Wt[t]
+    g = G[t]
+    perm = np.arange(n)
+    state = seeds[t]
+    for s in range(steps[t]):
+        k = s % n
+        if k == 0:
+            state = _shuffle(perm, state)
+        i = start + perm[k]
+        z = _row_dot(Xd, data, indices, indptr, sparse, i, w)
+        c = loss_derivative(code, y[i], z, param) / steps[t]
+        if c != 0.0:
+            _row_axpy(Xd, data, indices, indptr, sparse, i, c, g)
+
+
+@njit(cache=True, fastmath=False, parallel=True)
+def _gradients_parallel(
+    Xd, data, indices, indptr, sparse, y, sqnorm, offsets, Wt, code, param, steps, seeds, active, G
+):
+    for t in prange(offsets.shape[0] - 1):
+        _gradient_task(
+            t,
+            Xd,
+            data,
+            indices,
+            indptr,
+            sparse,
+            y,
+            offsets,
+            Wt,
+            code,
+            param,
+            steps,
+            seeds,
+            active,
+            G,
+        )
+
+
+@njit(cache=True, fastmath=False)
+def _gradients_serial(
+    Xd, data, indices, indptr, sparse, y, sqnorm, offsets, Wt, code, param, steps, seeds, active, G
+):
+    for t in range(offsets.shape[0] - 1):
+        _gradient_task(
+            t,
+            Xd,
+            data,
+            indices,
+            indptr,
+            sparse,
+            y,
+            offsets,
+            Wt,
+            code,
+            param,
+            steps,
+            seeds,
+            active,
+            G,
+        )
+
+
+def minibatch_gradients(*args, parallel: bool = True) -> None:
     """Row ``t`` of ``G``: mean loss (sub)gradient of task ``t`` over ``steps[t]`` rows.
 
-    Rows are visited in a fresh random order per pass (SplitMix64 stream ``seeds[t]``), as
-    in the SDCA kernel; inactive or empty tasks get a zero row.
+    Arguments: the packed data, ``Wt``, loss ``code`` and ``param``, ``steps``, ``seeds``,
+    ``active`` and the output ``G``. Rows are visited in a fresh random order per pass
+    (SplitMix64 stream ``seeds[t]``), as in the SDCA kernel; inactive or empty tasks get a
+    zero row.
     """
-    m = offsets.shape[0] - 1
-    d = Wt.shape[1]
-    for t in prange(m):
-        for j in range(d):
-            G[t, j] = 0.0
-        start = offsets[t]
-        n = offsets[t + 1] - start
-        if n == 0 or not active[t] or steps[t] == 0:
-            continue
-        w = Wt[t]
-        g = G[t]
-        perm = np.arange(n)
-        state = seeds[t]
-        for s in range(steps[t]):
-            k = s % n
-            if k == 0:
-                state = _shuffle(perm, state)
-            i = start + perm[k]
-            z = _row_dot(Xd, data, indices, indptr, sparse, i, w)
-            c = loss_derivative(code, y[i], z, param) / steps[t]
-            if c != 0.0:
-                _row_axpy(Xd, data, indices, indptr, sparse, i, c, g)
+    (_gradients_parallel if parallel else _gradients_serial)(*args)
 
 
 @njit(cache=True, fastmath=False)
