@@ -134,6 +134,9 @@ class Recorder:
         self.t0 = time.perf_counter()
         self.est_time = 0.0
 
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.t0
+
     def tick(self, steps_done: np.ndarray) -> None:
         """Account one round's estimated time (called every round, recorded or not)."""
         self.est_time += self.runtime.round_time(steps_done)

@@ -26,6 +26,14 @@ from ._loop import (
     numba_threads,
     parallel_worth_it,
 )
+from .checkpoint import (
+    history_from_arrays,
+    history_to_arrays,
+    load_checkpoint,
+    restore_rng,
+    rng_state,
+    save_checkpoint,
+)
 from .history import History
 from .systems import SystemsModel, SystemsRuntime
 
@@ -116,6 +124,100 @@ def certificates(
     return out
 
 
+def _fingerprint(
+    tasks,
+    lam,
+    loss,
+    relationship,
+    sigma_floor,
+    local_frac,
+    outer_iters,
+    inner_iters,
+    eval_every,
+    tol,
+    systems,
+) -> dict:
+    """What a checkpoint must match to be resumed (data digest and every setting)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for a in (tasks.Xd, tasks.data, tasks.indices, tasks.indptr, tasks.y, tasks.offsets):
+        h.update(np.ascontiguousarray(a).tobytes())
+    return {
+        "data_sha256": h.hexdigest(),
+        "lam": lam,
+        "loss": [loss.name, loss.param],
+        "relationship": relationship,
+        "sigma_floor": sigma_floor,
+        "local_frac": local_frac,
+        "outer_iters": outer_iters,
+        "inner_iters": inner_iters,
+        "eval_every": eval_every,
+        "tol": tol,
+        "systems": repr(systems),
+    }
+
+
+class _Checkpointer:
+    def __init__(self, directory, every: int, fingerprint: dict) -> None:
+        if directory is None and every:
+            raise ValueError("checkpoint_every needs checkpoint_dir")
+        if isinstance(every, bool) or not isinstance(every, int | np.integer) or every < 0:
+            raise ValueError(f"checkpoint_every must be an integer >= 0, got {every!r}")
+        self.directory, self.every, self.fingerprint = directory, int(every), fingerprint
+
+    def maybe_save(self, pos, alpha, B, Sigma, rng, runtime, rec) -> None:
+        if self.directory is not None and self.every and pos["rnd"] % self.every == 0:
+            self.save_final(pos, alpha, B, Sigma, rng, runtime, rec)
+
+    def save_final(self, pos, alpha, B, Sigma, rng, runtime, rec) -> None:
+        if self.directory is None:
+            return
+        hist_arrays, hist_meta = history_to_arrays(rec.history)
+        arrays = {
+            "alpha": alpha,
+            "B": B,
+            "Sigma": Sigma,
+            "reported": runtime.reported,
+            **hist_arrays,
+        }
+        meta = {
+            "fingerprint": self.fingerprint,
+            "rng": rng_state(rng),
+            "position": {**pos, "prev_outer_primal": repr(pos["prev_outer_primal"])},
+            "est_time": repr(rec.est_time),
+            "wall_time": rec.elapsed(),
+            **hist_meta,
+        }
+        save_checkpoint(self.directory, arrays, meta)
+
+
+def _restore_mocha(state, fingerprint, dual, B, runtime, rec, pos):
+    arrays, meta = state
+    if meta.get("fingerprint") != fingerprint:
+        diff = sorted(
+            k for k in fingerprint if meta.get("fingerprint", {}).get(k) != fingerprint[k]
+        )
+        raise ValueError(
+            f"the checkpoint belongs to another problem or settings (differs in "
+            f"{diff}); use another checkpoint_dir or resume=False"
+        )
+    try:
+        dual.alpha[:] = arrays["alpha"]
+        B[:] = arrays["B"]
+        runtime.reported[:] = arrays["reported"]
+        Sigma = np.array(arrays["Sigma"])
+        rec.history = history_from_arrays(arrays, meta)
+    except (KeyError, ValueError) as e:
+        raise ValueError(f"checkpoint is incomplete or has wrong shapes: {e}") from e
+    rec.est_time = float(meta["est_time"])
+    rec.t0 -= meta["wall_time"]
+    position = dict(meta["position"])
+    position["prev_outer_primal"] = float(position["prev_outer_primal"])
+    pos.update(position)
+    return restore_rng(meta["rng"]), Sigma
+
+
 def mocha(
     Xs,
     ys,
@@ -138,6 +240,9 @@ def mocha(
     record_local_gaps: bool | None = None,
     eval_every: int = 1,
     callback=None,
+    checkpoint_dir=None,
+    checkpoint_every: int = 0,
+    resume: bool = True,
 ) -> MochaResult:
     """Fit all task models with MOCHA.
 
@@ -195,6 +300,16 @@ def mocha(
         Evaluate certificates every this many rounds (and at the end of each W-step).
     callback : callable, optional
         Called with each History record.
+    checkpoint_dir : str or Path, optional
+        Directory for ``checkpoint.npz``: alpha, B, Sigma, the RNG state, the systems
+        model's counters, History and the loop position, written atomically every
+        ``checkpoint_every`` rounds and at the end.
+    checkpoint_every : int, default=0
+        Rounds between checkpoints (0: only the final one).
+    resume : bool, default=True
+        Continue from the checkpoint in ``checkpoint_dir`` if there is one. The resumed
+        fit gives bit-identical ``coef`` and History (``wall_time`` aside) to an
+        uninterrupted one; a checkpoint of another problem or settings is refused.
 
     Returns
     -------
@@ -232,7 +347,6 @@ def mocha(
         Sigma = identity_sigma(m)
     else:
         Sigma = identity_sigma(m) if sigma is None else check_sigma(sigma, m)
-    rho = safety_rho(Sigma)
     joint_floor = sigma_floor if learned else None
     if record_local_gaps is None:
         record_local_gaps = systems is not None
@@ -240,38 +354,76 @@ def mocha(
     dual = DualRound(tasks, loss, lam, record_local_gaps)
     rec = Recorder(runtime, callback)
     B = np.zeros((m, tasks.n_features))
-    Wt = np.zeros_like(B)
-    rnd = 0
-    prev_outer_primal = np.inf
+    # where the loop stands: next (outer, h), rounds done, primal at the end of the last
+    # W-step (outer_tol) and of the last evaluation in the current one
+    pos = {
+        "outer": 0,
+        "h": 0,
+        "rnd": 0,
+        "prev_outer_primal": np.inf,
+        "last_primal": None,
+        "finished": False,
+    }
+    fingerprint = _fingerprint(
+        tasks,
+        lam,
+        loss,
+        relationship,
+        sigma_floor,
+        local_frac,
+        outer_iters,
+        inner_iters,
+        eval_every,
+        tol,
+        systems,
+    )
+    if checkpoint_dir is not None and resume:
+        state = load_checkpoint(checkpoint_dir)
+        if state is not None:
+            rng, Sigma = _restore_mocha(state, fingerprint, dual, B, runtime, rec, pos)
+    ckpt = _Checkpointer(checkpoint_dir, checkpoint_every, fingerprint)
     with numba_threads(n_threads):
-        for outer in range(outer_iters):
-            if learned and outer > 0:
-                Sigma, _ = omega_update(Wt, sigma_floor)
-                rho = safety_rho(Sigma)
-                Wt = Sigma @ B / lam
+        outer = pos["outer"]
+        while outer < outer_iters and not pos["finished"]:
+            if learned and outer > 0 and pos["h"] == 0:
+                Sigma, _ = omega_update(Sigma @ B / lam, sigma_floor)
+            rho = safety_rho(Sigma)
             sdiag = np.diag(Sigma)
-            cert = None
-            for h in range(inner_iters):
+            Wt = Sigma @ B / lam
+            for h in range(pos["h"], inner_iters):
                 steps, active = runtime.draw(rng)
                 dB = dual.run(Wt, sdiag, rho, steps, draw_seeds(rng, m), active, local_theta)
                 B += dB
                 Wt = Sigma @ B / lam
-                rnd += 1
+                pos["rnd"] += 1
                 rec.tick(dual.steps_done)
-                if (h + 1) % eval_every and h + 1 < inner_iters:
-                    continue
-                cert = certificates(tasks, dual.alpha, B, Sigma, lam, loss, joint_floor)
-                rec.add(
-                    rnd, outer, {**cert, "rho": rho}, dual.steps_done, active, dual.gap_columns()
-                )
-                if tol > 0 and cert["rel_gap"] <= tol:
+                w_step_done = h + 1 == inner_iters
+                if not ((h + 1) % eval_every and h + 1 < inner_iters):
+                    cert = certificates(tasks, dual.alpha, B, Sigma, lam, loss, joint_floor)
+                    rec.add(
+                        pos["rnd"],
+                        outer,
+                        {**cert, "rho": rho},
+                        dual.steps_done,
+                        active,
+                        dual.gap_columns(),
+                    )
+                    pos["last_primal"] = cert["primal"]
+                    w_step_done |= tol > 0 and cert["rel_gap"] <= tol
+                pos["outer"], pos["h"] = (outer + 1, 0) if w_step_done else (outer, h + 1)
+                if w_step_done and learned and pos["last_primal"] is not None:
+                    p = pos["last_primal"]
+                    if outer_tol > 0 and pos["prev_outer_primal"] - p <= outer_tol * abs(p):
+                        pos["finished"] = True
+                    pos["prev_outer_primal"] = p
+                if w_step_done and pos["outer"] == outer_iters:
+                    pos["finished"] = True
+                ckpt.maybe_save(pos, dual.alpha, B, Sigma, rng, runtime, rec)
+                if w_step_done:
                     break
-            if learned and cert is not None:
-                if outer_tol > 0 and prev_outer_primal - cert["primal"] <= outer_tol * abs(
-                    cert["primal"]
-                ):
-                    break
-                prev_outer_primal = cert["primal"]
+            outer = pos["outer"]
+    ckpt.save_final(pos, dual.alpha, B, Sigma, rng, runtime, rec)
+    Wt = Sigma @ B / lam
     silent = rec.warn_silent_nodes()
     Sigma = (Sigma + Sigma.T) / 2.0
     w, V = np.linalg.eigh(Sigma)

@@ -1,0 +1,127 @@
+"""Checkpoints of iterative fits: ``.npz`` arrays plus a JSON header, written atomically.
+
+A checkpoint is loaded with ``allow_pickle=False``; its header records a SHA-256 of every
+array, so a torn or modified file is refused instead of being half-loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .history import History
+
+FORMAT = "fmtl-checkpoint"
+FORMAT_VERSION = 1
+FILENAME = "checkpoint.npz"
+
+
+def _digest(arrays: dict[str, np.ndarray]) -> str:
+    h = hashlib.sha256()
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        h.update(name.encode())
+        h.update(str((a.dtype.str, a.shape)).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def save_checkpoint(directory: str | Path, arrays: dict[str, np.ndarray], meta: dict) -> Path:
+    """Write ``arrays`` and the JSON-able ``meta`` to ``directory/checkpoint.npz`` atomically
+    (temporary file in the same directory, fsync, then ``os.replace``)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    header = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "meta": meta,
+        "sha256": _digest(arrays),
+    }
+    buf = io.BytesIO()
+    np.savez(buf, __header__=np.array(json.dumps(header)), **arrays)
+    fd, tmp = tempfile.mkstemp(prefix=".checkpoint-", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(buf.getvalue())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, directory / FILENAME)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return directory / FILENAME
+
+
+def load_checkpoint(directory: str | Path) -> tuple[dict[str, np.ndarray], dict] | None:
+    """``(arrays, meta)`` from ``directory/checkpoint.npz``, or None if there is none.
+
+    Raises
+    ------
+    ValueError
+        If the file is not a complete, unmodified fmtl checkpoint of a supported version.
+    """
+    path = Path(directory) / FILENAME
+    if not path.exists():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except Exception as e:  # zip errors, truncated members, pickled objects
+        raise ValueError(f"checkpoint {path} is unreadable (torn or corrupted): {e}") from e
+    try:
+        header = json.loads(str(arrays.pop("__header__")))
+    except (KeyError, json.JSONDecodeError) as e:
+        raise ValueError(f"checkpoint {path} has no valid header") from e
+    if header.get("format") != FORMAT:
+        raise ValueError(f"{path} is not an fmtl checkpoint")
+    if header.get("format_version", 0) > FORMAT_VERSION:
+        raise ValueError(
+            f"checkpoint {path} has format version {header['format_version']}; "
+            f"this fmtl reads up to {FORMAT_VERSION}: upgrade fmtl"
+        )
+    if _digest(arrays) != header.get("sha256"):
+        raise ValueError(
+            f"checkpoint {path} failed its checksum: the file was modified or "
+            "corrupted; refusing to resume from it"
+        )
+    return arrays, header["meta"]
+
+
+def history_to_arrays(history: History) -> tuple[dict[str, np.ndarray], dict]:
+    """Columns of a History as arrays (``hist/<column>``) plus the column list."""
+    cols = history.columns
+    return (
+        {f"hist/{c}": history[c] for c in cols} if len(history) else {},
+        {"history_columns": cols, "history_len": len(history)},
+    )
+
+
+def history_from_arrays(arrays: dict[str, np.ndarray], meta: dict) -> History:
+    h = History()
+    cols = meta["history_columns"]
+    for k in range(meta["history_len"]):
+        rec = {}
+        for c in cols:
+            v = arrays[f"hist/{c}"][k]
+            rec[c] = v.copy() if np.ndim(v) else v.item()
+        h.append(**rec)
+    return h
+
+
+def rng_state(rng: np.random.Generator) -> dict:
+    return {"bit_generator": type(rng.bit_generator).__name__, "state": rng.bit_generator.state}
+
+
+def restore_rng(saved: dict) -> np.random.Generator:
+    name = saved["bit_generator"]
+    if name not in ("PCG64", "PCG64DXSM", "Philox", "SFC64", "MT19937"):
+        raise ValueError(f"checkpoint has an unknown bit generator {name!r}")
+    bg = getattr(np.random, name)()
+    bg.state = saved["state"]
+    return np.random.Generator(bg)
