@@ -1,5 +1,6 @@
 """Checkpoint / resume: a SIGKILLed fit resumes to the bit-identical result."""
 
+import json
 import signal
 import subprocess
 import sys
@@ -50,7 +51,7 @@ def test_sigkill_and_resume_is_bit_identical(tmp_path):
     )
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     arrays, meta = load_checkpoint(tmp_path)
-    assert meta["position"]["rnd"] == 15  # the last checkpoint before the kill
+    assert json.loads(meta["position"])["rnd"] == 15  # the last checkpoint before the kill
     resumed = mocha(ns["Xs"], ns["ys"], **ns["KW"], checkpoint_dir=tmp_path, checkpoint_every=3)
     _same(ref, resumed)
     # the final checkpoint is the finished fit: resuming again changes nothing
@@ -142,3 +143,30 @@ def test_checkpoint_arguments_are_validated(tmp_path):
 def test_systems_model_repr_is_stable():
     # the fingerprint uses repr(SystemsModel); equal models must compare equal
     assert repr(SystemsModel(drop_prob=0.2)) == repr(SystemsModel(drop_prob=0.2))
+
+
+@pytest.mark.parametrize("name", ["cocoa", "mbsdca", "mbsgd"])
+def test_baselines_resume_bit_identically(name, tmp_path):
+    import fmtl.federated as F
+
+    fn = getattr(F, name)
+    kw = dict(
+        lam=0.05,
+        loss="hinge",
+        rounds=12,
+        random_state=3,
+        systems=SystemsModel(drop_prob=0.3),
+        eval_every=2,
+    )
+    ref = fn(ns["Xs"], ns["ys"], **kw)
+
+    class Stop(Exception):
+        pass
+
+    def boom(rec):
+        if rec["round"] == 6:
+            raise Stop
+
+    with pytest.raises(Stop):
+        fn(ns["Xs"], ns["ys"], **kw, checkpoint_dir=tmp_path, checkpoint_every=5, callback=boom)
+    _same(ref, fn(ns["Xs"], ns["ys"], **kw, checkpoint_dir=tmp_path, checkpoint_every=5))

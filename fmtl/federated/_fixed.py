@@ -7,6 +7,7 @@ import numpy as np
 from ..losses import get_loss
 from ..relationships import check_sigma, identity_sigma
 from ._loop import as_tasks, check_lam, check_positive_int
+from .checkpoint import Checkpointer, fingerprint
 
 
 def setup(Xs, ys, lam, loss, gamma, sigma, rounds, eval_every):
@@ -29,3 +30,33 @@ def setup(Xs, ys, lam, loss, gamma, sigma, rounds, eval_every):
 
 def evaluate_now(h: int, rounds: int, eval_every: int) -> bool:
     return (h + 1) % eval_every == 0 or h + 1 == rounds
+
+
+def start(
+    checkpoint_dir,
+    checkpoint_every,
+    resume,
+    tasks,
+    algorithm,
+    runtime,
+    rec,
+    rng,
+    arrays: dict,
+    **settings,
+):
+    """Checkpointer for a single-loop run; restores ``arrays`` (in place), the RNG and the
+    position ``{"h": next round, "rnd": rounds done}`` when resuming."""
+    ckpt = Checkpointer(
+        checkpoint_dir, checkpoint_every, fingerprint(tasks, algorithm, **settings)
+    )
+    pos = {"h": 0, "rnd": 0}
+    saved = ckpt.resume(resume, runtime, rec, pos)
+    if saved is not None:
+        stored, rng = saved
+        for k, a in arrays.items():
+            if stored[k].shape != a.shape:
+                raise ValueError(
+                    f"checkpoint array {k!r} has shape {stored[k].shape}, expected {a.shape}"
+                )
+            a[...] = stored[k]
+    return ckpt, pos, rng

@@ -125,3 +125,88 @@ def restore_rng(saved: dict) -> np.random.Generator:
     bg = getattr(np.random, name)()
     bg.state = saved["state"]
     return np.random.Generator(bg)
+
+
+def fingerprint(tasks, algorithm: str, **settings) -> dict:
+    """What a checkpoint must match to be resumed: the data (digest) and every setting."""
+    h = hashlib.sha256()
+    for a in (tasks.Xd, tasks.data, tasks.indices, tasks.indptr, tasks.y, tasks.offsets):
+        h.update(np.ascontiguousarray(a).tobytes())
+    return {
+        "algorithm": algorithm,
+        "data_sha256": h.hexdigest(),
+        **{
+            k: (
+                hashlib.sha256(np.ascontiguousarray(v).tobytes()).hexdigest()
+                if isinstance(v, np.ndarray)
+                else repr(v)
+            )
+            for k, v in settings.items()
+        },
+    }
+
+
+class Checkpointer:
+    """Saves and restores an algorithm's state (arrays, loop position, RNG, systems
+    counters, History) in ``directory`` every ``every`` rounds and at the end."""
+
+    def __init__(self, directory, every: int, fingerprint: dict) -> None:
+        if isinstance(every, bool) or not isinstance(every, int | np.integer) or every < 0:
+            raise ValueError(f"checkpoint_every must be an integer >= 0, got {every!r}")
+        if directory is None and every:
+            raise ValueError("checkpoint_every needs checkpoint_dir")
+        self.directory, self.every, self.fingerprint = directory, int(every), fingerprint
+
+    def resume(self, enabled: bool, runtime, rec, pos: dict):
+        """Restore ``runtime``, ``rec`` and ``pos`` in place; return ``(arrays, rng)`` of
+        the saved state, or None when there is nothing to resume."""
+        if self.directory is None or not enabled:
+            return None
+        state = load_checkpoint(self.directory)
+        if state is None:
+            return None
+        arrays, meta = state
+        saved = meta.get("fingerprint", {})
+        if saved != self.fingerprint:
+            diff = sorted(
+                k
+                for k in set(saved) | set(self.fingerprint)
+                if saved.get(k) != self.fingerprint.get(k)
+            )
+            raise ValueError(
+                f"the checkpoint in {self.directory} belongs to another problem "
+                f"or settings (differs in {diff}); use another checkpoint_dir "
+                "or resume=False"
+            )
+        try:
+            runtime.reported[:] = arrays["reported"]
+            rec.history = history_from_arrays(arrays, meta)
+            position = json.loads(meta["position"])
+        except (KeyError, ValueError, IndexError) as e:
+            raise ValueError(f"checkpoint in {self.directory} is incomplete: {e}") from e
+        rec.est_time = float(meta["est_time"])
+        rec.t0 -= meta["wall_time"]
+        pos.update({k: (float(v) if isinstance(v, str) else v) for k, v in position.items()})
+        return arrays, restore_rng(meta["rng"])
+
+    def maybe_save(self, pos: dict, arrays: dict, rng, runtime, rec) -> None:
+        if self.directory is not None and self.every and pos["rnd"] % self.every == 0:
+            self.save(pos, arrays, rng, runtime, rec)
+
+    def save(self, pos: dict, arrays: dict, rng, runtime, rec) -> None:
+        if self.directory is None:
+            return
+        hist_arrays, hist_meta = history_to_arrays(rec.history)
+        # floats as repr strings: exact, and inf/nan survive JSON
+        position = {k: repr(v) if isinstance(v, float) else v for k, v in pos.items()}
+        meta = {
+            "fingerprint": self.fingerprint,
+            "rng": rng_state(rng),
+            "position": json.dumps(position),
+            "est_time": repr(rec.est_time),
+            "wall_time": rec.elapsed(),
+            **hist_meta,
+        }
+        save_checkpoint(
+            self.directory, {**arrays, "reported": runtime.reported, **hist_arrays}, meta
+        )

@@ -13,7 +13,7 @@ import dataclasses
 import numpy as np
 
 from ..relationships import safety_rho
-from ._fixed import evaluate_now, setup
+from ._fixed import evaluate_now, setup, start
 from ._loop import DualRound, Recorder, draw_seeds, numba_threads
 from .mocha import MochaResult, certificates
 from .systems import SystemsModel, SystemsRuntime
@@ -37,6 +37,9 @@ def cocoa(
     n_threads: int | None = None,
     eval_every: int = 1,
     callback=None,
+    checkpoint_dir=None,
+    checkpoint_every: int = 0,
+    resume: bool = True,
 ) -> MochaResult:
     """Fit the W-problem for a fixed Sigma with CoCoA (each node to accuracy ``theta``).
 
@@ -58,6 +61,9 @@ def cocoa(
         Stop once the certified relative duality gap is ``<= tol``.
     systems : SystemsModel, optional
         Drops and cost model (heterogeneity does not apply: CoCoA fixes the accuracy).
+
+    checkpoint_dir, checkpoint_every, resume
+        Checkpoint / resume, as :func:`fmtl.federated.mocha`.
 
     Returns
     -------
@@ -99,20 +105,50 @@ def cocoa(
     dual = DualRound(tasks, loss, lam, record_gaps=True)
     rec = Recorder(runtime, callback)
     B = np.zeros((m, tasks.n_features))
-    Wt = np.zeros_like(B)
+    state = {"alpha": dual.alpha, "B": B}
+    ckpt, pos, rng = start(
+        checkpoint_dir,
+        checkpoint_every,
+        resume,
+        tasks,
+        "cocoa",
+        runtime,
+        rec,
+        rng,
+        state,
+        lam=lam,
+        loss=[loss.name, loss.param],
+        sigma=Sigma,
+        theta=theta,
+        max_local_passes=max_local_passes,
+        check=check,
+        rounds=rounds,
+        tol=tol,
+        systems=systems,
+        eval_every=eval_every,
+    )
+    Wt = Sigma @ B / lam
     with numba_threads(n_threads):
-        for h in range(rounds):
+        for h in range(pos["h"], rounds):
             steps, active = runtime.draw(rng)
             dB = dual.run(Wt, sdiag, rho, steps, draw_seeds(rng, m), active, theta, check)
             B += dB
             Wt = Sigma @ B / lam
             rec.tick(np.where(active, dual.steps_done, 0))
-            if not evaluate_now(h, rounds, eval_every):
-                continue
-            cert = certificates(tasks, dual.alpha, B, Sigma, lam, loss)
-            rec.add(h + 1, 0, {**cert, "rho": rho}, dual.steps_done, active, dual.gap_columns())
-            if tol > 0 and cert["rel_gap"] <= tol:
+            pos["h"] = pos["rnd"] = h + 1
+            done = False
+            if evaluate_now(h, rounds, eval_every):
+                cert = certificates(tasks, dual.alpha, B, Sigma, lam, loss)
+                rec.add(
+                    h + 1, 0, {**cert, "rho": rho}, dual.steps_done, active, dual.gap_columns()
+                )
+                done = tol > 0 and cert["rel_gap"] <= tol
+            if done:
+                pos["h"] = rounds  # finished: a resume must not run more rounds
+            ckpt.maybe_save(pos, state, rng, runtime, rec)
+            if done:
                 break
+    ckpt.save(pos, state, rng, runtime, rec)
     silent = rec.warn_silent_nodes()
     return MochaResult(
         coef=Wt,

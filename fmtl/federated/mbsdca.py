@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._fixed import evaluate_now, setup
+from ._fixed import evaluate_now, setup, start
 from ._loop import DualRound, Recorder, check_frac, draw_seeds, numba_threads
 from .mocha import MochaResult, certificates
 from .systems import SystemsModel, SystemsRuntime
@@ -32,6 +32,9 @@ def mbsdca(
     n_threads: int | None = None,
     eval_every: int = 1,
     callback=None,
+    checkpoint_dir=None,
+    checkpoint_every: int = 0,
+    resume: bool = True,
 ) -> MochaResult:
     """Fit the W-problem for a fixed Sigma with mini-batch SDCA (certified gaps).
 
@@ -45,6 +48,9 @@ def mbsdca(
         Aggregation ``s = scaling / total steps`` (capped at 1 to keep duals feasible).
     systems : SystemsModel, optional
         Heterogeneous mini-batch sizes, drops, cost (flops factor 6).
+
+    checkpoint_dir, checkpoint_every, resume
+        Checkpoint / resume, as :func:`fmtl.federated.mocha`.
 
     Returns
     -------
@@ -71,9 +77,29 @@ def mbsdca(
     dual = DualRound(tasks, loss, lam, record_gaps=False)
     rec = Recorder(runtime, callback)
     B = np.zeros((m, tasks.n_features))
-    Wt = np.zeros_like(B)
+    state = {"alpha": dual.alpha, "B": B}
+    ckpt, pos, rng = start(
+        checkpoint_dir,
+        checkpoint_every,
+        resume,
+        tasks,
+        "mbsdca",
+        runtime,
+        rec,
+        rng,
+        state,
+        lam=lam,
+        loss=[loss.name, loss.param],
+        sigma=Sigma,
+        local_frac=local_frac,
+        scaling=scaling,
+        rounds=rounds,
+        systems=systems,
+        eval_every=eval_every,
+    )
+    Wt = Sigma @ B / lam
     with numba_threads(n_threads):
-        for h in range(rounds):
+        for h in range(pos["h"], rounds):
             steps, active = runtime.draw(rng)
             alpha_prev = dual.alpha.copy()
             dB = dual.run(Wt, sdiag, 1.0, steps, draw_seeds(rng, m), active, feedback=False)
@@ -86,6 +112,9 @@ def mbsdca(
             if evaluate_now(h, rounds, eval_every):
                 cert = certificates(tasks, dual.alpha, B, Sigma, lam, loss)
                 rec.add(h + 1, 0, {**cert, "scale": s}, dual.steps_done, active)
+            pos["h"] = pos["rnd"] = h + 1
+            ckpt.maybe_save(pos, state, rng, runtime, rec)
+    ckpt.save(pos, state, rng, runtime, rec)
     silent = rec.warn_silent_nodes()
     return MochaResult(
         coef=Wt,

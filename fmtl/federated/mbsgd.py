@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..solvers.sdca import minibatch_gradients
-from ._fixed import evaluate_now, setup
+from ._fixed import evaluate_now, setup, start
 from ._loop import Recorder, check_frac, draw_seeds, numba_threads, parallel_worth_it
 from .mocha import MochaResult, objective_terms
 from .systems import SystemsModel, SystemsRuntime
@@ -36,6 +36,9 @@ def mbsgd(
     n_threads: int | None = None,
     eval_every: int = 1,
     callback=None,
+    checkpoint_dir=None,
+    checkpoint_every: int = 0,
+    resume: bool = True,
 ) -> MochaResult:
     """Fit the W-problem for a fixed Sigma with projected mini-batch SGD (primal only).
 
@@ -49,6 +52,9 @@ def mbsgd(
         Step size ``eta_h = scaling / h``.
     systems : SystemsModel, optional
         Heterogeneous mini-batch sizes, drops, cost (flops factor 4).
+
+    checkpoint_dir, checkpoint_every, resume
+        Checkpoint / resume, as :func:`fmtl.federated.mocha`.
 
     Returns
     -------
@@ -78,9 +84,29 @@ def mbsgd(
     rec = Recorder(runtime, callback)
     Wt = np.zeros((m, d))
     G = np.zeros((m, d))
+    state = {"Wt": Wt}
+    ckpt, pos, rng = start(
+        checkpoint_dir,
+        checkpoint_every,
+        resume,
+        tasks,
+        "mbsgd",
+        runtime,
+        rec,
+        rng,
+        state,
+        lam=lam,
+        loss=[loss.name, loss.param],
+        sigma=Sigma,
+        local_frac=local_frac,
+        scaling=scaling,
+        rounds=rounds,
+        systems=systems,
+        eval_every=eval_every,
+    )
     with numba_threads(n_threads):
         parallel = parallel_worth_it(tasks)
-        for h in range(rounds):
+        for h in range(pos["h"], rounds):
             steps, active = runtime.draw(rng)
             minibatch_gradients(
                 *tasks.kernel_args,
@@ -93,7 +119,8 @@ def mbsgd(
                 G,
                 parallel=parallel,
             )
-            Wt = Wt - (scaling / (h + 1)) * (G + lam * (Omega @ Wt))
+            # in place: the checkpoint state refers to this array
+            Wt -= (scaling / (h + 1)) * (G + lam * (Omega @ Wt))
             norm = np.linalg.norm(Wt)
             if norm > radius:
                 Wt *= radius / norm
@@ -103,6 +130,9 @@ def mbsgd(
                 loss_mean = objective_terms(tasks, no_dual, Wt, loss)[0]
                 primal = float(loss_mean.sum()) + 0.5 * lam * float(np.sum(Wt * (Omega @ Wt)))
                 rec.add(h + 1, 0, {"primal": primal}, done, active)
+            pos["h"] = pos["rnd"] = h + 1
+            ckpt.maybe_save(pos, state, rng, runtime, rec)
+    ckpt.save(pos, state, rng, runtime, rec)
     silent = rec.warn_silent_nodes()
     return MochaResult(
         coef=Wt,

@@ -26,14 +26,7 @@ from ._loop import (
     numba_threads,
     parallel_worth_it,
 )
-from .checkpoint import (
-    history_from_arrays,
-    history_to_arrays,
-    load_checkpoint,
-    restore_rng,
-    rng_state,
-    save_checkpoint,
-)
+from .checkpoint import Checkpointer, fingerprint
 from .history import History
 from .systems import SystemsModel, SystemsRuntime
 
@@ -122,100 +115,6 @@ def certificates(
         out["joint_dual"] = joint_dual
         out["joint_gap"] = primal - joint_dual
     return out
-
-
-def _fingerprint(
-    tasks,
-    lam,
-    loss,
-    relationship,
-    sigma_floor,
-    local_frac,
-    outer_iters,
-    inner_iters,
-    eval_every,
-    tol,
-    systems,
-) -> dict:
-    """What a checkpoint must match to be resumed (data digest and every setting)."""
-    import hashlib
-
-    h = hashlib.sha256()
-    for a in (tasks.Xd, tasks.data, tasks.indices, tasks.indptr, tasks.y, tasks.offsets):
-        h.update(np.ascontiguousarray(a).tobytes())
-    return {
-        "data_sha256": h.hexdigest(),
-        "lam": lam,
-        "loss": [loss.name, loss.param],
-        "relationship": relationship,
-        "sigma_floor": sigma_floor,
-        "local_frac": local_frac,
-        "outer_iters": outer_iters,
-        "inner_iters": inner_iters,
-        "eval_every": eval_every,
-        "tol": tol,
-        "systems": repr(systems),
-    }
-
-
-class _Checkpointer:
-    def __init__(self, directory, every: int, fingerprint: dict) -> None:
-        if directory is None and every:
-            raise ValueError("checkpoint_every needs checkpoint_dir")
-        if isinstance(every, bool) or not isinstance(every, int | np.integer) or every < 0:
-            raise ValueError(f"checkpoint_every must be an integer >= 0, got {every!r}")
-        self.directory, self.every, self.fingerprint = directory, int(every), fingerprint
-
-    def maybe_save(self, pos, alpha, B, Sigma, rng, runtime, rec) -> None:
-        if self.directory is not None and self.every and pos["rnd"] % self.every == 0:
-            self.save_final(pos, alpha, B, Sigma, rng, runtime, rec)
-
-    def save_final(self, pos, alpha, B, Sigma, rng, runtime, rec) -> None:
-        if self.directory is None:
-            return
-        hist_arrays, hist_meta = history_to_arrays(rec.history)
-        arrays = {
-            "alpha": alpha,
-            "B": B,
-            "Sigma": Sigma,
-            "reported": runtime.reported,
-            **hist_arrays,
-        }
-        meta = {
-            "fingerprint": self.fingerprint,
-            "rng": rng_state(rng),
-            "position": {**pos, "prev_outer_primal": repr(pos["prev_outer_primal"])},
-            "est_time": repr(rec.est_time),
-            "wall_time": rec.elapsed(),
-            **hist_meta,
-        }
-        save_checkpoint(self.directory, arrays, meta)
-
-
-def _restore_mocha(state, fingerprint, dual, B, runtime, rec, pos):
-    arrays, meta = state
-    if meta.get("fingerprint") != fingerprint:
-        diff = sorted(
-            k for k in fingerprint if meta.get("fingerprint", {}).get(k) != fingerprint[k]
-        )
-        raise ValueError(
-            f"the checkpoint belongs to another problem or settings (differs in "
-            f"{diff}); use another checkpoint_dir or resume=False"
-        )
-    try:
-        dual.alpha[:] = arrays["alpha"]
-        B[:] = arrays["B"]
-        runtime.reported[:] = arrays["reported"]
-        Sigma = np.array(arrays["Sigma"])
-        rec.history = history_from_arrays(arrays, meta)
-    except (KeyError, ValueError) as e:
-        raise ValueError(f"checkpoint is incomplete or has wrong shapes: {e}") from e
-    rec.est_time = float(meta["est_time"])
-    rec.t0 -= meta["wall_time"]
-    position = dict(meta["position"])
-    position["prev_outer_primal"] = float(position["prev_outer_primal"])
-    pos.update(position)
-    return restore_rng(meta["rng"]), Sigma
 
 
 def mocha(
@@ -364,24 +263,32 @@ def mocha(
         "last_primal": None,
         "finished": False,
     }
-    fingerprint = _fingerprint(
-        tasks,
-        lam,
-        loss,
-        relationship,
-        sigma_floor,
-        local_frac,
-        outer_iters,
-        inner_iters,
-        eval_every,
-        tol,
-        systems,
+    ckpt = Checkpointer(
+        checkpoint_dir,
+        checkpoint_every,
+        fingerprint(
+            tasks,
+            "mocha",
+            lam=lam,
+            loss=[loss.name, loss.param],
+            relationship=relationship,
+            sigma=sigma,
+            sigma_floor=sigma_floor,
+            local_frac=local_frac,
+            local_theta=local_theta,
+            outer_iters=outer_iters,
+            inner_iters=inner_iters,
+            eval_every=eval_every,
+            tol=tol,
+            outer_tol=outer_tol,
+            systems=systems,
+            record_local_gaps=record_local_gaps,
+        ),
     )
-    if checkpoint_dir is not None and resume:
-        state = load_checkpoint(checkpoint_dir)
-        if state is not None:
-            rng, Sigma = _restore_mocha(state, fingerprint, dual, B, runtime, rec, pos)
-    ckpt = _Checkpointer(checkpoint_dir, checkpoint_every, fingerprint)
+    saved = ckpt.resume(resume, runtime, rec, pos)
+    if saved is not None:
+        arrays, rng = saved
+        dual.alpha[:], B[:], Sigma = arrays["alpha"], arrays["B"], np.array(arrays["Sigma"])
     with numba_threads(n_threads):
         outer = pos["outer"]
         while outer < outer_iters and not pos["finished"]:
@@ -418,11 +325,13 @@ def mocha(
                     pos["prev_outer_primal"] = p
                 if w_step_done and pos["outer"] == outer_iters:
                     pos["finished"] = True
-                ckpt.maybe_save(pos, dual.alpha, B, Sigma, rng, runtime, rec)
+                ckpt.maybe_save(
+                    pos, {"alpha": dual.alpha, "B": B, "Sigma": Sigma}, rng, runtime, rec
+                )
                 if w_step_done:
                     break
             outer = pos["outer"]
-    ckpt.save_final(pos, dual.alpha, B, Sigma, rng, runtime, rec)
+    ckpt.save(pos, {"alpha": dual.alpha, "B": B, "Sigma": Sigma}, rng, runtime, rec)
     Wt = Sigma @ B / lam
     silent = rec.warn_silent_nodes()
     Sigma = (Sigma + Sigma.T) / 2.0
