@@ -162,6 +162,66 @@ class _TaskModelBase(BaseEstimator):
             )
         return out
 
+    def save(self, path) -> None:
+        """Save the fitted model to an ``.npz`` file (no pickle; see :mod:`fmtl.persistence`).
+
+        Parameters
+        ----------
+        path : str or path-like
+            Written exactly as given.
+
+        Examples
+        --------
+        >>> import tempfile, pathlib
+        >>> import numpy as np
+        >>> from fmtl import LocalClassifier
+        >>> X = np.random.default_rng(0).normal(size=(20, 2))
+        >>> clf = LocalClassifier(alpha=0.1).fit(X, X[:, 0] > 0, ["a", "b"] * 10)
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     clf.save(pathlib.Path(d) / "clf.npz")
+        ...     same = LocalClassifier.load(pathlib.Path(d) / "clf.npz")
+        >>> bool(np.array_equal(same.predict(X, ["a"] * 20), clf.predict(X, ["a"] * 20)))
+        True
+        """
+        from .persistence import save_model
+
+        save_model(self, path)
+
+    @classmethod
+    def load(cls, path):
+        """Load a model saved by :meth:`save`; TypeError if it is not a ``cls``.
+
+        Parameters
+        ----------
+        path : str or path-like
+
+        Returns
+        -------
+        estimator : cls
+            Fitted, predicting bit-identically to the saved model.
+
+        Examples
+        --------
+        >>> import tempfile, pathlib
+        >>> import numpy as np
+        >>> from fmtl import LocalRegressor
+        >>> X = np.random.default_rng(0).normal(size=(20, 2))
+        >>> reg = LocalRegressor(alpha=0.1).fit(X, X[:, 0], [1, 2] * 10)
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     reg.save(pathlib.Path(d) / "reg.npz")
+        ...     LocalRegressor.load(pathlib.Path(d) / "reg.npz").tasks_.tolist()
+        [1, 2]
+        """
+        from .persistence import load_model
+
+        est = load_model(path)
+        if not isinstance(est, cls):
+            raise TypeError(
+                f"{path!s} holds a {type(est).__name__}, not a {cls.__name__} "
+                "(use fmtl.persistence.load_model to load any fmtl model)"
+            )
+        return est
+
 
 class _MochaBase(_TaskModelBase):
     def __init__(

@@ -1,0 +1,679 @@
+"""Save and load fitted fmtl estimators as plain ``.npz`` files, without pickle.
+
+Why not pickle or joblib? Loading a pickle runs whatever code the file names: a model
+file from an untrusted source (or one that was swapped on disk) can execute arbitrary
+commands the moment it is loaded. A model saved here is an uncompressed ``.npz`` archive
+(``np.savez``) holding
+
+- ``__header__``: a 0-d unicode array with a JSON object (format, versions, class name,
+  parameters, task and class labels as tagged JSON values, the shape and dtype of every
+  array, a SHA-256 checksum);
+- numeric arrays only (``coef_``, ``dual_coef_``, ``sigma_``, ``omega_``, the history
+  columns, array-valued parameters).
+
+:func:`load_model` reads it with ``np.load(path, allow_pickle=False)`` and parses the
+header with :func:`json.loads`, neither of which can execute code; the estimator class
+comes from a fixed table of fmtl classes, never from an imported name. Files holding
+pickled objects are refused before anything is unpickled.
+
+The checksum (over the header and every array, in a fixed order) detects accidental
+corruption or editing; it is not a signature: whoever can write the file can also
+recompute it. Only load models from sources you trust to give you the model you expect.
+
+Task labels and class labels round-trip with their Python types: ``int``, ``float``
+(including ``nan`` and ``inf``), ``str``, ``bool``, ``None`` and tuples of these; numpy
+scalars are stored as their Python equivalents (``np.int64(3)`` comes back as ``3``).
+
+Examples
+--------
+>>> import tempfile, pathlib
+>>> import numpy as np
+>>> from fmtl import LocalRegressor
+>>> from fmtl.persistence import load_model, save_model
+>>> rng = np.random.default_rng(0)
+>>> X, y = rng.normal(size=(12, 3)), rng.normal(size=12)
+>>> tasks = ["a", "b", ("c", 1)] * 4
+>>> reg = LocalRegressor(alpha=0.1).fit(X, y, tasks)
+>>> with tempfile.TemporaryDirectory() as d:
+...     path = pathlib.Path(d) / "model.npz"
+...     save_model(reg, path)
+...     same = load_model(path)
+>>> bool(np.array_equal(same.predict(X, tasks), reg.predict(X, tasks)))
+True
+>>> same.tasks_.tolist()
+['a', 'b', ('c', 1)]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import zipfile
+from typing import Any
+
+import numpy as np
+from sklearn.base import ClassifierMixin
+from sklearn.utils.validation import check_is_fitted
+
+from .estimators import (
+    GlobalClassifier,
+    GlobalRegressor,
+    LocalClassifier,
+    LocalRegressor,
+    MochaClassifier,
+    MochaRegressor,
+)
+from .federated.history import History
+from .federated.systems import SystemsModel
+
+__all__ = ["FORMAT", "FORMAT_VERSION", "load_model", "save_model"]
+
+FORMAT = "fmtl-model"
+FORMAT_VERSION = 1
+
+# the only classes a file may name: never import a name read from a file
+_CLASSES: dict[str, type] = {
+    c.__name__: c
+    for c in (
+        MochaClassifier,
+        MochaRegressor,
+        LocalClassifier,
+        LocalRegressor,
+        GlobalClassifier,
+        GlobalRegressor,
+    )
+}
+
+# fitted attributes this module knows how to save (public ones: sklearn's trailing "_")
+_FITTED = frozenset(
+    {
+        "coef_",
+        "tasks_",
+        "n_tasks_",
+        "n_features_in_",
+        "feature_names_in_",
+        "sigma_",
+        "omega_",
+        "dual_coef_",
+        "history_",
+        "never_reported_",
+        "classes_",
+    }
+)
+
+_HEADER = "__header__"
+_ARRAY_KINDS = "biufc"  # bool, int, uint, float, complex: no objects, no strings
+_CLASS_KINDS = "biufU"
+_HISTORY_KINDS = ("int", "float", "bool", "numpy", "array")
+_LABEL_HELP = "supported: int, float, str, bool, None, numpy scalars and tuples of these"
+
+
+# --------------------------------------------------------------------------- labels
+
+
+def _encode_scalar(v: Any) -> dict | None:
+    """Tagged JSON of a scalar label (numpy scalars as Python), or None if unsupported."""
+    if isinstance(v, np.generic) and v.dtype.kind in "biufU":
+        v = v.item()
+    t = type(v)
+    if v is None:
+        return {"t": "none"}
+    if t is bool:
+        return {"t": "bool", "v": v}
+    if t is int:
+        return {"t": "int", "v": v}
+    if t is float:
+        return {"t": "float", "v": v if math.isfinite(v) else repr(v)}
+    if t is str:
+        return {"t": "str", "v": v}
+    return None
+
+
+def _encode_label(v: Any, what: str) -> dict:
+    """Tagged JSON of a task or class label; TypeError naming the label if unsupported."""
+    enc = _encode_scalar(v)
+    if enc is not None:
+        return enc
+    if type(v) is tuple:
+        return {"t": "tuple", "v": [_encode_label(x, what) for x in v]}
+    raise TypeError(f"cannot save {what} {v!r} of type {type(v).__name__} ({_LABEL_HELP})")
+
+
+def _decode_label(enc: Any) -> Any:
+    """Inverse of :func:`_encode_label` (ValueError on anything malformed)."""
+    if not isinstance(enc, dict) or not isinstance(enc.get("t"), str):
+        raise ValueError(f"malformed label {enc!r}")
+    t, v = enc["t"], enc.get("v")
+    if t == "none" and "v" not in enc:
+        return None
+    if t == "bool" and type(v) is bool:
+        return v
+    if t == "int" and type(v) is int:
+        return v
+    if t == "float":
+        if type(v) is float:
+            return v
+        if v in ("nan", "inf", "-inf"):
+            return float(v)
+    if t == "str" and type(v) is str:
+        return v
+    if t == "tuple" and type(v) is list:
+        return tuple(_decode_label(x) for x in v)
+    raise ValueError(f"malformed label {enc!r}")
+
+
+# --------------------------------------------------------------------------- params
+
+
+def _encode_param(v: Any, name: str, arrays: dict[str, np.ndarray]) -> Any:
+    """Tagged JSON of a parameter value; arrays go to ``arrays`` under ``params/<name>``."""
+    enc = _encode_scalar(v)
+    if enc is not None:
+        return enc
+    if type(v) in (tuple, list):
+        items = [_encode_param(x, f"{name}/{i}", arrays) for i, x in enumerate(v)]
+        return {"t": type(v).__name__, "v": items}
+    if type(v) is np.ndarray and v.dtype.kind in _ARRAY_KINDS:
+        key = f"params/{name}"
+        arrays[key] = v
+        return {"t": "ndarray", "key": key}
+    if type(v) is SystemsModel:
+        fields = {
+            f.name: _encode_param(getattr(v, f.name), f"{name}.{f.name}", arrays)
+            for f in dataclasses.fields(v)
+        }
+        return {"t": "SystemsModel", "v": fields}
+    top = name.split("/")[0].split(".")[0]
+    if isinstance(v, np.random.Generator | np.random.RandomState):
+        hint = "a numpy random generator has no portable state here; pass an int seed or None"
+    else:
+        hint = (
+            "supported: int, float, str, bool, None, numeric ndarrays, lists/tuples of "
+            "these and fmtl.federated.SystemsModel"
+        )
+    raise TypeError(
+        f"cannot save parameter {top!r}: value {v!r} of type {type(v).__name__} ({hint})"
+    )
+
+
+def _decode_param(enc: Any, arrays: dict[str, np.ndarray]) -> Any:
+    if isinstance(enc, dict):
+        t = enc.get("t")
+        if t in ("tuple", "list") and type(enc.get("v")) is list:
+            items = [_decode_param(x, arrays) for x in enc["v"]]
+            return tuple(items) if t == "tuple" else items
+        if t == "ndarray" and enc.get("key") in arrays:
+            return arrays[enc["key"]].copy()
+        if t == "SystemsModel" and isinstance(enc.get("v"), dict):
+            names = {f.name for f in dataclasses.fields(SystemsModel)}
+            if not set(enc["v"]) <= names:
+                raise ValueError(f"unknown SystemsModel fields {sorted(set(enc['v']) - names)}")
+            return SystemsModel(**{k: _decode_param(x, arrays) for k, x in enc["v"].items()})
+    return _decode_label(enc)
+
+
+# --------------------------------------------------------------------------- history
+
+
+def _history_kind(v: Any, col: str) -> str:
+    t = type(v)
+    if t is bool:
+        return "bool"
+    if t is int:
+        return "int"
+    if t is float:
+        return "float"
+    if isinstance(v, np.generic) and v.dtype.kind in _ARRAY_KINDS:
+        return "numpy"
+    if t is np.ndarray and v.dtype.kind in _ARRAY_KINDS:
+        return "array"
+    raise TypeError(f"cannot save history column {col!r}: value {v!r} of type {t.__name__}")
+
+
+def _history_value(stacked: np.ndarray, i: int, kind: str) -> Any:
+    x = stacked[i]
+    if kind == "array":
+        return np.array(x)
+    if kind == "numpy":
+        return x
+    return {"bool": bool, "int": int, "float": float}[kind](x.item())
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    """Exactly the same value: same type, dtype, shape and bytes (NaN-safe)."""
+    if type(a) is not type(b):
+        return False
+    a, b = np.asarray(a), np.asarray(b)
+    return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+
+
+def _encode_history(h: Any, run: int, arrays: dict[str, np.ndarray]) -> dict:
+    if not isinstance(h, History):
+        raise TypeError(f"history_ must be a fmtl History, got {type(h).__name__}")
+    recs = h.records
+    names = list(dict.fromkeys(k for r in recs for k in r))
+    columns = []
+    for c, name in enumerate(names):
+        present = np.array([name in r for r in recs], dtype=bool)
+        values = [r[name] for r in recs if name in r]
+        kinds = [_history_kind(v, name) for v in values]
+        try:
+            stacked = np.stack([np.asarray(v) for v in values])
+        except ValueError as e:
+            raise ValueError(f"cannot save history column {name!r}: ragged values") from e
+        key = f"history/{run}/{c}"
+        col: dict = {"name": name, "key": key}
+        col["kind"] = kinds[0] if len(set(kinds)) == 1 else kinds
+        if stacked.dtype.kind not in _ARRAY_KINDS or not all(
+            _same_value(v, _history_value(stacked, i, k))
+            for i, (v, k) in enumerate(zip(values, kinds, strict=True))
+        ):
+            raise ValueError(f"cannot save history column {name!r} losslessly (mixed types)")
+        arrays[key] = stacked
+        if not present.all():
+            arrays[key + "/present"] = present
+            col["present"] = key + "/present"
+        columns.append(col)
+    return {"n_records": len(recs), "columns": columns}
+
+
+def _decode_history(enc: Any, arrays: dict[str, np.ndarray]) -> History:
+    if not isinstance(enc, dict) or type(enc.get("n_records")) is not int:
+        raise ValueError("malformed history")
+    n = enc["n_records"]
+    recs: list[dict] = [{} for _ in range(n)]
+    for col in enc.get("columns", []):
+        name, key, kind = col.get("name"), col.get("key"), col.get("kind")
+        if not isinstance(name, str) or key not in arrays:
+            raise ValueError(f"malformed history column {col!r}")
+        stacked = arrays[key]
+        present = arrays[col["present"]] if "present" in col else np.ones(n, dtype=bool)
+        rows = np.flatnonzero(present)
+        kinds = [kind] * rows.size if isinstance(kind, str) else kind
+        if (
+            present.shape != (n,)
+            or present.dtype != bool
+            or stacked.shape[:1] != (rows.size,)
+            or not isinstance(kinds, list)
+            or len(kinds) != rows.size
+            or any(k not in _HISTORY_KINDS for k in kinds)
+        ):
+            raise ValueError(f"history column {name!r} does not match its records")
+        for i, (r, k) in enumerate(zip(rows, kinds, strict=True)):
+            recs[r][name] = _history_value(stacked, i, k)
+    h = History()
+    for r in recs:
+        h.append(**r)
+    return h
+
+
+# --------------------------------------------------------------------------- checksum
+
+
+def _canonical(header: dict) -> bytes:
+    body = {k: v for k, v in header.items() if k != "sha256"}
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
+
+
+def _checksum(header: dict, arrays: dict[str, np.ndarray]) -> str:
+    """SHA-256 of the header (without its checksum) and every array, in name order."""
+    digest = hashlib.sha256(_canonical(header))
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        digest.update(f"\0{name}\0{a.dtype.str}\0{a.shape}\0".encode())
+        digest.update(a.tobytes())
+    return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------- save
+
+
+def save_model(estimator: Any, path: str | os.PathLike) -> None:
+    """Save a fitted fmtl estimator to an ``.npz`` file that loads without pickle.
+
+    Parameters
+    ----------
+    estimator : MochaClassifier, MochaRegressor, LocalClassifier, LocalRegressor, \
+GlobalClassifier or GlobalRegressor
+        A fitted estimator (exactly one of these classes, not a subclass).
+    path : str or path-like
+        Written exactly as given (no ``.npz`` suffix is appended); overwritten if it
+        exists.
+
+    Raises
+    ------
+    sklearn.exceptions.NotFittedError
+        If the estimator is not fitted.
+    TypeError
+        If it is not an fmtl estimator, or a parameter, task label, class label or
+        history value cannot be stored without pickle (e.g. ``random_state`` set to a
+        numpy ``Generator``); the message names the offending value.
+
+    See Also
+    --------
+    load_model
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> import numpy as np
+    >>> from fmtl import GlobalClassifier
+    >>> from fmtl.persistence import save_model
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(20, 2))
+    >>> clf = GlobalClassifier(alpha=0.1).fit(X, X[:, 0] > 0, [1, 2] * 10)
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     path = pathlib.Path(d) / "clf.npz"
+    ...     save_model(clf, path)
+    ...     sorted(np.load(path, allow_pickle=False).files)[:3]
+    ['__header__', 'coef_', 'dual_coef_']
+    """
+    from . import __version__
+
+    cls = type(estimator)
+    if _CLASSES.get(cls.__name__) is not cls:
+        raise TypeError(
+            f"save_model saves fmtl estimators ({', '.join(_CLASSES)}), "
+            f"not {cls.__module__}.{cls.__qualname__}"
+        )
+    check_is_fitted(estimator, "coef_")
+    unknown = sorted(
+        k
+        for k in vars(estimator)
+        if k.endswith("_") and not k.startswith("_") and k not in _FITTED
+    )
+    if unknown:
+        raise TypeError(f"{cls.__name__} has fitted attributes {unknown} that save_model omits")
+
+    arrays: dict[str, np.ndarray] = {}
+    params = {
+        name: _encode_param(value, name, arrays)
+        for name, value in estimator.get_params(deep=False).items()
+    }
+    tasks = [_encode_label(v, "task label") for v in estimator.tasks_.tolist()]
+    header: dict[str, Any] = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "fmtl_version": __version__,
+        "class": cls.__name__,
+        "params": params,
+        "tasks": tasks,
+        "classes": None,
+        "classes_dtype": None,
+        "n_features_in": int(estimator.n_features_in_),
+        "feature_names_in": None,
+    }
+    if isinstance(estimator, ClassifierMixin):
+        classes = np.asarray(estimator.classes_)
+        if classes.dtype.kind not in _CLASS_KINDS + "O":
+            raise TypeError(f"cannot save classes_ of dtype {classes.dtype}")
+        header["classes"] = [_encode_label(v, "class label") for v in classes.tolist()]
+        header["classes_dtype"] = classes.dtype.str
+    names_in = getattr(estimator, "feature_names_in_", None)
+    if names_in is not None:
+        header["feature_names_in"] = [str(v) for v in names_in]
+
+    for name in ("coef_", "dual_coef_", "sigma_", "omega_"):
+        value = getattr(estimator, name)
+        if value is not None:
+            value = np.asarray(value)
+            if value.dtype.kind not in _ARRAY_KINDS:
+                raise TypeError(f"cannot save {name} of dtype {value.dtype}")
+            arrays[name] = value
+    lookup = {lab: i for i, lab in enumerate(estimator.tasks_.tolist())}
+    arrays["never_reported_"] = np.array(
+        [lookup[v] for v in np.asarray(estimator.never_reported_).tolist()], dtype=np.int64
+    )
+    hist = estimator.history_
+    multi = isinstance(hist, list)
+    runs = hist if multi else [hist]
+    header["history"] = {
+        "multi": multi,
+        "runs": [_encode_history(h, i, arrays) for i, h in enumerate(runs)],
+    }
+    header["arrays"] = {
+        name: {"shape": list(a.shape), "dtype": a.dtype.str} for name, a in arrays.items()
+    }
+    # hash exactly what a reader will parse (JSON turns tuples into lists, ...)
+    header = json.loads(json.dumps(header, allow_nan=False))
+    header["sha256"] = _checksum(header, arrays)
+    text = json.dumps(header, allow_nan=False)
+    with open(path, "wb") as f:
+        np.savez(f, **{_HEADER: np.array(text)}, **arrays)
+
+
+# --------------------------------------------------------------------------- load
+
+
+def _read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Every entry of an ``.npz`` file, refusing pickled objects (never unpickled)."""
+    try:
+        npz = np.load(path, allow_pickle=False)
+    except (ValueError, EOFError, OSError, zipfile.BadZipFile) as e:
+        if isinstance(e, FileNotFoundError | IsADirectoryError | PermissionError):
+            raise
+        raise ValueError(
+            f"{os.fspath(path)!r} is not an fmtl model file (not a readable .npz: {e}); "
+            "pickled files are never loaded"
+        ) from e
+    if not isinstance(npz, np.lib.npyio.NpzFile):
+        raise ValueError(f"{os.fspath(path)!r} is a single .npy array, not an fmtl model (.npz)")
+    out = {}
+    with npz:
+        for name in npz.files:
+            try:
+                out[name] = npz[name]
+            except ValueError as e:
+                raise ValueError(
+                    f"{os.fspath(path)!r}: entry {name!r} holds pickled Python objects; "
+                    "refusing to unpickle it (loading a pickle can run arbitrary code, and "
+                    "fmtl model files never contain one)"
+                ) from e
+            except (OSError, EOFError, zipfile.BadZipFile) as e:
+                raise ValueError(f"{os.fspath(path)!r}: entry {name!r} is corrupted: {e}") from e
+    return out
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"non-standard JSON constant {name}")
+
+
+def _parse_header(arrays: dict[str, np.ndarray], where: str) -> dict:
+    if _HEADER not in arrays:
+        raise ValueError(f"{where} is not an fmtl model file: no {_HEADER!r} entry")
+    raw = arrays.pop(_HEADER)
+    if raw.shape != () or raw.dtype.kind != "U":
+        raise ValueError(f"{where}: {_HEADER!r} is not a JSON string")
+    try:
+        header = json.loads(str(raw), parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as e:
+        raise ValueError(f"{where}: the header is not valid JSON ({e})") from e
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        raise ValueError(f"{where} is not an fmtl model file (format is not {FORMAT!r})")
+    version = header.get("format_version")
+    if type(version) is not int or version < 1:
+        raise ValueError(f"{where}: invalid format_version {version!r}")
+    if version > FORMAT_VERSION:
+        raise ValueError(
+            f"{where} uses model format version {version} (written by fmtl "
+            f"{header.get('fmtl_version')}); this fmtl reads versions <= {FORMAT_VERSION}: "
+            "the file needs a newer fmtl"
+        )
+    return header
+
+
+def _check_arrays(header: dict, arrays: dict[str, np.ndarray], where: str) -> None:
+    listed = header.get("arrays")
+    if not isinstance(listed, dict):
+        raise ValueError(f"{where}: the header lists no arrays")
+    missing = sorted(set(listed) - set(arrays))
+    extra = sorted(set(arrays) - set(listed))
+    if missing or extra:
+        raise ValueError(f"{where}: missing arrays {missing}, unexpected arrays {extra}")
+    for name, spec in listed.items():
+        a = arrays[name]
+        if not isinstance(spec, dict) or list(a.shape) != spec.get("shape"):
+            raise ValueError(
+                f"{where}: array {name!r} has the wrong shape {a.shape} "
+                f"(header: {spec.get('shape') if isinstance(spec, dict) else spec!r})"
+            )
+        if a.dtype.str != spec.get("dtype") or a.dtype.kind not in _ARRAY_KINDS:
+            raise ValueError(
+                f"{where}: array {name!r} has the wrong dtype {a.dtype.str} "
+                f"(header: {spec.get('dtype')!r})"
+            )
+    if header.get("sha256") != _checksum(header, arrays):
+        raise ValueError(f"{where}: checksum mismatch: the file was modified or corrupted")
+
+
+def _build(header: dict, arrays: dict[str, np.ndarray], where: str) -> Any:
+    cls = _CLASSES.get(header.get("class"))  # type: ignore[arg-type]
+    if cls is None:
+        raise ValueError(
+            f"{where}: unknown estimator class {header.get('class')!r} "
+            f"(known: {', '.join(_CLASSES)})"
+        )
+    params_enc = header.get("params")
+    if not isinstance(params_enc, dict):
+        raise ValueError(f"{where}: malformed params")
+    valid = cls().get_params(deep=False)
+    unknown = sorted(set(params_enc) - set(valid))
+    if unknown:
+        raise ValueError(f"{where}: {cls.__name__} has no parameters {unknown}")
+    est = cls(**{k: _decode_param(v, arrays) for k, v in params_enc.items()})
+
+    labels = [_decode_label(v) for v in header.get("tasks") or []]
+    m = len(labels)
+    tasks = np.empty(m, dtype=object)
+    tasks[:] = labels
+    lookup = {lab: i for i, lab in enumerate(labels)}
+    if len(lookup) != m:
+        raise ValueError(f"{where}: duplicate task labels")
+    n_features = header.get("n_features_in")
+    if type(n_features) is not int or n_features < 0:
+        raise ValueError(f"{where}: malformed n_features_in {n_features!r}")
+
+    coef = arrays["coef_"]
+    lead: tuple[int, ...] = ()
+    if issubclass(cls, ClassifierMixin):
+        dtype, enc = header.get("classes_dtype"), header.get("classes")
+        if not isinstance(enc, list) or not isinstance(dtype, str):
+            raise ValueError(f"{where}: a classifier needs classes")
+        dt = np.dtype(dtype)
+        if dt.kind not in _CLASS_KINDS + "O":
+            raise ValueError(f"{where}: unsupported classes dtype {dtype!r}")
+        decoded = [_decode_label(v) for v in enc]
+        if dt.kind == "O":
+            classes = np.empty(len(decoded), dtype=object)
+            classes[:] = decoded
+        else:
+            classes = np.array(decoded, dtype=dt)
+        if classes.shape[0] < 2:
+            raise ValueError(f"{where}: a classifier needs at least two classes")
+        est.classes_ = classes
+        if classes.shape[0] > 2:
+            lead = (classes.shape[0],)
+    expected = (*lead, m, n_features)
+    if coef.shape != expected or coef.dtype.kind != "f":
+        raise ValueError(
+            f"{where}: coef_ has shape {coef.shape}, expected {expected} from "
+            f"{m} tasks, {n_features} features" + (f", {lead[0]} classes" if lead else "")
+        )
+    for name in ("sigma_", "omega_"):
+        if name in arrays and arrays[name].shape != (*lead, m, m):
+            raise ValueError(f"{where}: {name} has the wrong shape {arrays[name].shape}")
+    dual = arrays["dual_coef_"]
+    if dual.ndim != len(lead) + 1 or (lead and dual.shape[0] != lead[0]):
+        raise ValueError(f"{where}: dual_coef_ has the wrong shape {arrays['dual_coef_'].shape}")
+    never = arrays["never_reported_"]
+    if never.ndim != 1 or never.dtype.kind != "i" or np.any((never < 0) | (never >= m)):
+        raise ValueError(f"{where}: never_reported_ is not a list of task indices")
+
+    hist = header.get("history")
+    if not isinstance(hist, dict) or not isinstance(hist.get("runs"), list):
+        raise ValueError(f"{where}: malformed history")
+    runs = [_decode_history(h, arrays) for h in hist["runs"]]
+    if bool(hist.get("multi")) != bool(lead) or len(runs) != (lead[0] if lead else 1):
+        raise ValueError(f"{where}: {len(runs)} histories for coef_ of shape {coef.shape}")
+
+    names_in = header.get("feature_names_in")
+    if names_in is not None:
+        if not (
+            isinstance(names_in, list)
+            and len(names_in) == n_features
+            and all(isinstance(s, str) for s in names_in)
+        ):
+            raise ValueError(f"{where}: malformed feature_names_in")
+        est.feature_names_in_ = np.array(names_in, dtype=object)
+
+    est.n_features_in_ = n_features
+    est.tasks_ = tasks
+    est._task_lookup_ = lookup
+    est.n_tasks_ = m
+    est.coef_ = coef
+    est.sigma_ = arrays.get("sigma_")
+    est.omega_ = arrays.get("omega_")
+    est.dual_coef_ = arrays["dual_coef_"]
+    est.history_ = runs if lead else runs[0]
+    est.never_reported_ = tasks[never]
+    return est
+
+
+def load_model(path: str | os.PathLike) -> Any:
+    """Load an estimator saved by :func:`save_model` (never unpickles anything).
+
+    Parameters
+    ----------
+    path : str or path-like
+
+    Returns
+    -------
+    estimator
+        A fitted fmtl estimator whose ``predict`` and ``decision_function`` give
+        bit-identical results to the saved one.
+
+    Raises
+    ------
+    ValueError
+        If the file is not an fmtl model (no or unparseable header, other format, an
+        array holding pickled objects), was written by a newer model format ("needs a
+        newer fmtl"), names an unknown class, has an array of the wrong shape or dtype,
+        fails its checksum ("checksum mismatch: the file was modified or corrupted") or
+        is internally inconsistent. Messages name the file.
+
+    See Also
+    --------
+    save_model
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> import numpy as np
+    >>> from fmtl import MochaRegressor
+    >>> from fmtl.persistence import load_model
+    >>> rng = np.random.default_rng(0)
+    >>> X, y = rng.normal(size=(30, 3)), rng.normal(size=30)
+    >>> reg = MochaRegressor(alpha=0.1, outer_iters=2, random_state=0)
+    >>> reg = reg.fit(X, y, [None, 2.5, "x"] * 10)
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     reg.save(pathlib.Path(d) / "reg.npz")
+    ...     loaded = load_model(pathlib.Path(d) / "reg.npz")
+    >>> loaded.get_params() == reg.get_params(), loaded.tasks_.tolist()
+    (True, [None, 2.5, 'x'])
+    >>> bool(np.array_equal(loaded.history_["gap"], reg.history_["gap"]))
+    True
+    """
+    where = repr(os.fspath(path))
+    arrays = _read_npz(path)
+    header = _parse_header(arrays, where)
+    _check_arrays(header, arrays, where)
+    try:
+        return _build(header, arrays, where)
+    except (TypeError, KeyError, ValueError) as e:
+        if isinstance(e, ValueError) and str(e).startswith(where):
+            raise
+        # malformed content (labels, SystemsModel fields, ...) that passed the checksum
+        raise ValueError(f"{where}: malformed model file ({e})") from e
