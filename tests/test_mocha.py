@@ -344,3 +344,22 @@ def test_importing_fmtl_compiles_nothing():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+@pytest.mark.parametrize("loss", ["hinge", "smoothed_hinge", "logistic"])
+def test_debug_mode_asserts_dual_feasibility_every_round(loss, monkeypatch):
+    import sys
+
+    loop = sys.modules["fmtl.federated._loop"]
+    monkeypatch.setattr(loop, "DEBUG", True)
+    calls = []
+    real = loop.check_dual_feasible
+    monkeypatch.setattr(
+        loop, "check_dual_feasible", lambda *a, **k: (calls.append(1), real(*a, **k))
+    )
+    Xs, ys = random_tasks(m=4, n=15, d=3, seed=17)
+    Xs = [X * 1e3 for X in Xs]  # large curvature: steps hit the box edges
+    mocha(Xs, ys, 1e-4, loss, outer_iters=2, inner_iters=5, random_state=0)
+    assert len(calls) == 10
+    with pytest.raises(AssertionError, match="box"):
+        real(np.array([0.5, 1.5]), np.array([1.0, 1.0]), __import__("fmtl").get_loss(loss))

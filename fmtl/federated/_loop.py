@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 import warnings
 
@@ -38,6 +39,10 @@ def check_frac(name: str, v) -> float:
 def as_tasks(Xs, ys) -> PackedTasks:
     return Xs if isinstance(Xs, PackedTasks) else pack_tasks(list(Xs), list(ys))
 
+
+# Debug mode (FMTL_DEBUG=1): after every round assert that every dual variable is feasible
+# (a y in [0, 1] for the classification losses), the invariant the certificates rest on.
+DEBUG = os.environ.get("FMTL_DEBUG", "") == "1"
 
 # Below this many stored entries of X, one pass is cheaper than waking numba's threads (and
 # on a loaded machine a parallel launch can wait a whole scheduler quantum): run serially.
@@ -110,6 +115,8 @@ class DualRound:
             self.gap1,
             parallel=parallel_worth_it(self.tasks),
         )
+        if DEBUG:
+            check_dual_feasible(self.alpha, self.tasks.y, self.loss)
         return self.dB
 
     def gap_columns(self) -> dict:
@@ -122,6 +129,19 @@ class DualRound:
             "local_gap_end": self.gap1.copy(),
             "local_gap_ratio": ratio,
         }
+
+
+def check_dual_feasible(alpha: np.ndarray, y: np.ndarray, loss, tol: float = 1e-12) -> None:
+    """Raise AssertionError if some ``alpha_i`` leaves the loss's dual domain."""
+    if not loss.classification:
+        return
+    b = alpha * y
+    bad = np.flatnonzero((b < -tol) | (b > 1 + tol) | ~np.isfinite(b))
+    if bad.size:
+        raise AssertionError(
+            f"dual variables left the box [0, 1] at rows {bad[:10].tolist()} "
+            f"(a*y = {b[bad[:3]].tolist()})"
+        )
 
 
 class Recorder:
