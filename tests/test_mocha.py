@@ -363,3 +363,15 @@ def test_debug_mode_asserts_dual_feasibility_every_round(loss, monkeypatch):
     assert len(calls) == 10
     with pytest.raises(AssertionError, match="box"):
         real(np.array([0.5, 1.5]), np.array([1.0, 1.0]), __import__("fmtl").get_loss(loss))
+
+
+@pytest.mark.parametrize("scale", [1e-200, 1e-12, 1.0, 1e12, 1e200])
+def test_omega_update_is_scale_invariant(scale):
+    rng = np.random.default_rng(18)
+    Wt = rng.normal(size=(4, 3))
+    Wt[3] = Wt[2]  # duplicated task: W W^T singular
+    S1, O1 = omega_update(Wt, 1e-3)
+    S2, O2 = omega_update(Wt * scale, 1e-3)
+    np.testing.assert_allclose(S2, S1, rtol=1e-10, atol=1e-14)
+    assert np.all(np.isfinite(O2))
+    assert np.linalg.eigvalsh(S2)[0] >= 1e-3 * (1 - 1e-9)
