@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import numbers
+import re
 
 import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from .federated.mocha import mocha
 from .losses import get_loss
@@ -24,21 +25,43 @@ def _check_tasks(tasks, n_samples: int) -> np.ndarray:
         raise TypeError("tasks is required: one task label per row of X")
     if sp.issparse(tasks):
         raise TypeError("tasks must be a 1-D array-like of labels, not a sparse matrix")
-    arr = np.asarray(tasks, dtype=object)
+    if isinstance(tasks, list | tuple) and any(isinstance(v, tuple) for v in tasks):
+        # a sequence of tuple labels, e.g. [("a", 1), ("b", 2)]: one label per tuple
+        arr = np.empty(len(tasks), dtype=object)
+        for i, v in enumerate(tasks):
+            arr[i] = v
+    else:
+        arr = np.array(tasks, dtype=object)  # a copy: labels are normalised in place below
     if arr.ndim == 2 and 1 in arr.shape:
         arr = arr.ravel()
     if arr.ndim != 1:
         raise ValueError(f"tasks must be 1-D, got shape {arr.shape}")
     if arr.shape[0] != n_samples:
         raise ValueError(f"tasks has {arr.shape[0]} labels but X has {n_samples} rows")
-    for v in arr:
-        if isinstance(v, float | np.floating) and not np.isfinite(v):
-            raise ValueError("tasks contains NaN or inf")
+    for i, v in enumerate(arr):
+        if isinstance(v, np.number | np.bool_ | np.str_ | np.bytes_):
+            # numpy scalars as Python ones: np.int64(1) < (1, 2) raises ValueError, not
+            # TypeError, when _task_order tries to sort mixed labels
+            v = arr[i] = v.item()
         try:
             hash(v)
         except TypeError as e:
             raise TypeError(f"tasks labels must be hashable, got {type(v).__name__}") from e
+        if _is_nan_label(v):
+            raise ValueError(f"tasks contains NaN or inf ({v!r})")
     return arr
+
+
+def _is_nan_label(v) -> bool:
+    """NaN/inf floats, and any value (Decimal, complex, tuple member) unequal to itself."""
+    if isinstance(v, tuple):
+        return any(_is_nan_label(u) for u in v)
+    if isinstance(v, float | np.floating):
+        return not np.isfinite(v)
+    try:
+        return bool(v != v)
+    except Exception:
+        return False
 
 
 def _task_order(arr: np.ndarray) -> list:
@@ -64,6 +87,8 @@ def _stack_or_none(arrays: list):
 
 def _progress_printer(every: int):
     """A History callback printing every ``every``-th round's certificates (0: silent)."""
+    if isinstance(every, bool) or not isinstance(every, int | np.integer) or every < 0:
+        raise ValueError(f"verbose must be an integer >= 0, got {every!r}")
     if not every:
         return None
 
@@ -99,15 +124,60 @@ class _TaskModelBase(BaseEstimator):
         return get_loss(name, self.gamma)
 
     def _validate_fit(self, X, y, tasks):
-        X, y = validate_data(
-            self,
-            X,
-            y,
-            accept_sparse="csr",
-            dtype=np.float64,
-            order="C",
-            y_numeric=not isinstance(self, ClassifierMixin),
-        )
+        try:
+            X, y = validate_data(
+                self,
+                X,
+                y,
+                accept_sparse="csr",
+                dtype=np.float64,
+                order="C",
+                y_numeric=not isinstance(self, ClassifierMixin),
+            )
+        except (ValueError, TypeError) as e:
+            # numpy's and some of sklearn's messages ("could not convert string to float:
+            # 'a'", "Expected 2D array", ...) name no argument: say which one is at fault
+            msg = str(e)
+            if re.search(r"\b(X|y)\b", msg):
+                raise
+            try:
+                check_array(X, accept_sparse="csr", dtype=np.float64)
+                bad = "y"
+            except (ValueError, TypeError):
+                bad = "X"
+            kind = TypeError if isinstance(e, TypeError) else ValueError
+            raise kind(f"invalid {bad}: {msg}") from e
+        if isinstance(self, ClassifierMixin):
+            try:
+                check_classification_targets(y)
+            except (ValueError, TypeError) as e:  # "Unknown label type: continuous ...",
+                # "'<' not supported between 'NoneType' and 'str'": name no argument
+                kind = TypeError if isinstance(e, TypeError) else ValueError
+                raise kind(f"invalid y (class labels expected): {e}") from e
+        else:
+            # sklearn converts only object-dtype y: strings ("a", "nan") and None slip by
+            try:
+                y = np.asarray(y, dtype=np.float64)
+            except (ValueError, TypeError) as e:
+                kind = TypeError if isinstance(e, TypeError) else ValueError
+                raise kind(f"y must hold numbers only: {e}") from e
+            if not np.all(np.isfinite(y)):
+                raise ValueError("y contains NaN or inf (or None)")
+        # squared row norms ||x||^2 and the server's B B^T (entries up to d (|X| |y|)^2)
+        # must stay finite: past that the solvers silently return W = 0 or NaN
+        limit = np.sqrt(np.finfo(np.float64).max / (16.0 * X.shape[1]))
+        xbig = float(np.abs(X.data if sp.issparse(X) else X).max(initial=0.0))
+        ybig = 1.0 if isinstance(self, ClassifierMixin) else float(np.abs(y).max(initial=1.0))
+        if xbig > limit:
+            raise ValueError(
+                f"X has entries up to {xbig:.3g}: squared row norms overflow float64; "
+                "rescale X (e.g. with sklearn.preprocessing.MaxAbsScaler)"
+            )
+        if max(xbig, 1.0) * ybig > limit:
+            raise ValueError(
+                f"y has entries up to {ybig:.3g} (X up to {xbig:.3g}): the squared loss "
+                "overflows float64; rescale y"
+            )
         arr = _check_tasks(tasks, X.shape[0])
         labels = _task_order(arr)
         return X, y, labels, _rows_by_task(arr, labels)
@@ -149,7 +219,10 @@ class _TaskModelBase(BaseEstimator):
 
     def _margins(self, X, tasks) -> np.ndarray:
         check_is_fitted(self, "coef_")
-        X = validate_data(self, X, accept_sparse="csr", dtype=np.float64, reset=False)
+        try:
+            X = validate_data(self, X, accept_sparse="csr", dtype=np.float64, reset=False)
+        except (TypeError, ValueError) as e:
+            raise type(e)(f"invalid X: {e}") from e
         idx = self._task_index(tasks, X.shape[0])
         coefs = self.coef_ if self.coef_.ndim == 3 else self.coef_[None]
         out = np.empty((X.shape[0], coefs.shape[0]))
@@ -262,7 +335,7 @@ class _MochaBase(_TaskModelBase):
         self.verbose = verbose
 
     def _relationship(self, m: int):
-        if isinstance(self.relationship, str) and self.relationship not in _RELATIONSHIPS:
+        if not isinstance(self.relationship, str) or self.relationship not in _RELATIONSHIPS:
             raise ValueError(
                 f"relationship must be one of {_RELATIONSHIPS}, got {self.relationship!r}"
             )
@@ -510,6 +583,12 @@ class _IndependentBase(_TaskModelBase):
         self.verbose = verbose
 
     def _independent_fit(self, Xs: list, ys: list, loss):
+        if (
+            isinstance(self.max_rounds, bool)
+            or not isinstance(self.max_rounds, int | np.integer)
+            or self.max_rounds < 1
+        ):
+            raise ValueError(f"max_rounds must be an integer >= 1, got {self.max_rounds!r}")
         # Sigma = I: the objective separates into one ridge-regularised problem per task
         return mocha(
             Xs,

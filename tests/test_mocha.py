@@ -375,3 +375,24 @@ def test_omega_update_is_scale_invariant(scale):
     np.testing.assert_allclose(S2, S1, rtol=1e-10, atol=1e-14)
     assert np.all(np.isfinite(O2))
     assert np.linalg.eigvalsh(S2)[0] >= 1e-3 * (1 - 1e-9)
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda Xs, ys: (Xs, ys[:-1]), "Xs has 3 tasks but ys has 2"),
+        (lambda Xs, ys: (Xs, [ys[0][:-1], ys[1], ys[2]]), r"ys\[0\] has"),
+        (lambda Xs, ys: ([], []), "empty"),
+        (lambda Xs, ys: ([Xs[0][:, 0], *Xs[1:]], ys), r"Xs\[0\] must be 2-D"),
+        (lambda Xs, ys: ([Xs[0], Xs[1][:, :2], Xs[2]], ys), r"Xs\[1\] has 2 features"),
+        (lambda Xs, ys: ([np.where(Xs[0] > 1, np.nan, Xs[0]), *Xs[1:]], ys), "NaN"),
+        (lambda Xs, ys: (Xs, [2 * ys[0], *ys[1:]]), "-1/\\+1"),
+        (lambda Xs, ys: (Xs, [np.full(len(ys[0]), np.inf), *ys[1:]]), "NaN or inf"),
+    ],
+)
+def test_mocha_validates_per_task_data(make, match):
+    # mismatched lengths once reached the kernel and corrupted memory
+    Xs, ys = random_tasks(m=3, n=10, d=3, seed=19)
+    Xs, ys = make(Xs, ys)
+    with pytest.raises(ValueError, match=match):
+        mocha(Xs, ys, 0.1, "hinge", outer_iters=1, inner_iters=1)

@@ -20,7 +20,7 @@ def setup(Xs, ys, lam, loss, gamma, sigma, rounds, eval_every):
     lam = check_lam(lam)
     check_positive_int("rounds", rounds)
     check_positive_int("eval_every", eval_every)
-    tasks = as_tasks(Xs, ys)
+    tasks = as_tasks(Xs, ys, loss)
     m = tasks.n_tasks
     Sigma = identity_sigma(m) if sigma is None else check_sigma(sigma, m)
     w, V = np.linalg.eigh(Sigma)

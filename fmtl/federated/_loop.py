@@ -9,6 +9,7 @@ import warnings
 
 import numba
 import numpy as np
+import scipy.sparse as sp
 
 from ..solvers._packing import PackedTasks, pack_tasks
 from ..solvers.sdca import sdca_round
@@ -36,8 +37,71 @@ def check_frac(name: str, v) -> float:
     return float(v)
 
 
-def as_tasks(Xs, ys) -> PackedTasks:
-    return Xs if isinstance(Xs, PackedTasks) else pack_tasks(list(Xs), list(ys))
+def as_tasks(Xs, ys, loss=None) -> PackedTasks:
+    """Validate per-task data and pack it (a PackedTasks passes through unchanged).
+
+    Each ``Xs[t]`` must be 2-D (dense or scipy sparse) and finite with the same number of
+    columns, each ``ys[t]`` 1-D, finite and as long as ``Xs[t]`` has rows; classification
+    losses need labels in {-1, +1}.
+    """
+    if isinstance(Xs, PackedTasks):
+        return Xs
+    if ys is None:
+        raise TypeError("ys is required unless Xs is a PackedTasks")
+    Xs, ys = list(Xs), list(ys)
+    if not Xs:
+        raise ValueError("Xs is empty: at least one task is needed")
+    if len(Xs) != len(ys):
+        raise ValueError(f"Xs has {len(Xs)} tasks but ys has {len(ys)}")
+    d = None
+    clean_X, clean_y = [], []
+    for t, (X, y) in enumerate(zip(Xs, ys, strict=True)):
+        if sp.issparse(X):
+            X = sp.csr_matrix(X, dtype=np.float64)
+            values = X.data
+        else:
+            try:
+                X = np.ascontiguousarray(X, dtype=np.float64)
+            except (TypeError, ValueError) as e:
+                raise TypeError(f"Xs[{t}] must be a numeric array: {e}") from e
+            values = X
+        if X.ndim != 2:
+            raise ValueError(f"Xs[{t}] must be 2-D, got {X.ndim}-D")
+        if d is None:
+            d = X.shape[1]
+        elif X.shape[1] != d:
+            raise ValueError(f"Xs[{t}] has {X.shape[1]} features, Xs[0] has {d}")
+        if not np.all(np.isfinite(values)):
+            raise ValueError(f"Xs[{t}] contains NaN or inf")
+        try:
+            y = np.asarray(y, dtype=np.float64).ravel()
+        except (TypeError, ValueError) as e:
+            raise TypeError(f"ys[{t}] must be numeric: {e}") from e
+        if y.shape[0] != X.shape[0]:
+            raise ValueError(f"ys[{t}] has {y.shape[0]} values for {X.shape[0]} rows of Xs[{t}]")
+        if not np.all(np.isfinite(y)):
+            raise ValueError(f"ys[{t}] contains NaN or inf")
+        if loss is not None and loss.classification and np.any(np.abs(y) != 1.0):
+            raise ValueError(f"ys[{t}] must hold labels -1/+1 for loss={loss.name!r}")
+        clean_X.append(X)
+        clean_y.append(y)
+    return pack_tasks(clean_X, clean_y)
+
+
+def check_nonneg(name: str, v) -> float:
+    if isinstance(v, bool) or not (
+        isinstance(v, int | float | np.integer | np.floating) and np.isfinite(v) and v >= 0
+    ):
+        raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
+    return float(v)
+
+
+def check_flag(name: str, v, allow_none: bool = False) -> bool | None:
+    if v is None and allow_none:
+        return None
+    if not isinstance(v, bool | np.bool_):
+        raise TypeError(f"{name} must be True or False, got {v!r}")
+    return bool(v)
 
 
 # Debug mode (FMTL_DEBUG=1): after every round assert that every dual variable is feasible
@@ -67,6 +131,15 @@ def numba_threads(n_threads: int | None):
     """Run the block with ``n_threads`` numba threads (results do not depend on it)."""
     prev = numba.get_num_threads()
     if n_threads is not None:
+        top = numba.config.NUMBA_NUM_THREADS
+        if (
+            isinstance(n_threads, bool)
+            or not isinstance(n_threads, int | np.integer)
+            or not 1 <= n_threads <= top
+        ):
+            raise ValueError(
+                f"n_jobs (n_threads) must be an integer in [1, {top}], got {n_threads!r}"
+            )
         numba.set_num_threads(int(n_threads))
     try:
         yield

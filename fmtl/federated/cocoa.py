@@ -14,7 +14,7 @@ import numpy as np
 
 from ..relationships import safety_rho
 from ._fixed import evaluate_now, setup, start
-from ._loop import DualRound, Recorder, draw_seeds, numba_threads
+from ._loop import DualRound, Recorder, check_nonneg, draw_seeds, numba_threads
 from .mocha import MochaResult, certificates
 from .systems import SystemsModel, SystemsRuntime
 
@@ -82,6 +82,7 @@ def cocoa(
     True
     """
     tasks, loss, lam, Sigma, Omega = setup(Xs, ys, lam, loss, gamma, sigma, rounds, eval_every)
+    tol = check_nonneg("tol", tol)
     if not (0.0 < theta < 1.0):
         raise ValueError(f"theta must be in (0, 1), got {theta!r}")
     if not (np.isfinite(max_local_passes) and max_local_passes > 0):

@@ -19,8 +19,10 @@ from ._loop import (
     DualRound,
     Recorder,
     as_tasks,
+    check_flag,
     check_frac,
     check_lam,
+    check_nonneg,
     check_positive_int,
     draw_seeds,
     numba_threads,
@@ -236,7 +238,12 @@ def mocha(
         raise ValueError(f"local_theta must be in [0, 1), got {local_theta!r}")
     if relationship not in ("learned", "fixed"):
         raise ValueError(f"relationship must be 'learned' or 'fixed', got {relationship!r}")
-    tasks = as_tasks(Xs, ys)
+    tol = check_nonneg("tol", tol)
+    outer_tol = check_nonneg("outer_tol", outer_tol)
+    record_local_gaps = check_flag("record_local_gaps", record_local_gaps, allow_none=True)
+    if isinstance(sigma_floor, bool) or not isinstance(sigma_floor, int | float | np.floating):
+        raise TypeError(f"sigma_floor must be a number, got {sigma_floor!r}")
+    tasks = as_tasks(Xs, ys, loss)
     m = tasks.n_tasks
     rng = np.random.default_rng(random_state)
     learned = relationship == "learned"

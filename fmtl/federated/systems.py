@@ -116,6 +116,8 @@ class SystemsRuntime:
         flops_factor: float,
         slowest_node_time: bool = False,
     ) -> None:
+        if model is not None and not isinstance(model, SystemsModel):
+            raise TypeError(f"systems must be a SystemsModel or None, got {model!r}")
         self.model = model if model is not None else SystemsModel()
         m = n.shape[0]
         self.n = n

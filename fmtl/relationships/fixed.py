@@ -36,6 +36,8 @@ def mean_regularized_sigma(n_tasks: int, kappa: float) -> np.ndarray:
     >>> float(np.trace(mean_regularized_sigma(4, kappa=3.0)))
     1.0
     """
+    if isinstance(kappa, bool) or not isinstance(kappa, int | float | np.integer | np.floating):
+        raise TypeError(f"kappa must be a number, got {kappa!r}")
     if not (np.isfinite(kappa) and kappa >= 0):
         raise ValueError(f"kappa must be a finite number >= 0, got {kappa!r}")
     m = n_tasks
@@ -47,7 +49,10 @@ def mean_regularized_sigma(n_tasks: int, kappa: float) -> np.ndarray:
 
 def check_sigma(Sigma, n_tasks: int, name: str = "sigma") -> np.ndarray:
     """Validate a user-given relationship matrix: finite, symmetric, positive definite."""
-    S = np.asarray(Sigma, dtype=np.float64)
+    try:
+        S = np.asarray(Sigma, dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"{name} must be a numeric (n_tasks, n_tasks) matrix: {e}") from e
     if S.shape != (n_tasks, n_tasks):
         raise ValueError(f"{name} must have shape ({n_tasks}, {n_tasks}), got {S.shape}")
     if not np.all(np.isfinite(S)):

@@ -70,13 +70,6 @@ def omega_update(Wt: np.ndarray, sigma_floor: float = 1e-6) -> tuple[np.ndarray,
         raise ValueError(
             f"sigma_floor must be in [0, 1/n_tasks) = [0, {1.0 / m:.3g}), got {sigma_floor!r}"
         )
-    # Sigma is invariant to the scale of W: normalise so W^T W neither overflows nor
-    # underflows (entries up to 1e308 or down to subnormals)
-    scale = float(np.max(np.abs(Wt))) if Wt.size else 0.0
-    if scale > 0.0:
-        Wt = Wt / scale
-    if not np.all(np.isfinite(Wt)):
-        raise ValueError("Wt contains NaN or inf")
     scale = np.abs(Wt).max() if Wt.size else 0.0
     # Sigma is invariant to the scale of W: normalise so A neither underflows nor overflows
     A = (Wt / scale) @ (Wt / scale).T if scale > 0 else np.zeros((m, m))
