@@ -207,3 +207,63 @@ def test_systems_runtime_validation():
         SystemsRuntime(SystemsModel(dead_nodes=(5,)), np.array([3, 3]), 1.0, 8.0)
     with pytest.raises(ValueError, match="drop_prob"):
         SystemsRuntime(SystemsModel(drop_prob=(0.1, 0.2, 0.3)), np.array([3, 3]), 1.0, 8.0)
+
+
+def _faulty_kernel(monkeypatch, node, bad_rounds):
+    """Make ``node``'s local solve blow up (NaN update) in the given rounds."""
+    import sys
+
+    loop = sys.modules["fmtl.federated._loop"]
+    real = loop.sdca_round
+    calls = {"n": 0}
+
+    def kernel(*args, parallel):
+        real(*args, parallel=parallel)
+        calls["n"] += 1
+        if calls["n"] in bad_rounds:
+            args[-4][node] = np.nan  # its db_t row
+
+    monkeypatch.setattr(loop, "sdca_round", kernel)
+
+
+def test_failed_local_solve_counts_as_a_drop(problem, monkeypatch):
+    Xs, ys, Sigma, ref = problem
+    _faulty_kernel(monkeypatch, node=1, bad_rounds={3, 5})
+    res = mocha(
+        Xs,
+        ys,
+        LAM,
+        "hinge",
+        relationship="fixed",
+        sigma=Sigma,
+        outer_iters=1,
+        inner_iters=3000,
+        tol=1e-7,
+        systems=SystemsModel(max_failures=5),
+        random_state=0,
+    )
+    h = res.history
+    assert h["failed"][:, 1].tolist()[:6] == [False, False, True, False, True, False]
+    assert h["dropped"][2, 1] and h["local_steps"][2, 1] == 0
+    assert h["failed"].sum() == 2
+    # the node's block was restored, so the certificate holds and the optimum is reached
+    assert np.all(np.isfinite(res.coef))
+    assert (h.last["primal"] - ref.objective) / ref.objective <= 1e-6
+
+
+def test_max_failures_stops_the_fit_naming_the_node(problem, monkeypatch):
+    Xs, ys, Sigma, _ = problem
+    _faulty_kernel(monkeypatch, node=2, bad_rounds={2, 4})
+    with pytest.raises(RuntimeError, match=r"nodes \[2\] failed .* max_failures=1"):
+        mocha(
+            Xs,
+            ys,
+            LAM,
+            "hinge",
+            outer_iters=1,
+            inner_iters=10,
+            systems=SystemsModel(max_failures=1),
+            random_state=0,
+        )
+    with pytest.raises(ValueError, match="max_failures"):
+        SystemsModel(max_failures=-1)

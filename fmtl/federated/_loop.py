@@ -150,9 +150,17 @@ def numba_threads(n_threads: int | None):
 class DualRound:
     """Buffers and one call of the SDCA kernel for a round over all nodes."""
 
-    def __init__(self, tasks: PackedTasks, loss, lam: float, record_gaps: bool) -> None:
+    def __init__(
+        self,
+        tasks: PackedTasks,
+        loss,
+        lam: float,
+        record_gaps: bool,
+        runtime: SystemsRuntime | None = None,
+    ) -> None:
         m, d = tasks.n_tasks, tasks.n_features
         self.tasks, self.loss, self.lam, self.record = tasks, loss, lam, record_gaps
+        self.runtime = runtime
         self.alpha = np.zeros(tasks.y.shape[0])
         self.dB = np.zeros((m, d))
         self.steps_done = np.zeros(m, dtype=np.int64)
@@ -166,6 +174,7 @@ class DualRound:
         """Local SDCA on every active node; returns ``dB`` (rows ``db_t``)."""
         if check_every is None:
             check_every = self.no_checks
+        alpha_before = self.alpha.copy()
         sdca_round(
             *self.tasks.kernel_args,
             self.alpha,
@@ -188,9 +197,25 @@ class DualRound:
             self.gap1,
             parallel=parallel_worth_it(self.tasks),
         )
+        self._handle_failures(alpha_before, active)
         if DEBUG:
             check_dual_feasible(self.alpha, self.tasks.y, self.loss)
         return self.dB
+
+    def _handle_failures(self, alpha_before: np.ndarray, active: np.ndarray) -> None:
+        """A node whose update is not finite failed: undo its block, report it dropped."""
+        failed = ~np.all(np.isfinite(self.dB), axis=1)
+        off = self.tasks.offsets
+        finite = np.isfinite(self.alpha)
+        bad_rows = np.flatnonzero(~finite)
+        if bad_rows.size:
+            failed[np.searchsorted(off, bad_rows, side="right") - 1] = True
+        for t in np.flatnonzero(failed):
+            self.alpha[off[t] : off[t + 1]] = alpha_before[off[t] : off[t + 1]]
+            self.dB[t] = 0.0
+            self.steps_done[t] = 0
+        if self.runtime is not None:
+            self.runtime.fail(failed, active)
 
     def gap_columns(self) -> dict:
         if not self.record:
@@ -243,6 +268,7 @@ class Recorder:
             "est_time": self.est_time,
             "local_steps": np.where(active, steps_done, 0),
             "dropped": ~np.asarray(active, dtype=bool),
+            "failed": self.runtime.last_failed.copy(),
         }
         if extra:
             rec.update(extra)

@@ -103,7 +103,7 @@ def cocoa(
     rho = safety_rho(Sigma)
     sdiag = np.diag(Sigma)
     m = tasks.n_tasks
-    dual = DualRound(tasks, loss, lam, record_gaps=True)
+    dual = DualRound(tasks, loss, lam, record_gaps=True, runtime=runtime)
     rec = Recorder(runtime, callback)
     B = np.zeros((m, tasks.n_features))
     state = {"alpha": dual.alpha, "B": B}

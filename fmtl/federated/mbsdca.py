@@ -74,7 +74,7 @@ def mbsdca(
     rng = np.random.default_rng(random_state)
     m = tasks.n_tasks
     sdiag = np.diag(Sigma)
-    dual = DualRound(tasks, loss, lam, record_gaps=False)
+    dual = DualRound(tasks, loss, lam, record_gaps=False, runtime=runtime)
     rec = Recorder(runtime, callback)
     B = np.zeros((m, tasks.n_features))
     state = {"alpha": dual.alpha, "B": B}

@@ -119,6 +119,8 @@ def mbsgd(
                 G,
                 parallel=parallel,
             )
+            runtime.fail(~np.all(np.isfinite(G), axis=1), active)
+            G[~active] = 0.0  # failed (and dropped) nodes contribute nothing
             # in place: the checkpoint state refers to this array
             Wt -= (scaling / (h + 1)) * (G + lam * (Omega @ Wt))
             norm = np.linalg.norm(Wt)

@@ -257,7 +257,7 @@ def mocha(
     if record_local_gaps is None:
         record_local_gaps = systems is not None
     runtime = SystemsRuntime(systems, tasks.n_samples, local_frac, flops_factor=8.0)
-    dual = DualRound(tasks, loss, lam, record_local_gaps)
+    dual = DualRound(tasks, loss, lam, record_local_gaps, runtime)
     rec = Recorder(runtime, callback)
     B = np.zeros((m, tasks.n_features))
     # where the loop stands: next (outer, h), rounds done, primal at the end of the last

@@ -43,6 +43,10 @@ class SystemsModel:
     flops_factor : float, optional
         Cost per unit of local work; ``None`` uses the algorithm's own (MOCHA/CoCoA 8,
         mini-batch SDCA 6, mini-batch SGD 4).
+    max_failures : int, optional
+        A node whose local solve fails (non-finite update) is treated as dropped for that
+        round, its dual block left as it was; after more than ``max_failures`` failures of
+        one node the fit stops with an error naming it (None: never stop).
 
     Examples
     --------
@@ -56,8 +60,12 @@ class SystemsModel:
     dead_nodes: tuple = field(default_factory=tuple)
     network: str | float = "lte"
     flops_factor: float | None = None
+    max_failures: int | None = None
 
     def __post_init__(self) -> None:
+        mf = self.max_failures
+        if mf is not None and (isinstance(mf, bool) or not isinstance(mf, int) or mf < 0):
+            raise ValueError(f"max_failures must be None or an integer >= 0, got {mf!r}")
         self.work_range  # noqa: B018  (validates)
         self.comm_cost  # noqa: B018
         if self.flops_factor is not None and not (
@@ -136,6 +144,8 @@ class SystemsRuntime:
         self.comm = self.model.comm_cost
         self.slowest = slowest_node_time
         self.reported = np.zeros(m, dtype=np.int64)
+        self.failures = np.zeros(m, dtype=np.int64)
+        self.last_failed = np.zeros(m, dtype=np.bool_)
 
     def draw(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """Local step budgets and the mask of nodes that will report this round."""
@@ -150,6 +160,23 @@ class SystemsRuntime:
             active &= rng.random(self.n.shape[0]) >= self.drop_prob
         self.reported += active
         return steps, active
+
+    def fail(self, failed: np.ndarray, active: np.ndarray) -> None:
+        """Nodes whose local solve failed this round: count them, mark them dropped, and
+        stop the fit once one has failed more than ``max_failures`` times."""
+        self.last_failed = failed.copy()
+        if not failed.any():
+            return
+        active &= ~failed
+        self.reported -= failed
+        self.failures += failed
+        limit = self.model.max_failures
+        if limit is not None and np.any(self.failures > limit):
+            nodes = np.flatnonzero(self.failures > limit).tolist()
+            raise RuntimeError(
+                f"nodes {nodes} failed their local solve more than "
+                f"max_failures={limit} times; stopping the fit"
+            )
 
     def round_time(self, steps_done: np.ndarray) -> float:
         """Estimated time of one round (see the module docstring)."""
