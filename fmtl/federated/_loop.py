@@ -108,9 +108,10 @@ def check_flag(name: str, v, allow_none: bool = False) -> bool | None:
 # (a y in [0, 1] for the classification losses), the invariant the certificates rest on.
 DEBUG = os.environ.get("FMTL_DEBUG", "") == "1"
 
-# Below this many stored entries of X, one pass is cheaper than waking numba's threads (and
-# on a loaded machine a parallel launch can wait a whole scheduler quantum): run serially.
-PARALLEL_MIN_WORK = 200_000
+# Below this many stored entries of X, one pass is cheaper than a parallel launch: on a loaded
+# machine a launch waited ~14 ms for the scheduler (measured: 10 tasks x 200 x 100, 67 rounds/s
+# threaded vs 1,530 serial with two other busy processes), so threads only pay for large rounds.
+PARALLEL_MIN_WORK = 2_000_000
 
 
 def parallel_worth_it(tasks: PackedTasks) -> bool:
