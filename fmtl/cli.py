@@ -148,9 +148,12 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(fastest_lines(summary)))
         print(f"wrote {args.out}/convergence*.csv and convergence_*.png")
     else:
-        from .protocols import run_errors
+        from .errors_benchmark import main as errors_main
 
-        run_errors(args.out, quick=args.quick, dataset=args.dataset, data_home=args.data_home)
+        argv = ["--out", args.out] + (["--quick"] if args.quick else [])
+        argv += ["--only", args.dataset] if args.dataset else []
+        argv += ["--data-home", args.data_home] if args.data_home else []
+        return errors_main(argv)
     return 0
 
 

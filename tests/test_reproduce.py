@@ -84,3 +84,18 @@ def test_cli_reproduce_convergence_on_a_mat_file(tiny, tmp_path, capsys):
 def test_bad_network_is_rejected(tiny, tmp_path):
     with pytest.raises(ValueError, match="network"):
         run_convergence(tmp_path, quick=True, network="5g", datasets={"tiny": tiny})
+
+
+def test_cli_reproduce_errors_on_a_mat_file(tiny, tmp_path):
+    cells_X = np.empty((1, tiny.n_tasks), dtype=object)
+    cells_Y = np.empty((1, tiny.n_tasks), dtype=object)
+    for t, (X, y) in enumerate(tiny):
+        cells_X[0, t], cells_Y[0, t] = X, y.reshape(-1, 1)
+    path = tmp_path / "tiny.mat"
+    scipy.io.savemat(path, {"X": cells_X, "Y": cells_Y})
+    out = tmp_path / "out"
+    assert main(["reproduce", "errors", "--quick", "--dataset", str(path), "--out",
+                 str(out)]) == 0
+    rows = list(csv.DictReader(open(out / "errors_quick_summary.csv")))
+    assert {r["method"] for r in rows} >= {"Global", "Local", "MOCHA"}
+    assert all(0.0 <= float(r["mean"]) <= 1.0 for r in rows)

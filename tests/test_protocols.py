@@ -1,0 +1,338 @@
+"""Tests of the prediction-error protocol (fmtl.protocols)."""
+
+import math
+
+import numpy as np
+import pytest
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+
+from fmtl import GlobalClassifier, LocalClassifier, LocalRegressor, MochaClassifier
+from fmtl.datasets import MultiTaskDataset, make_multitask_classification
+from fmtl.protocols import (
+    DEFAULT_ALPHAS,
+    cross_validate_alpha,
+    error_table,
+    paper_methods,
+    per_task_error,
+    per_task_folds,
+    summarize,
+    task_errors,
+)
+
+# ---------------------------------------------------------------------------- stubs
+
+
+class RowIdStub(ClassifierMixin, BaseEstimator):
+    """Classifier whose rows carry their id in column 0; labels are all +1.
+
+    ``good`` maps alpha -> set of ``id % 5`` residues that are predicted correctly (+1);
+    every other row is predicted -1 (wrong). Every fit and predict is logged.
+    """
+
+    log: list = []
+
+    def __init__(self, alpha=1.0, good=None):
+        self.alpha = alpha
+        self.good = good
+
+    def fit(self, X, y, tasks):
+        self.classes_ = np.array([-1.0, 1.0])
+        RowIdStub.log.append(("fit", self.alpha, sorted(X[:, 0].astype(int).tolist())))
+        return self
+
+    def predict(self, X, tasks):
+        ids = X[:, 0].astype(int)
+        RowIdStub.log.append(("predict", self.alpha, sorted(ids.tolist())))
+        ok = np.isin(ids % 5, sorted(self.good[self.alpha]))
+        return np.where(ok, 1.0, -1.0)
+
+
+class EchoRegressor(RegressorMixin, BaseEstimator):
+    """Predicts the first feature (for hand-computed RMSEs)."""
+
+    def __init__(self, alpha=1.0):
+        self.alpha = alpha
+
+    def fit(self, X, y, tasks):
+        return self
+
+    def predict(self, X, tasks):
+        return np.asarray(X)[:, 0].astype(float)
+
+
+class SignClassifier(ClassifierMixin, BaseEstimator):
+    """Predicts +1 where the first feature is > 0, else -1."""
+
+    def __init__(self, alpha=1.0):
+        self.alpha = alpha
+
+    def fit(self, X, y, tasks):
+        self.classes_ = np.array([-1.0, 1.0])
+        return self
+
+    def predict(self, X, tasks):
+        return np.where(np.asarray(X)[:, 0] > 0, 1.0, -1.0)
+
+
+def id_dataset(sizes):
+    """Tasks whose single feature is a global row id; all labels +1."""
+    X, start = [], 0
+    for n in sizes:
+        X.append(np.arange(start, start + n, dtype=float)[:, None])
+        start += n
+    return MultiTaskDataset(X, [np.ones(n) for n in sizes])
+
+
+@pytest.fixture(autouse=True)
+def _clear_log():
+    RowIdStub.log.clear()
+    yield
+    RowIdStub.log.clear()
+
+
+# ---------------------------------------------------------------------------- folds
+
+
+def test_per_task_folds_interleaved():
+    ds = id_dataset([11, 5, 3])
+    folds = per_task_folds(ds, n_folds=5)
+    assert folds[0].tolist() == [0, 1, 2, 3, 4, 0, 1, 2, 3, 4, 0]
+    assert folds[1].tolist() == [0, 1, 2, 3, 4]
+    assert folds[2].tolist() == [-1, -1, -1]  # fewer rows than folds: always trained on
+    for f in folds[:2]:
+        for k in range(5):  # fold k holds rows k, k+5, k+10, ... of the task
+            assert np.flatnonzero(f == k).tolist() == list(range(k, f.size, 5))
+
+
+def test_cv_uses_every_row_in_exactly_one_validation_fold():
+    sizes = [12, 7, 3]  # the 3-row task is trained on in every fold, never validated
+    ds = id_dataset(sizes)
+    good = {1.0: {0, 1, 2, 3, 4}, 2.0: set()}
+    cross_validate_alpha(RowIdStub(good=good), ds, alphas=[1.0, 2.0], n_folds=5)
+    fits = [ids for kind, a, ids in RowIdStub.log if kind == "fit" and a == 1.0]
+    preds = [ids for kind, a, ids in RowIdStub.log if kind == "predict" and a == 1.0]
+    assert len(fits) == len(preds) == 5
+    validated = sorted(i for ids in preds for i in ids)
+    assert validated == list(range(12 + 7))  # each row of the big tasks exactly once
+    tiny = set(range(19, 22))
+    for fit_ids, val_ids in zip(fits, preds, strict=True):
+        assert set(fit_ids).isdisjoint(val_ids)
+        assert sorted(set(fit_ids) | set(val_ids)) == list(range(22))
+        assert tiny <= set(fit_ids)
+
+
+def test_cv_averages_over_all_folds_not_the_last():
+    # 1 task of 10 rows, 5 folds: fold k validates rows {k, k + 5}.
+    # alpha=1 is right only on fold 4 (the last): fold errors [1, 1, 1, 1, 0], mean 0.8;
+    # alpha=2 is right on folds 0..3:              fold errors [0, 0, 0, 0, 1], mean 0.2.
+    # The reference (score reset inside the fold loop) would keep alpha=1.
+    ds = id_dataset([10])
+    good = {1.0: {4}, 2.0: {0, 1, 2, 3}}
+    best, mean_err, fold_err = cross_validate_alpha(
+        RowIdStub(good=good), ds, alphas=[1.0, 2.0], n_folds=5, return_fold_errors=True
+    )
+    np.testing.assert_allclose(fold_err, [[1, 1, 1, 1, 0], [0, 0, 0, 0, 1]])
+    np.testing.assert_allclose(mean_err, [0.8, 0.2])
+    assert best == 2.0
+    assert [1.0, 2.0][int(np.argmin(fold_err[:, -1]))] == 1.0  # what the last fold picks
+
+
+def test_cv_ties_go_to_larger_alpha_and_order_is_kept():
+    ds = id_dataset([10])
+    good = {0.5: {0, 1}, 3.0: {0, 1}, 1.0: {0}}
+    best, mean_err = cross_validate_alpha(
+        RowIdStub(good=good), ds, alphas=[3.0, 1.0, 0.5], n_folds=5
+    )
+    assert best == 3.0
+    np.testing.assert_allclose(mean_err, [0.6, 0.8, 0.6])
+
+
+def test_cv_does_not_modify_the_estimator():
+    est = LocalClassifier(alpha=0.123)
+    ds = make_multitask_classification(n_tasks=3, n_samples=20, n_features=3, random_state=0)
+    cross_validate_alpha(est, ds, alphas=[0.01, 0.1], n_folds=3)
+    assert est.alpha == 0.123 and not hasattr(est, "coef_")
+
+
+# ---------------------------------------------------------------------------- metrics
+
+
+def test_per_task_error_classification_by_hand():
+    # task 0: predictions [+,+,-,-] vs labels [+,-,-,+] -> 2/4 wrong
+    # task 1: predictions [+,-,-] vs labels [+,-,+]     -> 1/3 wrong
+    # task 2: no test rows -> skipped
+    X = [
+        np.array([[1.0], [2.0], [-1.0], [0.0]]),
+        np.array([[3.0], [-2.0], [0.0]]),
+        np.zeros((0, 1)),
+    ]
+    y = [[1, -1, -1, 1], [1, -1, 1], []]
+    ds = MultiTaskDataset(X, y)
+    est = SignClassifier().fit(*ds.stack())
+    np.testing.assert_allclose(task_errors(est, ds)[:2], [0.5, 1 / 3])
+    assert np.isnan(task_errors(est, ds)[2])
+    assert per_task_error(est, ds) == pytest.approx((0.5 + 1 / 3) / 2)
+    # the pooled error (3/7) is *not* the paper's metric
+    assert per_task_error(est, ds) != pytest.approx(3 / 7)
+
+
+def test_per_task_error_rmse_by_hand():
+    # predictions = first feature
+    X = [np.array([[1.0], [2.0]]), np.array([[0.0], [0.0], [0.0]])]
+    y = [[1.0, 4.0], [3.0, 0.0, 0.0]]  # residuals [0, -2] and [-3, 0, 0]
+    ds = MultiTaskDataset(X, y)
+    est = EchoRegressor().fit(*ds.stack())
+    rmse0, rmse1 = math.sqrt(4 / 2), math.sqrt(9 / 3)
+    np.testing.assert_allclose(task_errors(est, ds), [rmse0, rmse1])
+    assert per_task_error(est, ds) == pytest.approx((rmse0 + rmse1) / 2)
+    assert per_task_error(est, ds, metric="rmse") == per_task_error(est, ds)
+
+
+def test_zero_margin_is_a_negative_prediction():
+    # A real fmtl classifier: a test row x = 0 has margin exactly 0 -> classes_[0] = -1.
+    # The MATLAB reference's sign(0) = 0 would count this row as an error.
+    ds = MultiTaskDataset([np.array([[1.0], [-1.0], [2.0], [-2.0]])], [[1, -1, 1, -1]])
+    clf = LocalClassifier(alpha=0.1).fit(*ds.stack())
+    test = MultiTaskDataset([np.array([[0.0]])], [[-1]])
+    assert clf.decision_function(*test.stack()[::2]) == pytest.approx(0.0)
+    assert per_task_error(clf, test) == 0.0
+
+
+def test_metric_auto_and_string_labels():
+    X = [np.array([[1.0], [-1.0]])]
+    ds = MultiTaskDataset(X, [[1.0, 1.0]])
+    assert per_task_error(SignClassifier().fit(*ds.stack()), ds) == 0.5  # error rate
+    assert per_task_error(EchoRegressor().fit(*ds.stack()), ds) == pytest.approx(
+        math.sqrt((0 + 4) / 2)
+    )
+
+
+# ---------------------------------------------------------------------------- tables
+
+
+def test_error_table_rows_summary_and_determinism():
+    ds = make_multitask_classification(
+        n_tasks=4, n_samples=30, n_features=4, n_clusters=2, random_state=1
+    )
+    methods = {"Local": LocalClassifier(random_state=0), "MOCHA": MochaClassifier(random_state=0)}
+    seen = []
+    kw = dict(alphas=(1e-2, 1.0), n_seeds=2, n_folds=3)
+    rows = error_table({"toy": ds}, methods, progress=seen.append, **kw)
+    assert seen == rows and len(rows) == 4
+    assert [(r["seed"], r["method"]) for r in rows] == [
+        (0, "Local"),
+        (0, "MOCHA"),
+        (1, "Local"),
+        (1, "MOCHA"),
+    ]
+    for r in rows:
+        assert r["dataset"] == "toy" and r["alpha"] in (1e-2, 1.0)
+        assert 0.0 <= r["error"] <= 1.0 and r["metric"] == "error_rate"
+        assert np.isfinite(r["rel_gap"])
+    again = error_table({"toy": ds}, methods, **kw)
+    strip = [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+    assert strip == [{k: v for k, v in r.items() if k != "seconds"} for r in again]
+    summ = summarize(rows)
+    assert [(s["dataset"], s["method"], s["n"]) for s in summ] == [
+        ("toy", "Local", 2),
+        ("toy", "MOCHA", 2),
+    ]
+    errs = [r["error"] for r in rows if r["method"] == "Local"]
+    assert summ[0]["mean"] == pytest.approx(np.mean(errs))
+    assert summ[0]["std"] == pytest.approx(np.std(errs, ddof=1))
+
+
+def test_summarize_alpha_mode_ties_to_larger():
+    rows = [
+        {"dataset": "d", "method": "m", "alpha": 0.1, "error": 0.1},
+        {"dataset": "d", "method": "m", "alpha": 10.0, "error": 0.3},
+    ]
+    s = summarize(rows)[0]
+    assert s["alpha"] == 10.0 and s["alpha_counts"] == {0.1: 1, 10.0: 1}
+    assert summarize(rows[:1])[0]["std"] == 0.0
+
+
+def test_mocha_beats_global_on_clustered_tasks():
+    # Measured (seeds 0, 1; alphas 1e-3..0.1; paper_methods settings): Global 0.3375 +- 0.006
+    # (0.342, 0.333), MOCHA 0.1375 +- 0.041 (0.108, 0.167), Local 0.167: a margin of 0.20.
+    # Assert a conservative 0.05 on the mean and MOCHA < Global on each split.
+    ds = make_multitask_classification(
+        structure="clustered",
+        n_tasks=8,
+        n_samples=60,
+        n_features=10,
+        n_clusters=2,
+        random_state=0,
+    )
+    methods = {k: v for k, v in paper_methods(random_state=0).items() if k in ("Global", "MOCHA")}
+    rows = error_table({"clustered": ds}, methods, alphas=(1e-3, 1e-2, 0.1), n_seeds=2)
+    err = {(r["method"], r["seed"]): r["error"] for r in rows}
+    for seed in (0, 1):
+        assert err["MOCHA", seed] < err["Global", seed]
+    mean = {s["method"]: s["mean"] for s in summarize(rows)}
+    assert mean["MOCHA"] < mean["Global"] - 0.05
+
+
+def test_paper_methods():
+    m = paper_methods()
+    assert list(m) == ["Global", "Local", "MTL (mean-reg. Ω)", "MOCHA"]
+    assert isinstance(m["Global"], GlobalClassifier)
+    p = m["MTL (mean-reg. Ω)"].get_params()
+    assert (p["relationship"], p["kappa"], p["outer_iters"], p["inner_iters"]) == (
+        "mean",
+        1.0,
+        10,
+        50,
+    )
+    assert m["MOCHA"].get_params()["relationship"] == "learned"
+    r = paper_methods("regression", random_state=3)
+    assert isinstance(r["Local"], LocalRegressor) and r["MOCHA"].random_state == 3
+    assert DEFAULT_ALPHAS == (1e-5, 1e-4, 1e-3, 1e-2, 0.1, 10.0)
+
+
+# ---------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"alphas": []}, "alphas"),
+        ({"alphas": [0.1, -1.0]}, "alphas"),
+        ({"alphas": [np.nan]}, "alphas"),
+        ({"n_folds": 1}, "n_folds"),
+        ({"n_folds": 2.5}, "n_folds"),
+        ({"metric": "accuracy"}, "metric"),
+    ],
+)
+def test_cross_validate_alpha_bad_input(kwargs, match):
+    ds = id_dataset([10, 10])
+    with pytest.raises(ValueError, match=match):
+        cross_validate_alpha(SignClassifier(), ds, **kwargs)
+
+
+def test_bad_input_messages():
+    ds = id_dataset([4, 3])
+    with pytest.raises(ValueError, match="n_folds=5"):
+        cross_validate_alpha(SignClassifier(), ds)  # no task has 5 rows
+    with pytest.raises(ValueError, match="alpha"):
+        cross_validate_alpha(object(), id_dataset([10]))
+    with pytest.raises(TypeError, match="train"):
+        cross_validate_alpha(SignClassifier(), [np.zeros((3, 1))])
+    with pytest.raises(ValueError, match="metric"):
+        per_task_error(SignClassifier().fit(*ds.stack()), ds, metric="mse")
+    empty = MultiTaskDataset([np.zeros((0, 1))], [[]])
+    with pytest.raises(ValueError, match="no rows"):
+        per_task_error(SignClassifier(), empty)
+    with pytest.raises(ValueError, match="n_folds"):
+        per_task_folds(ds, n_folds=0)
+    with pytest.raises(ValueError, match="task"):
+        paper_methods("ranking")
+    big = {"d": id_dataset([10])}
+    with pytest.raises(ValueError, match="datasets"):
+        error_table({}, {"s": SignClassifier()})
+    with pytest.raises(ValueError, match="methods"):
+        error_table(big, {})
+    with pytest.raises(ValueError, match="n_seeds"):
+        error_table(big, {"s": SignClassifier()}, n_seeds=0)
+    with pytest.raises(ValueError, match="alphas"):
+        error_table(big, {"s": SignClassifier()}, alphas=())
