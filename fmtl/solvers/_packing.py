@@ -52,12 +52,6 @@ class PackedTasks:
             self.offsets,
         )
 
-    def matvec_rows(self, Wt: np.ndarray) -> np.ndarray:
-        """Margins ``x_i . w_{t(i)}`` for every stacked row."""
-        from .sdca import task_margins
-
-        return task_margins(*self.kernel_args, np.ascontiguousarray(Wt))
-
 
 def pack_tasks(Xs: list, ys: list) -> PackedTasks:
     """Stack per-task arrays into a :class:`PackedTasks` (float64, contiguous).

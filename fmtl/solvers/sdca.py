@@ -451,18 +451,6 @@ def task_objective_terms(*args, parallel: bool = True) -> None:
     (_objective_parallel if parallel else _objective_serial)(*args)
 
 
-@njit(cache=True, fastmath=False, parallel=True)
-def task_margins(Xd, data, indices, indptr, sparse, y, sqnorm, offsets, Wt):
-    """``x_i . w_{t(i)}`` for every stacked row."""
-    m = offsets.shape[0] - 1
-    out = np.empty(offsets[m])
-    for t in prange(m):
-        w = Wt[t]
-        for i in range(offsets[t], offsets[t + 1]):
-            out[i] = _row_dot(Xd, data, indices, indptr, sparse, i, w)
-    return out
-
-
 @njit(cache=True, fastmath=False)
 def _gradient_task(
     t, Xd, data, indices, indptr, sparse, y, offsets, Wt, code, param, steps, seeds, active, G
