@@ -94,8 +94,7 @@ def test_cli_reproduce_errors_on_a_mat_file(tiny, tmp_path):
     path = tmp_path / "tiny.mat"
     scipy.io.savemat(path, {"X": cells_X, "Y": cells_Y})
     out = tmp_path / "out"
-    assert main(["reproduce", "errors", "--quick", "--dataset", str(path), "--out",
-                 str(out)]) == 0
+    assert main(["reproduce", "errors", "--quick", "--dataset", str(path), "--out", str(out)]) == 0
     rows = list(csv.DictReader(open(out / "errors_quick_summary.csv")))
     assert {r["method"] for r in rows} >= {"Global", "Local", "MOCHA"}
     assert all(0.0 <= float(r["mean"]) <= 1.0 for r in rows)
