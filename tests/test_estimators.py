@@ -248,3 +248,16 @@ def test_global_matches_pooled_ridge_and_serves_unseen_tasks():
     np.testing.assert_allclose(
         glob.predict(X[:3], ["new", "new", 0]), X[:3] @ ridge.coef_, atol=1e-6
     )
+
+
+def test_eval_every_thins_the_history(clf_data):
+    X, y, tasks = clf_data
+    every = MochaClassifier(
+        alpha=0.05, outer_iters=2, inner_iters=20, tol=0.0, random_state=0
+    ).fit(X, y, tasks)
+    thin = MochaClassifier(
+        alpha=0.05, outer_iters=2, inner_iters=20, tol=0.0, eval_every=10, random_state=0
+    ).fit(X, y, tasks)
+    assert len(every.history_) == 40 and len(thin.history_) == 4
+    # the same rounds run either way: the models are identical
+    np.testing.assert_array_equal(every.coef_, thin.coef_)
