@@ -158,11 +158,8 @@ def run_convergence(
         raise ValueError("no data set to run (small.mat not found and none given)")
     curves: list[dict] = []
     summary: list[dict] = []
-    jobs = []
+    bar = _progress(len(datasets) * 2, progress)
     for dname, data in datasets.items():
-        jobs.append((dname, data))
-    bar = _progress(len(jobs) * 2, progress)
-    for dname, data in jobs:
         Xs, ys = data.X, data.y
         m = data.n_tasks
         # learned Sigma (floor 1e-3: the figure is about the W-step, and a near-singular

@@ -139,7 +139,7 @@ def cocoa(
             pos["h"] = pos["rnd"] = h + 1
             done = False
             if evaluate_now(h, rounds, eval_every):
-                cert = certificates(tasks, dual.alpha, B, Sigma, lam, loss)
+                cert = certificates(tasks, dual.alpha, B, Sigma, lam, loss, Wt=Wt)
                 rec.add(
                     h + 1, 0, {**cert, "rho": rho}, dual.steps_done, active, dual.gap_columns()
                 )

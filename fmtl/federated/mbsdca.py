@@ -110,7 +110,7 @@ def mbsdca(
             Wt = Sigma @ B / lam
             rec.tick(dual.steps_done)
             if evaluate_now(h, rounds, eval_every):
-                cert = certificates(tasks, dual.alpha, B, Sigma, lam, loss)
+                cert = certificates(tasks, dual.alpha, B, Sigma, lam, loss, Wt=Wt)
                 rec.add(h + 1, 0, {**cert, "scale": s}, dual.steps_done, active)
             pos["h"] = pos["rnd"] = h + 1
             ckpt.maybe_save(pos, state, rng, runtime, rec)

@@ -86,8 +86,11 @@ def certificates(
     lam: float,
     loss: Loss,
     sigma_floor: float | None = None,
+    Wt: np.ndarray | None = None,
 ) -> dict:
     """Primal, dual and duality gap at ``W(alpha) = Sigma B / lam``.
+
+    ``Wt`` may pass that product when the caller already holds it (the round loops do).
 
     ``primal = sum_t mean loss + (lam/2) tr(W Omega W^T)`` and ``dual = sum_t mean
     (-l*(-a)) - tr(B^T Sigma B) / (2 lam)``; since ``Omega W = B / lam`` both quadratic
@@ -95,7 +98,8 @@ def certificates(
     ``joint_dual = sum_t mean(-l*(-a)) - (eps tr(B B^T) + (1 - m eps) lmax(B B^T)) /
     (2 lam)`` on ``min_{W, Sigma >= eps I, tr Sigma = 1} P`` and ``joint_gap``.
     """
-    Wt = Sigma @ B / lam
+    if Wt is None:
+        Wt = Sigma @ B / lam
     loss_mean, conj_mean = objective_terms(tasks, alpha, Wt, loss)
     quad = 0.5 * float(np.sum(Wt * B))
     primal = float(loss_mean.sum()) + quad
@@ -313,7 +317,7 @@ def mocha(
                 rec.tick(dual.steps_done)
                 w_step_done = h + 1 == inner_iters
                 if not ((h + 1) % eval_every and h + 1 < inner_iters):
-                    cert = certificates(tasks, dual.alpha, B, Sigma, lam, loss, joint_floor)
+                    cert = certificates(tasks, dual.alpha, B, Sigma, lam, loss, joint_floor, Wt)
                     rec.add(
                         pos["rnd"],
                         outer,
