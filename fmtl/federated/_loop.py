@@ -168,6 +168,7 @@ class DualRound:
         self.gap0 = np.empty(m)
         self.gap1 = np.empty(m)
         self.no_checks = np.zeros(m, dtype=np.int64)  # local gap checked at pass ends
+        self.progress = np.full(m, np.nan)
 
     def run(
         self, Wt, sigma_diag, rho, steps, seeds, active, theta=0.0, check_every=None, feedback=True
@@ -199,6 +200,8 @@ class DualRound:
             parallel=parallel_worth_it(self.tasks),
         )
         self._handle_failures(alpha_before, active)
+        if self.record:
+            self._local_progress(alpha_before, Wt, sigma_diag, rho, active)
         if DEBUG:
             check_dual_feasible(self.alpha, self.tasks.y, self.loss)
         return self.dB
@@ -218,6 +221,22 @@ class DualRound:
         if self.runtime is not None:
             self.runtime.fail(failed, active)
 
+    def _local_progress(self, alpha_before, Wt, sigma_diag, rho, active) -> None:
+        # G_t(da_t) - G_t(0): the increase of node t's subproblem objective this round
+        tasks, n = self.tasks, self.tasks.n_samples
+        moved = self.alpha != alpha_before
+        diff = np.zeros_like(self.alpha)
+        y = tasks.y[moved]
+        diff[moved] = self.loss.neg_conjugate(y, self.alpha[moved]) - self.loss.neg_conjugate(
+            y, alpha_before[moved]
+        )
+        owner = np.repeat(np.arange(n.size), n)
+        conj = np.bincount(owner, weights=diff, minlength=n.size) / np.maximum(n, 1)
+        dB = self.dB
+        quad = rho * np.asarray(sigma_diag) / (2.0 * self.lam) * np.einsum("ij,ij->i", dB, dB)
+        self.progress[:] = conj - np.einsum("ij,ij->i", Wt, dB) - quad
+        self.progress[~np.asarray(active, dtype=bool)] = np.nan
+
     def gap_columns(self) -> dict:
         if not self.record:
             return {}
@@ -227,6 +246,7 @@ class DualRound:
             "local_gap_start": self.gap0.copy(),
             "local_gap_end": self.gap1.copy(),
             "local_gap_ratio": ratio,
+            "local_progress": self.progress.copy(),
         }
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..losses import Loss, get_loss
-from ..relationships import check_sigma, identity_sigma, omega_update, safety_rho
+from ..relationships import check_sigma, identity_sigma, omega_update, resolve_sigma_prime
 from ..solvers._packing import PackedTasks
 from ..solvers.sdca import task_objective_terms
 from ._loop import (
@@ -139,6 +139,7 @@ def mocha(
     tol: float = 0.0,
     outer_tol: float = 0.0,
     sigma_floor: float = 1e-6,
+    sigma_prime: str | float = "gershgorin",
     random_state=None,
     n_threads: int | None = None,
     systems: SystemsModel | None = None,
@@ -191,6 +192,12 @@ def mocha(
         relative.
     sigma_floor : float, default=1e-6
         ``eps`` of the constraint ``Sigma >= eps I`` (learned relationship).
+    sigma_prime : {"gershgorin", "spectral"} or float, default="gershgorin"
+        The subproblems' safety parameter ``sigma'``: the paper's Gershgorin value
+        ``max_t sum_s |Sigma_ts| / Sigma_tt``, the smallest safe value
+        ``lambda_max(D^{-1/2} Sigma D^{-1/2})`` (:func:`fmtl.relationships.spectral_rho`),
+        or a number used as is (below the spectral value the dual may decrease and the
+        method may diverge: for experiments, see :mod:`fmtl.theory`).
     random_state : int, Generator or None
         Seeds the per-round coordinate orders.
     n_threads : int, optional
@@ -247,6 +254,7 @@ def mocha(
     record_local_gaps = check_flag("record_local_gaps", record_local_gaps, allow_none=True)
     if isinstance(sigma_floor, bool) or not isinstance(sigma_floor, int | float | np.floating):
         raise TypeError(f"sigma_floor must be a number, got {sigma_floor!r}")
+    resolve_sigma_prime(sigma_prime, np.eye(1))  # validate before any work
     tasks = as_tasks(Xs, ys, loss)
     m = tasks.n_tasks
     rng = np.random.default_rng(random_state)
@@ -285,6 +293,7 @@ def mocha(
             relationship=relationship,
             sigma=sigma,
             sigma_floor=sigma_floor,
+            sigma_prime=sigma_prime,
             local_frac=local_frac,
             local_theta=local_theta,
             outer_iters=outer_iters,
@@ -305,7 +314,7 @@ def mocha(
         while outer < outer_iters and not pos["finished"]:
             if learned and outer > 0 and pos["h"] == 0:
                 Sigma, _ = omega_update(Sigma @ B / lam, sigma_floor)
-            rho = safety_rho(Sigma)
+            rho = resolve_sigma_prime(sigma_prime, Sigma)
             sdiag = np.diag(Sigma)
             Wt = Sigma @ B / lam
             for h in range(pos["h"], inner_iters):

@@ -103,3 +103,31 @@ def safety_rho(Sigma: np.ndarray) -> float:
     """
     Sigma = np.asarray(Sigma, dtype=np.float64)
     return float(np.max(np.abs(Sigma).sum(axis=1) / np.diag(Sigma)))
+
+
+def spectral_rho(Sigma: np.ndarray) -> float:
+    """Smallest safe ``sigma'``: ``lambda_max(D^{-1/2} Sigma D^{-1/2})``, ``D = diag(Sigma)``.
+
+    ``tr(dB^T Sigma dB) <= sigma' sum_t Sigma_tt ||db_t||^2`` holds for every ``dB`` iff
+    ``Sigma <= sigma' D``, i.e. iff ``sigma'`` is at least this value; :func:`safety_rho`
+    (a Gershgorin bound on the same eigenvalue) is never smaller.
+    """
+    Sigma = np.asarray(Sigma, dtype=np.float64)
+    r = 1.0 / np.sqrt(np.diag(Sigma))
+    M = Sigma * r[:, None] * r[None, :]
+    return float(np.linalg.eigvalsh((M + M.T) / 2.0)[-1])
+
+
+def resolve_sigma_prime(rule, Sigma: np.ndarray) -> float:
+    """``sigma'`` for ``Sigma`` from a rule: ``"gershgorin"``, ``"spectral"`` or a number."""
+    if isinstance(rule, str):
+        if rule == "gershgorin":
+            return safety_rho(Sigma)
+        if rule == "spectral":
+            return spectral_rho(Sigma)
+        raise ValueError(f"sigma_prime must be 'gershgorin', 'spectral' or a number, got {rule!r}")
+    if isinstance(rule, bool) or not isinstance(rule, int | float | np.integer | np.floating):
+        raise TypeError(f"sigma_prime must be 'gershgorin', 'spectral' or a number, got {rule!r}")
+    if not (np.isfinite(rule) and rule > 0):
+        raise ValueError(f"sigma_prime must be a positive finite number, got {rule!r}")
+    return float(rule)
