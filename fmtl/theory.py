@@ -48,6 +48,7 @@ __all__ = [
     "exact_local_theta",
     "gap_bound",
     "loss_constants",
+    "measured_rounds",
     "mocha_constants",
     "predicted_rounds",
     "sdca_theta",
@@ -585,6 +586,34 @@ def predicted_rounds(
         mid = (lo + hi) // 2
         lo, hi = (lo, mid) if ok(mid) else (mid, hi)
     return float(hi)
+
+
+def measured_rounds(history: History, eps: float, column: str = "gap") -> float:
+    """First recorded round at which ``history[column] <= eps`` (``nan`` if never).
+
+    Parameters
+    ----------
+    history : History
+    eps : float
+    column : str, default="gap"
+
+    Returns
+    -------
+    float
+        The value of the ``round`` column there.
+
+    Examples
+    --------
+    >>> from fmtl.federated import History
+    >>> h = History()
+    >>> for r, g in enumerate([1.0, 0.1, 0.01], start=1):
+    ...     h.append(round=r, gap=g)
+    >>> measured_rounds(h, 0.05)
+    3.0
+    """
+    vals = _history_array(history, column)
+    hit = np.flatnonzero(vals <= eps)
+    return float(history["round"][hit[0]]) if hit.size else float("nan")
 
 
 def _history_array(history: History, key: str) -> np.ndarray:
