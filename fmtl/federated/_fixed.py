@@ -47,7 +47,7 @@ def start(
     """Checkpointer for a single-loop run; restores ``arrays`` (in place), the RNG and the
     position ``{"h": next round, "rnd": rounds done}`` when resuming."""
     ckpt = Checkpointer(
-        checkpoint_dir, checkpoint_every, fingerprint(tasks, algorithm, **settings)
+        checkpoint_dir, checkpoint_every, lambda: fingerprint(tasks, algorithm, **settings)
     )
     pos = {"h": 0, "rnd": 0}
     saved = ckpt.resume(resume, runtime, rec, pos)

@@ -150,11 +150,14 @@ class Checkpointer:
     """Saves and restores an algorithm's state (arrays, loop position, RNG, systems
     counters, History) in ``directory`` every ``every`` rounds and at the end."""
 
-    def __init__(self, directory, every: int, fingerprint: dict) -> None:
+    def __init__(self, directory, every: int, fingerprint) -> None:
         if isinstance(every, bool) or not isinstance(every, int | np.integer) or every < 0:
             raise ValueError(f"checkpoint_every must be an integer >= 0, got {every!r}")
         if directory is None and every:
             raise ValueError("checkpoint_every needs checkpoint_dir")
+        # a callable fingerprint is only evaluated when checkpointing (it hashes the data)
+        if callable(fingerprint):
+            fingerprint = fingerprint() if directory is not None else {}
         self.directory, self.every, self.fingerprint = directory, int(every), fingerprint
 
     def resume(self, enabled: bool, runtime, rec, pos: dict):

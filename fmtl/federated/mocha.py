@@ -12,7 +12,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..losses import Loss, get_loss
-from ..relationships import check_sigma, identity_sigma, omega_update, resolve_sigma_prime
+from ..relationships import (
+    LowRankSigma,
+    check_sigma,
+    identity_sigma,
+    omega_update,
+    omega_update_lowrank,
+    resolve_sigma_prime,
+)
 from ..solvers._packing import PackedTasks
 from ..solvers.sdca import task_objective_terms
 from ._loop import (
@@ -140,6 +147,7 @@ def mocha(
     outer_tol: float = 0.0,
     sigma_floor: float = 1e-6,
     sigma_prime: str | float = "gershgorin",
+    sigma_step: str = "dense",
     random_state=None,
     n_threads: int | None = None,
     systems: SystemsModel | None = None,
@@ -198,6 +206,13 @@ def mocha(
         ``lambda_max(D^{-1/2} Sigma D^{-1/2})`` (:func:`fmtl.relationships.spectral_rho`),
         or a number used as is (below the spectral value the dual may decrease and the
         method may diverge: for experiments, see :mod:`fmtl.theory`).
+    sigma_step : {"dense", "lowrank"}, default="dense"
+        How Sigma is held and updated. ``"lowrank"`` keeps it as identity plus rank
+        ``<= min(m, d)`` (:class:`fmtl.relationships.LowRankSigma`): the same Sigma-step
+        (to rounding) in ``O(m d^2)`` time and ``O(m d)`` memory instead of ``O(m^3)`` and
+        ``O(m^2)``, and ``Sigma B`` in ``O(m d r)``; use it for thousands of tasks. The
+        result's ``sigma`` and ``omega`` are then ``LowRankSigma`` objects (``to_dense()``
+        for small ``m``).
     random_state : int, Generator or None
         Seeds the per-round coordinate orders.
     n_threads : int, optional
@@ -247,6 +262,9 @@ def mocha(
     local_frac = check_frac("local_frac", local_frac)
     if not (np.isfinite(local_theta) and 0.0 <= local_theta < 1.0):
         raise ValueError(f"local_theta must be in [0, 1), got {local_theta!r}")
+    if sigma_step not in ("dense", "lowrank"):
+        raise ValueError(f"sigma_step must be 'dense' or 'lowrank', got {sigma_step!r}")
+    lowrank = sigma_step == "lowrank"
     if relationship not in ("learned", "fixed"):
         raise ValueError(f"relationship must be 'learned' or 'fixed', got {relationship!r}")
     tol = check_nonneg("tol", tol)
@@ -262,9 +280,15 @@ def mocha(
     if learned:
         if not (0.0 <= sigma_floor < 1.0 / m):
             raise ValueError(f"sigma_floor must be in [0, 1/n_tasks), got {sigma_floor!r}")
-        Sigma = identity_sigma(m)
+        Sigma = LowRankSigma.identity(m) if lowrank else identity_sigma(m)
+    elif sigma is None:
+        Sigma = LowRankSigma.identity(m) if lowrank else identity_sigma(m)
+    elif isinstance(sigma, LowRankSigma):
+        if sigma.shape != (m, m):
+            raise ValueError(f"sigma must be ({m}, {m}), got {sigma.shape}")
+        Sigma = sigma
     else:
-        Sigma = identity_sigma(m) if sigma is None else check_sigma(sigma, m)
+        Sigma = check_sigma(sigma, m)
     joint_floor = sigma_floor if learned else None
     if record_local_gaps is None:
         record_local_gaps = systems is not None
@@ -285,15 +309,16 @@ def mocha(
     ckpt = Checkpointer(
         checkpoint_dir,
         checkpoint_every,
-        fingerprint(
+        lambda: fingerprint(
             tasks,
             "mocha",
             lam=lam,
             loss=[loss.name, loss.param],
             relationship=relationship,
-            sigma=sigma,
+            sigma=_sigma_key(sigma),
             sigma_floor=sigma_floor,
             sigma_prime=sigma_prime,
+            sigma_step=sigma_step,
             local_frac=local_frac,
             local_theta=local_theta,
             outer_iters=outer_iters,
@@ -308,14 +333,18 @@ def mocha(
     saved = ckpt.resume(resume, runtime, rec, pos)
     if saved is not None:
         arrays, rng = saved
-        dual.alpha[:], B[:], Sigma = arrays["alpha"], arrays["B"], np.array(arrays["Sigma"])
+        dual.alpha[:], B[:] = arrays["alpha"], arrays["B"]
+        Sigma = _sigma_from_arrays(arrays)
     with numba_threads(n_threads):
         outer = pos["outer"]
         while outer < outer_iters and not pos["finished"]:
             if learned and outer > 0 and pos["h"] == 0:
-                Sigma, _ = omega_update(Sigma @ B / lam, sigma_floor)
+                if lowrank:
+                    Sigma = omega_update_lowrank(Sigma @ B / lam, sigma_floor)
+                else:
+                    Sigma, _ = omega_update(Sigma @ B / lam, sigma_floor)
             rho = resolve_sigma_prime(sigma_prime, Sigma)
-            sdiag = np.diag(Sigma)
+            sdiag = Sigma.diagonal() if isinstance(Sigma, LowRankSigma) else np.diag(Sigma)
             Wt = Sigma @ B / lam
             for h in range(pos["h"], inner_iters):
                 steps, active = runtime.draw(rng)
@@ -346,23 +375,46 @@ def mocha(
                 if w_step_done and pos["outer"] == outer_iters:
                     pos["finished"] = True
                 ckpt.maybe_save(
-                    pos, {"alpha": dual.alpha, "B": B, "Sigma": Sigma}, rng, runtime, rec
+                    pos, {"alpha": dual.alpha, "B": B, **_sigma_arrays(Sigma)}, rng, runtime, rec
                 )
                 if w_step_done:
                     break
             outer = pos["outer"]
-    ckpt.save(pos, {"alpha": dual.alpha, "B": B, "Sigma": Sigma}, rng, runtime, rec)
+    ckpt.save(pos, {"alpha": dual.alpha, "B": B, **_sigma_arrays(Sigma)}, rng, runtime, rec)
     Wt = Sigma @ B / lam
     silent = rec.warn_silent_nodes()
-    Sigma = (Sigma + Sigma.T) / 2.0
-    w, V = np.linalg.eigh(Sigma)
-    Omega = (V / w) @ V.T
+    if isinstance(Sigma, LowRankSigma):
+        Omega = Sigma.inverse()
+    else:
+        Sigma = (Sigma + Sigma.T) / 2.0
+        w, V = np.linalg.eigh(Sigma)
+        Omega = (V / w) @ V.T
+        Omega = (Omega + Omega.T) / 2
     return MochaResult(
         coef=Wt,
         sigma=Sigma,
-        omega=(Omega + Omega.T) / 2,
+        omega=Omega,
         dual_coef=dual.alpha,
         B=B,
         history=rec.history,
         never_reported=silent,
     )
+
+
+def _sigma_arrays(Sigma) -> dict:
+    if isinstance(Sigma, LowRankSigma):
+        return Sigma.arrays()
+    return {"Sigma": Sigma}
+
+
+def _sigma_from_arrays(arrays: dict):
+    if "Sigma" in arrays:
+        return np.array(arrays["Sigma"])
+    return LowRankSigma.from_arrays(arrays)
+
+
+def _sigma_key(sigma):
+    # what a checkpoint's fingerprint records of a user-given Sigma
+    if isinstance(sigma, LowRankSigma):
+        return np.concatenate([[sigma.c0], sigma.U.ravel(), sigma.c])
+    return sigma

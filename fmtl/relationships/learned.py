@@ -119,8 +119,17 @@ def spectral_rho(Sigma: np.ndarray) -> float:
 
 
 def resolve_sigma_prime(rule, Sigma: np.ndarray) -> float:
-    """``sigma'`` for ``Sigma`` from a rule: ``"gershgorin"``, ``"spectral"`` or a number."""
+    """``sigma'`` for ``Sigma`` from a rule: ``"gershgorin"``, ``"spectral"`` or a number.
+
+    For a :class:`~fmtl.relationships.LowRankSigma`, ``"spectral"`` is a safe upper bound
+    (Weyl) computed in ``O(m r^2)`` and ``"gershgorin"`` is exact in ``O(m^2 r)``.
+    """
     if isinstance(rule, str):
+        if hasattr(Sigma, "row_abs_sums"):  # LowRankSigma: no m x m matrix
+            if rule == "gershgorin":
+                return float(np.max(Sigma.row_abs_sums() / Sigma.diagonal()))
+            if rule == "spectral":
+                return Sigma.spectral_sigma_prime_bound()
         if rule == "gershgorin":
             return safety_rho(Sigma)
         if rule == "spectral":
