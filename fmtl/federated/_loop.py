@@ -129,7 +129,11 @@ def draw_seeds(rng: np.random.Generator, m: int) -> np.ndarray:
 
 @contextlib.contextmanager
 def numba_threads(n_threads: int | None):
-    """Run the block with ``n_threads`` numba threads (results do not depend on it)."""
+    """Run the block with ``n_threads`` numba threads (results do not depend on it) and
+    single-threaded BLAS: a round's BLAS calls are small, and on 2 shared cores OpenBLAS
+    threads competing with numba's were measured 10-60x slower than one thread."""
+    from threadpoolctl import threadpool_limits
+
     prev = numba.get_num_threads()
     if n_threads is not None:
         top = numba.config.NUMBA_NUM_THREADS
@@ -143,7 +147,8 @@ def numba_threads(n_threads: int | None):
             )
         numba.set_num_threads(int(n_threads))
     try:
-        yield
+        with threadpool_limits(1, user_api="blas"):
+            yield
     finally:
         numba.set_num_threads(prev)
 

@@ -1,0 +1,76 @@
+"""Type-stable kernels: every fit, dense or CSR, any loss, any algorithm, serial or
+threaded, reuses one compiled signature per numba entry point (no re-JIT between fits)."""
+
+import importlib
+import pkgutil
+
+import numba
+import numpy as np
+import scipy.sparse as sp
+
+import fmtl
+from fmtl.datasets import make_multitask_classification
+from fmtl.federated import cocoa, mbsdca, mbsgd, mocha
+from fmtl.federated._loop import DualRound, as_tasks
+from fmtl.losses import LOSS_NAMES, get_loss
+from fmtl.solvers.sdca import sdca_round
+
+
+def _dispatchers():
+    for info in pkgutil.walk_packages(fmtl.__path__, "fmtl."):
+        mod = importlib.import_module(info.name)
+        for name in dir(mod):
+            f = getattr(mod, name)
+            if isinstance(f, numba.core.registry.CPUDispatcher) and f.__module__ == mod.__name__:
+                yield f"{mod.__name__}.{name}", f
+
+
+def test_one_signature_per_kernel_across_fits():
+    ds = make_multitask_classification(n_tasks=4, n_samples=20, n_features=5, random_state=0)
+    sparse = [sp.csr_matrix(X) for X in ds.X]
+    for loss in LOSS_NAMES:
+        for Xs in (ds.X, sparse):
+            mocha(
+                Xs,
+                ds.y,
+                0.1,
+                loss,
+                outer_iters=2,
+                inner_iters=2,
+                record_local_gaps=True,
+                local_theta=0.5,
+            )
+            mocha(Xs, ds.y, 0.1, loss, outer_iters=1, inner_iters=2, sigma_step="lowrank")
+            cocoa(Xs, ds.y, 0.1, loss, rounds=2)
+            mbsdca(Xs, ds.y, 0.1, loss, rounds=2)
+            mbsgd(Xs, ds.y, 0.1, loss, rounds=2)
+            # the threaded kernels too (fits use them only for large problems)
+            tasks = as_tasks(Xs, ds.y, get_loss(loss))
+            m = tasks.n_tasks
+            dual = DualRound(tasks, get_loss(loss), 0.1, True)
+            sdca_round(
+                *tasks.kernel_args,
+                dual.alpha,
+                np.zeros((m, 5)),
+                np.ones(m),
+                1.0,
+                0.1,
+                dual.loss.code,
+                dual.loss.param,
+                np.full(m, 20),
+                np.arange(m, dtype=np.uint64),
+                np.ones(m, dtype=bool),
+                0.0,
+                dual.no_checks,
+                True,
+                True,
+                dual.dB,
+                dual.steps_done,
+                dual.gap0,
+                dual.gap1,
+                parallel=True,
+            )
+    counts = {name: len(f.signatures) for name, f in _dispatchers()}
+    assert counts["fmtl.solvers.sdca._sdca_round_serial"] == 1
+    assert counts["fmtl.solvers.sdca._sdca_round_parallel"] == 1
+    assert {k: v for k, v in counts.items() if v > 1} == {}
