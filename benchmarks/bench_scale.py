@@ -11,7 +11,8 @@ number of tasks m, samples per task n and features d (log-log, fitted slopes).
   (thin SVD) on the same ``W``, time and peak traced allocation (``tracemalloc``).
 * Round time: the marginal time of a federated round, ``(t(H2) - t(H1)) / (H2 - H1)`` for two
   fits that differ only in the number of rounds (data packing and the final certificate
-  cancel), identity Sigma, median of 3.
+  cancel), identity Sigma, one numba thread (fmtl switches to threads from 2M stored
+  entries, which would mix two regimes in one curve), median of 3.
 
 Writes ``bench_scale.csv`` and ``bench_scale.png``.
 """
@@ -128,7 +129,9 @@ def sigma_step_costs(ms, d: int, dense_max: int) -> list[dict]:
 
 def round_time(m: int, n: int, d: int, h1: int, h2: int) -> float:
     Xs, ys = _data(m, n, d)
-    kw = dict(relationship="fixed", sigma_step="lowrank", outer_iters=1, random_state=0)
+    kw = dict(
+        relationship="fixed", sigma_step="lowrank", outer_iters=1, random_state=0, n_threads=1
+    )
     mocha(Xs[:2], ys[:2], LAM, "hinge", inner_iters=1, **kw)  # warm (compiled or cached)
     diffs = []
     for _ in range(3):
