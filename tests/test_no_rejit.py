@@ -71,6 +71,5 @@ def test_one_signature_per_kernel_across_fits():
                 parallel=True,
             )
     counts = {name: len(f.signatures) for name, f in _dispatchers()}
-    assert counts["fmtl.solvers.sdca._sdca_round_serial"] == 1
     assert counts["fmtl.solvers.sdca._sdca_round_parallel"] == 1
     assert {k: v for k, v in counts.items() if v > 1} == {}

@@ -186,7 +186,8 @@ class DualRound:
             *self.tasks.kernel_args,
             self.alpha,
             np.ascontiguousarray(Wt),
-            np.ascontiguousarray(sigma_diag),
+            # a fresh writable copy: np.diag views are read-only, a distinct numba type
+            np.array(sigma_diag, dtype=np.float64),
             float(rho),
             self.lam,
             self.loss.code,

@@ -16,6 +16,7 @@ Randomness: each task's coordinate order comes from a SplitMix64 stream seeded w
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 from numba import njit, prange
 
@@ -257,67 +258,6 @@ def _sdca_round_parallel(
         )
 
 
-@njit(cache=True, fastmath=False)
-def _sdca_round_serial(
-    Xd,
-    data,
-    indices,
-    indptr,
-    sparse,
-    y,
-    sqnorm,
-    offsets,
-    alpha,
-    Wt,
-    sigma_diag,
-    rho,
-    lam,
-    code,
-    param,
-    steps,
-    seeds,
-    active,
-    theta,
-    check_every,
-    feedback,
-    record_gaps,
-    dB,
-    steps_done,
-    gap_start,
-    gap_end,
-):
-    for t in range(offsets.shape[0] - 1):
-        _sdca_task(
-            t,
-            Xd,
-            data,
-            indices,
-            indptr,
-            sparse,
-            y,
-            sqnorm,
-            offsets,
-            alpha,
-            Wt,
-            sigma_diag,
-            rho,
-            lam,
-            code,
-            param,
-            steps,
-            seeds,
-            active,
-            theta,
-            check_every,
-            feedback,
-            record_gaps,
-            dB,
-            steps_done,
-            gap_start,
-            gap_end,
-        )
-
-
 def sdca_round(*args, parallel: bool = True) -> None:
     """One federated round of local SDCA on every active task.
 
@@ -336,7 +276,22 @@ def sdca_round(*args, parallel: bool = True) -> None:
     numba threads; each task's computation is the same either way, so results are
     bit-identical.
     """
-    (_sdca_round_parallel if parallel else _sdca_round_serial)(*args)
+    _launch(_sdca_round_parallel, args, parallel)
+
+
+def _launch(kernel, args: tuple, parallel: bool) -> None:
+    # Not parallel: the same prange kernel on one thread. Measured 1.4-1.9x faster per
+    # step than a plain-loop twin kernel (numba compiles the task body better inside the
+    # parfor), and a team of one runs on the calling thread, so no scheduler wait.
+    if parallel:
+        kernel(*args)
+        return
+    prev = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        kernel(*args)
+    finally:
+        numba.set_num_threads(prev)
 
 
 @njit(cache=True, fastmath=False)
@@ -406,49 +361,13 @@ def _objective_parallel(
         )
 
 
-@njit(cache=True, fastmath=False)
-def _objective_serial(
-    Xd,
-    data,
-    indices,
-    indptr,
-    sparse,
-    y,
-    sqnorm,
-    offsets,
-    alpha,
-    Wt,
-    code,
-    param,
-    loss_mean,
-    neg_conj_mean,
-):
-    for t in range(offsets.shape[0] - 1):
-        _objective_task(
-            t,
-            Xd,
-            data,
-            indices,
-            indptr,
-            sparse,
-            y,
-            offsets,
-            alpha,
-            Wt,
-            code,
-            param,
-            loss_mean,
-            neg_conj_mean,
-        )
-
-
 def task_objective_terms(*args, parallel: bool = True) -> None:
     """Per task: mean loss at ``w_t`` and mean ``-l*(-a_ti)`` (0 for empty tasks).
 
     Arguments: the packed data, ``alpha``, ``Wt``, loss ``code`` and ``param``, and the
     outputs ``loss_mean``, ``neg_conj_mean``.
     """
-    (_objective_parallel if parallel else _objective_serial)(*args)
+    _launch(_objective_parallel, args, parallel)
 
 
 @njit(cache=True, fastmath=False)
@@ -501,30 +420,6 @@ def _gradients_parallel(
         )
 
 
-@njit(cache=True, fastmath=False)
-def _gradients_serial(
-    Xd, data, indices, indptr, sparse, y, sqnorm, offsets, Wt, code, param, steps, seeds, active, G
-):
-    for t in range(offsets.shape[0] - 1):
-        _gradient_task(
-            t,
-            Xd,
-            data,
-            indices,
-            indptr,
-            sparse,
-            y,
-            offsets,
-            Wt,
-            code,
-            param,
-            steps,
-            seeds,
-            active,
-            G,
-        )
-
-
 def minibatch_gradients(*args, parallel: bool = True) -> None:
     """Row ``t`` of ``G``: mean loss (sub)gradient of task ``t`` over ``steps[t]`` rows.
 
@@ -533,7 +428,7 @@ def minibatch_gradients(*args, parallel: bool = True) -> None:
     (SplitMix64 stream ``seeds[t]``), as in the SDCA kernel; inactive or empty tasks get a
     zero row.
     """
-    (_gradients_parallel if parallel else _gradients_serial)(*args)
+    _launch(_gradients_parallel, args, parallel)
 
 
 @njit(cache=True, fastmath=False)
