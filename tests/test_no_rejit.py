@@ -10,7 +10,7 @@ import scipy.sparse as sp
 
 import fmtl
 from fmtl.datasets import make_multitask_classification
-from fmtl.federated import cocoa, mbsdca, mbsgd, mocha
+from fmtl.federated import cocoa, fedavg, mbsdca, mbsgd, mocha
 from fmtl.federated._loop import DualRound, as_tasks
 from fmtl.losses import LOSS_NAMES, get_loss
 from fmtl.solvers.sdca import sdca_round
@@ -44,6 +44,7 @@ def _fit_everything(m: int, n: int, d: int, seed: int) -> None:
             cocoa(Xs, ds.y, 0.1, loss, rounds=2)
             mbsdca(Xs, ds.y, 0.1, loss, rounds=2)
             mbsgd(Xs, ds.y, 0.1, loss, rounds=2)
+            fedavg(Xs, ds.y, 0.1, loss, rounds=2, finetune_epochs=1)
             # the threaded launch too (fits use it only for large problems)
             tasks = as_tasks(Xs, ds.y, get_loss(loss))
             dual = DualRound(tasks, get_loss(loss), 0.1, True)

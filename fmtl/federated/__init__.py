@@ -1,6 +1,7 @@
 """Federated algorithms: a loop over rounds with a History of certified records."""
 
 from .cocoa import cocoa
+from .fedavg import FedAvgResult, fedavg
 from .history import History
 from .mbsdca import mbsdca
 from .mbsgd import mbsgd
@@ -8,11 +9,13 @@ from .mocha import MochaResult, certificates, mocha
 from .systems import SystemsModel
 
 __all__ = [
+    "FedAvgResult",
     "History",
     "MochaResult",
     "SystemsModel",
     "certificates",
     "cocoa",
+    "fedavg",
     "mbsdca",
     "mbsgd",
     "mocha",
