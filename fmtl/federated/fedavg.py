@@ -7,7 +7,8 @@ server's ``w``, takes ``local_epochs * n_t`` SGD steps (:func:`fmtl.solvers.sgd.
 local_sgd_round`) with step ``lr / (1 + lr_decay h)``, and the server averages the returned
 models weighted by ``n_t`` over the nodes that reported. ``finetune_epochs > 0`` then lets
 each node run that many epochs from the final ``w`` on its own data alone: the
-"FedAvg + fine-tuning" personalisation baseline.
+"FedAvg + fine-tuning" personalisation baseline. (No checkpoint/resume yet, unlike MOCHA
+and the dual baselines.)
 """
 
 from __future__ import annotations
