@@ -153,8 +153,36 @@ def numba_threads(n_threads: int | None):
         numba.set_num_threads(prev)
 
 
+def bind_executor(executor, tasks: PackedTasks):
+    """Check an ``executor`` argument and bind it to the fit's data (None: in-process).
+
+    An executor runs the per-round kernels elsewhere, e.g.
+    :class:`fmtl.distributed.dask.DaskExecutor`: it needs ``bind(tasks)``,
+    ``sdca_round(tasks, *args)`` and ``minibatch_gradients(tasks, *args)`` taking the
+    kernels' arguments after the packed data.
+    """
+    if executor is None:
+        return None
+    missing = [
+        name
+        for name in ("bind", "sdca_round", "minibatch_gradients")
+        if not callable(getattr(executor, name, None))
+    ]
+    if missing:
+        raise TypeError(
+            "executor must be None or an executor such as fmtl.distributed.dask.DaskExecutor "
+            f"(missing {', '.join(missing)}), got {type(executor).__name__}"
+        )
+    executor.bind(tasks)
+    return executor
+
+
 class DualRound:
-    """Buffers and one call of the SDCA kernel for a round over all nodes."""
+    """Buffers and one call of the SDCA kernel for a round over all nodes.
+
+    With an ``executor`` (see :func:`bind_executor`) the kernel call runs there instead of
+    in this process; the inputs, outputs and failure handling are the same.
+    """
 
     def __init__(
         self,
@@ -163,10 +191,12 @@ class DualRound:
         lam: float,
         record_gaps: bool,
         runtime: SystemsRuntime | None = None,
+        executor=None,
     ) -> None:
         m, d = tasks.n_tasks, tasks.n_features
         self.tasks, self.loss, self.lam, self.record = tasks, loss, lam, record_gaps
         self.runtime = runtime
+        self.executor = bind_executor(executor, tasks)
         self.alpha = np.zeros(tasks.y.shape[0])
         self.dB = np.zeros((m, d))
         self.steps_done = np.zeros(m, dtype=np.int64)
@@ -178,12 +208,12 @@ class DualRound:
     def run(
         self, Wt, sigma_diag, rho, steps, seeds, active, theta=0.0, check_every=None, feedback=True
     ) -> np.ndarray:
-        """Local SDCA on every active node; returns ``dB`` (rows ``db_t``)."""
+        """Local SDCA on every active node (in this process, or on the executor);
+        returns ``dB`` (rows ``db_t``)."""
         if check_every is None:
             check_every = self.no_checks
         alpha_before = self.alpha.copy()
-        sdca_round(
-            *self.tasks.kernel_args,
+        args = (
             self.alpha,
             np.ascontiguousarray(Wt),
             # a fresh writable copy: np.diag views are read-only, a distinct numba type
@@ -203,8 +233,11 @@ class DualRound:
             self.steps_done,
             self.gap0,
             self.gap1,
-            parallel=parallel_worth_it(self.tasks),
         )
+        if self.executor is None:
+            sdca_round(*self.tasks.kernel_args, *args, parallel=parallel_worth_it(self.tasks))
+        else:
+            self.executor.sdca_round(self.tasks, *args)
         self._handle_failures(alpha_before, active)
         if self.record:
             self._local_progress(alpha_before, Wt, sigma_diag, rho, active)

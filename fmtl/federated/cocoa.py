@@ -35,6 +35,7 @@ def cocoa(
     systems: SystemsModel | None = None,
     random_state=None,
     n_threads: int | None = None,
+    executor=None,
     eval_every: int = 1,
     callback=None,
     checkpoint_dir=None,
@@ -61,6 +62,10 @@ def cocoa(
         Stop once the certified relative duality gap is ``<= tol``.
     systems : SystemsModel, optional
         Drops and cost model (heterogeneity does not apply: CoCoA fixes the accuracy).
+    executor : DaskExecutor, optional
+        Runs each round's local solves elsewhere instead of in this process, e.g. on a
+        ``dask.distributed`` cluster (:class:`fmtl.distributed.dask.DaskExecutor`, extra
+        ``dask``); results are bit-identical to the in-process fit.
 
     checkpoint_dir, checkpoint_every, resume
         Checkpoint / resume, as :func:`fmtl.federated.mocha`.
@@ -103,7 +108,7 @@ def cocoa(
     rho = safety_rho(Sigma)
     sdiag = np.diag(Sigma)
     m = tasks.n_tasks
-    dual = DualRound(tasks, loss, lam, record_gaps=True, runtime=runtime)
+    dual = DualRound(tasks, loss, lam, record_gaps=True, runtime=runtime, executor=executor)
     rec = Recorder(runtime, callback)
     B = np.zeros((m, tasks.n_features))
     state = {"alpha": dual.alpha, "B": B}

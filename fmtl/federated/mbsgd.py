@@ -15,7 +15,14 @@ import numpy as np
 
 from ..solvers.sdca import minibatch_gradients
 from ._fixed import evaluate_now, setup, start
-from ._loop import Recorder, check_frac, draw_seeds, numba_threads, parallel_worth_it
+from ._loop import (
+    Recorder,
+    bind_executor,
+    check_frac,
+    draw_seeds,
+    numba_threads,
+    parallel_worth_it,
+)
 from .mocha import MochaResult, objective_terms
 from .systems import SystemsModel, SystemsRuntime
 
@@ -34,6 +41,7 @@ def mbsgd(
     systems: SystemsModel | None = None,
     random_state=None,
     n_threads: int | None = None,
+    executor=None,
     eval_every: int = 1,
     callback=None,
     checkpoint_dir=None,
@@ -52,6 +60,10 @@ def mbsgd(
         Step size ``eta_h = scaling / h``.
     systems : SystemsModel, optional
         Heterogeneous mini-batch sizes, drops, cost (flops factor 4).
+    executor : DaskExecutor, optional
+        Runs each round's local solves elsewhere instead of in this process, e.g. on a
+        ``dask.distributed`` cluster (:class:`fmtl.distributed.dask.DaskExecutor`, extra
+        ``dask``); results are bit-identical to the in-process fit.
 
     checkpoint_dir, checkpoint_every, resume
         Checkpoint / resume, as :func:`fmtl.federated.mocha`.
@@ -81,6 +93,7 @@ def mbsgd(
     no_dual = np.zeros(tasks.y.shape[0])
     p0 = float(objective_terms(tasks, no_dual, np.zeros((m, d)), loss)[0].sum())
     radius = np.sqrt(2.0 * p0 / (lam * np.linalg.eigvalsh(Omega)[0]))
+    executor = bind_executor(executor, tasks)
     rec = Recorder(runtime, callback)
     Wt = np.zeros((m, d))
     G = np.zeros((m, d))
@@ -108,17 +121,11 @@ def mbsgd(
         parallel = parallel_worth_it(tasks)
         for h in range(pos["h"], rounds):
             steps, active = runtime.draw(rng)
-            minibatch_gradients(
-                *tasks.kernel_args,
-                Wt,
-                loss.code,
-                loss.param,
-                steps,
-                draw_seeds(rng, m),
-                active,
-                G,
-                parallel=parallel,
-            )
+            args = (Wt, loss.code, loss.param, steps, draw_seeds(rng, m), active, G)
+            if executor is None:
+                minibatch_gradients(*tasks.kernel_args, *args, parallel=parallel)
+            else:
+                executor.minibatch_gradients(tasks, *args)
             runtime.fail(~np.all(np.isfinite(G), axis=1), active)
             G[~active] = 0.0  # failed (and dropped) nodes contribute nothing
             # in place: the checkpoint state refers to this array

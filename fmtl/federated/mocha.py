@@ -150,6 +150,7 @@ def mocha(
     sigma_step: str = "dense",
     random_state=None,
     n_threads: int | None = None,
+    executor=None,
     systems: SystemsModel | None = None,
     record_local_gaps: bool | None = None,
     eval_every: int = 1,
@@ -217,6 +218,10 @@ def mocha(
         Seeds the per-round coordinate orders.
     n_threads : int, optional
         Numba threads for the local solves (results do not depend on it).
+    executor : DaskExecutor, optional
+        Runs each round's local solves elsewhere instead of in this process, e.g. on a
+        ``dask.distributed`` cluster (:class:`fmtl.distributed.dask.DaskExecutor`, extra
+        ``dask``); results are bit-identical to the in-process fit.
     systems : SystemsModel, optional
         Systems heterogeneity, dropped nodes and the cost model (estimated time,
         flops factor 8). A dropped node contributes nothing that round.
@@ -293,7 +298,7 @@ def mocha(
     if record_local_gaps is None:
         record_local_gaps = systems is not None
     runtime = SystemsRuntime(systems, tasks.n_samples, local_frac, flops_factor=8.0)
-    dual = DualRound(tasks, loss, lam, record_local_gaps, runtime)
+    dual = DualRound(tasks, loss, lam, record_local_gaps, runtime, executor)
     rec = Recorder(runtime, callback)
     B = np.zeros((m, tasks.n_features))
     # where the loop stands: next (outer, h), rounds done, primal at the end of the last
