@@ -101,6 +101,22 @@ def test_baselines_are_bit_identical(client, fit, kw, sparse):
     ex.release()
 
 
+@pytest.mark.parametrize("sparse", [False, True])
+def test_fedavg_with_finetuning_is_bit_identical(client, sparse):
+    from fmtl.federated import fedavg
+
+    Xs, ys = random_tasks(m=5, n=25, d=6, seed=4)
+    if sparse:
+        Xs = _sparse(Xs, seed=1)
+    kw = dict(rounds=6, finetune_epochs=2, random_state=7, systems=SystemsModel(drop_prob=0.3))
+    ex = DaskExecutor(client)
+    got = fedavg(Xs, ys, 0.1, executor=ex, **kw)
+    ref = fedavg(Xs, ys, 0.1, **kw)
+    np.testing.assert_array_equal(got.coef, ref.coef)
+    np.testing.assert_array_equal(got.history["primal"], ref.history["primal"])
+    ex.release()
+
+
 def test_mocha_with_systems_heterogeneity_and_drops_is_bit_identical(client):
     Xs, ys = random_tasks(m=8, n=30, d=5, seed=5)
     systems = SystemsModel(heterogeneity="high", drop_prob=0.3)

@@ -28,6 +28,7 @@ import numpy as np
 from ..federated._loop import as_tasks, check_positive_int, parallel_worth_it
 from ..solvers._packing import PackedTasks
 from ..solvers.sdca import minibatch_gradients, sdca_round
+from ..solvers.sgd import local_sgd_round
 
 __all__ = ["DaskExecutor"]
 
@@ -260,6 +261,21 @@ class DaskExecutor:
         for (t0, t1), g in zip(self.chunks, results, strict=True):
             G[t0:t1] = g
 
+    def local_sgd_round(
+        self, tasks: PackedTasks, W0, code, param, lam, lr, steps, seeds, active, Wout
+    ) -> None:
+        """:func:`fmtl.solvers.sgd.local_sgd_round` on the cluster (FedAvg); writes
+        ``Wout``."""
+        results = self._run(
+            tasks,
+            _sgd_chunk,
+            per_task=(W0, steps, seeds, active),
+            per_row=(),
+            shared=(code, param, lam, lr),
+        )
+        for (t0, t1), w in zip(self.chunks, results, strict=True):
+            Wout[t0:t1] = w
+
 
 def _digest(tasks: PackedTasks) -> str:
     """Content hash of the data a chunk set is built from."""
@@ -406,3 +422,23 @@ def _gradient_chunk(chunk: PackedTasks, Wt, steps, seeds, active, code, param):
             parallel=parallel_worth_it(chunk),
         )
     return G
+
+
+def _sgd_chunk(chunk: PackedTasks, W0, steps, seeds, active, code, param, lam, lr):
+    """Local SGD models of a chunk's tasks (FedAvg)."""
+    Wout = np.zeros((chunk.n_tasks, chunk.n_features))
+    with _kernel_guard():
+        local_sgd_round(
+            *chunk.kernel_args,
+            W0,
+            code,
+            param,
+            lam,
+            lr,
+            steps,
+            seeds,
+            active,
+            Wout,
+            parallel=parallel_worth_it(chunk),
+        )
+    return Wout

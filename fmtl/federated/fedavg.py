@@ -22,6 +22,7 @@ from ..solvers.sgd import local_sgd_round
 from ._loop import (
     Recorder,
     as_tasks,
+    bind_executor,
     check_frac,
     check_lam,
     check_nonneg,
@@ -70,6 +71,7 @@ def fedavg(
     systems: SystemsModel | None = None,
     random_state=None,
     n_threads: int | None = None,
+    executor=None,
     eval_every: int = 1,
     callback=None,
 ) -> FedAvgResult:
@@ -97,6 +99,9 @@ def fedavg(
         Heterogeneous local work, drops and the cost model (flops factor 4).
     random_state : int, Generator or None
     n_threads : int, optional
+    executor : DaskExecutor, optional
+        Runs each round's local SGD elsewhere, e.g. on a ``dask.distributed`` cluster
+        (:class:`fmtl.distributed.dask.DaskExecutor`); results are bit-identical.
     eval_every : int, default=1
     callback : callable, optional
         Called with each History record.
@@ -133,6 +138,9 @@ def fedavg(
     if not (np.isfinite(lr) and 0 < lr and lr * lam < 1):
         raise ValueError(f"lr must be positive with lr * lam < 1, got lr={lr!r}")
     tasks = as_tasks(Xs, ys, loss)
+    executor = bind_executor(executor, tasks)
+    if executor is not None and not callable(getattr(executor, "local_sgd_round", None)):
+        raise TypeError(f"executor {type(executor).__name__} cannot run local SGD")
     m, d = tasks.n_tasks, tasks.n_features
     n = tasks.n_samples.astype(np.float64)
     weights = n / n.sum()
@@ -143,24 +151,19 @@ def fedavg(
     w = np.zeros(d)
     W0 = np.zeros((m, d))
     Wout = np.zeros((m, d))
+
+    def sgd(W0, step, steps, seeds, active, out):
+        args = (W0, loss.code, loss.param, lam, step, steps, seeds, active, out)
+        if executor is None:
+            local_sgd_round(*tasks.kernel_args, *args, parallel=parallel_worth_it(tasks))
+        else:
+            executor.local_sgd_round(tasks, *args)
+
     with numba_threads(n_threads):
-        parallel = parallel_worth_it(tasks)
         for h in range(rounds):
             steps, active = runtime.draw(rng)
             W0[:] = w
-            local_sgd_round(
-                *tasks.kernel_args,
-                W0,
-                loss.code,
-                loss.param,
-                lam,
-                lr / (1.0 + lr_decay * h),
-                steps,
-                draw_seeds(rng, m),
-                active,
-                Wout,
-                parallel=parallel,
-            )
+            sgd(W0, lr / (1.0 + lr_decay * h), steps, draw_seeds(rng, m), active, Wout)
             failed = ~np.all(np.isfinite(Wout), axis=1)
             runtime.fail(failed, active)
             ok = active & ~failed
@@ -176,18 +179,13 @@ def fedavg(
         if finetune_epochs > 0:
             ft = np.where(n > 0, np.maximum(1, np.floor(finetune_epochs * n)), 0)
             W0[:] = w
-            local_sgd_round(
-                *tasks.kernel_args,
+            sgd(
                 W0,
-                loss.code,
-                loss.param,
-                lam,
                 lr / (1.0 + lr_decay * rounds),
                 ft.astype(np.int64),
                 draw_seeds(rng, m),
                 np.ones(m, dtype=bool),
                 coef,
-                parallel=parallel,
             )
     silent = rec.warn_silent_nodes()
     return FedAvgResult(coef=coef, global_coef=w, history=rec.history, never_reported=silent)
