@@ -1,0 +1,1068 @@
+"""Engine-agnostic server and client logic of fmtl's federated methods.
+
+Nothing here knows about a network: a *message* is a pair ``(arrays, config)`` of a dict
+of numpy arrays and a dict of scalars (bool, int, float, str). :mod:`fmtl.distributed.
+flower` wraps them into Flower ``ArrayRecord`` / ``ConfigRecord`` objects; any other
+engine can do the same, and :func:`run_local` drives a server and its clients in one
+process (what the tests compare with the in-process algorithms).
+
+What travels (MOCHA, one task per client, ``d`` features)
+----------------------------------------------------------
+* server -> client, train: ``w`` (d,), ``Sigma_tt``, ``rho``, ``lam``, the local step
+  budget, the round's 64-bit seed, ``theta``, the pass-check interval and ``ack`` (the
+  last round whose update from this client the server aggregated);
+* client -> server, train: ``db`` (d,) and scalars (steps done, local gaps before/after,
+  local progress, committed-update count);
+* server -> client, evaluate: ``w`` (d,) and ``ack``;
+* client -> server, evaluate: two scalars, the mean loss at ``w`` and the mean
+  ``-l*(-alpha)``, and the committed-update count.
+
+The dual variables ``alpha_t`` (one per sample) and the data never leave the client.
+
+Dual consistency under failures
+-------------------------------
+The server keeps ``B`` with row ``t`` the sum of every ``db_t`` it aggregated, so ``B =
+B(alpha)`` must hold over the *committed* duals of every client. A client therefore
+keeps each round's new duals as *pending* and commits them only when the server's next
+message (train or evaluate) carries ``ack`` equal to that round; any other ``ack`` (its
+reply was lost, late, malformed or came from a failed node) rolls the pending update
+back. A client that lost its state (restart: zero committed updates while the server
+aggregated some) is detected from the count it reports, and the server resets its row
+of ``B`` to zero, which restores ``B = B(alpha)``.
+
+Reproducibility
+---------------
+:class:`MochaServerState` consumes its ``numpy.random.default_rng(random_state)`` exactly
+as :func:`fmtl.federated.mocha` does per round (``SystemsRuntime.draw`` then
+``draw_seeds``), and each client runs fmtl's numba SDCA kernel on its single task, so the
+same seed and schedule give a bit-identical model to the in-process fit when every reply
+arrives (a missing reply is MOCHA's dropped node).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..federated._loop import (
+    Recorder,
+    as_tasks,
+    check_flag,
+    check_frac,
+    check_lam,
+    check_nonneg,
+    check_positive_int,
+    draw_seeds,
+)
+from ..federated.history import History
+from ..federated.systems import SystemsModel, SystemsRuntime
+from ..losses import get_loss
+from ..relationships import (
+    check_sigma,
+    identity_sigma,
+    omega_update,
+    resolve_sigma_prime,
+)
+from ..solvers.sdca import sdca_round, task_objective_terms
+from ..solvers.sgd import local_sgd_round
+
+PROTOCOL_VERSION = 1
+
+Message = tuple[dict, dict]  # (arrays: name -> ndarray, config: name -> scalar)
+
+__all__ = [
+    "CLIENT_METHODS",
+    "PROTOCOL_VERSION",
+    "SERVER_METHODS",
+    "FedAvgClientState",
+    "FedAvgServerState",
+    "MochaClientState",
+    "MochaServerState",
+    "ServerResult",
+    "client_handle",
+    "make_server",
+    "run_local",
+    "seed_from_wire",
+    "seed_to_wire",
+]
+
+
+# ----------------------------------------------------------------------------- wire helpers
+
+
+def seed_to_wire(seed) -> int:
+    """A uint64 seed as a signed 64-bit int (what protobuf ``sint64`` fields carry)."""
+    return int(np.array(seed, dtype=np.uint64).view(np.int64))
+
+
+def seed_from_wire(value) -> np.uint64:
+    """Inverse of :func:`seed_to_wire`."""
+    return np.array(int(value), dtype=np.int64).view(np.uint64)[()]
+
+
+def _vector(arrays: Mapping, key: str, d: int) -> np.ndarray:
+    """``arrays[key]`` as a finite float64 (d,) vector, else ValueError."""
+    if key not in arrays:
+        raise ValueError(f"message has no array {key!r}")
+    v = np.asarray(arrays[key])
+    if v.shape != (d,) or v.dtype != np.float64:
+        raise ValueError(f"array {key!r} must be float64 of shape ({d},), got {v.dtype} {v.shape}")
+    if not np.all(np.isfinite(v)):
+        raise ValueError(f"array {key!r} is not finite")
+    return v
+
+
+# ---------------------------------------------------------------------------------- clients
+
+
+class MochaClientState:
+    """One MOCHA client: its task ``(X_t, y_t)`` and dual variables ``alpha_t``.
+
+    Parameters
+    ----------
+    X : array of shape (n_t, d), dense or scipy sparse
+    y : array of shape (n_t,)
+    lam : float
+    loss : str or Loss, default="hinge"
+    gamma : float, default=1.0
+
+    Notes
+    -----
+    ``alpha`` (committed) never leaves the client; :meth:`train` returns only the
+    d-vector ``db_t = X_t^T (alpha_new - alpha) / n_t`` and scalars, and keeps
+    ``alpha_new`` pending until the server acknowledges the update (module docstring).
+    """
+
+    def __init__(self, X, y, lam: float, loss="hinge", gamma: float = 1.0) -> None:
+        self.loss = get_loss(loss, gamma)
+        self.lam = check_lam(lam)
+        self.tasks = as_tasks([X], [y], self.loss)
+        self.n = int(self.tasks.n_samples[0])
+        self.d = int(self.tasks.n_features)
+        self.alpha = np.zeros(self.n)
+        self.pending_round = 0
+        self.pending_alpha: np.ndarray | None = None
+        self.n_commits = 0
+        self.n_rollbacks = 0
+
+    # state kept between messages (Flower keeps it in ``context.state`` on the node)
+    def state_dict(self) -> tuple[dict, dict]:
+        arrays = {"alpha": self.alpha}
+        if self.pending_alpha is not None:
+            arrays["pending_alpha"] = self.pending_alpha
+        config = {
+            "pending_round": int(self.pending_round),
+            "n_commits": int(self.n_commits),
+            "n_rollbacks": int(self.n_rollbacks),
+        }
+        return arrays, config
+
+    def load_state(self, arrays: Mapping, config: Mapping) -> None:
+        alpha = np.asarray(arrays["alpha"], dtype=np.float64)
+        if alpha.shape != (self.n,):
+            raise ValueError(f"stored alpha has shape {alpha.shape}, task has {self.n} rows")
+        self.alpha = alpha.copy()
+        pending = arrays.get("pending_alpha")
+        self.pending_alpha = None if pending is None else np.asarray(pending, float).copy()
+        self.pending_round = int(config.get("pending_round", 0))
+        self.n_commits = int(config.get("n_commits", 0))
+        self.n_rollbacks = int(config.get("n_rollbacks", 0))
+
+    def sync(self, ack: int | None) -> None:
+        """Commit the pending update if the server aggregated it (``ack`` is its round),
+        else roll it back. ``ack=None`` leaves it pending."""
+        if ack is None or self.pending_alpha is None:
+            return
+        if int(ack) == self.pending_round:
+            self.alpha = self.pending_alpha
+            self.n_commits += 1
+        else:
+            self.n_rollbacks += 1
+        self.pending_alpha = None
+        self.pending_round = 0
+
+    def train(
+        self,
+        w_t,
+        sigma_tt: float,
+        rho: float,
+        steps: int,
+        seed,
+        theta: float = 0.0,
+        commit: int | None = None,
+        *,
+        rnd: int = 1,
+        check_every: int = 0,
+        record_gaps: bool = False,
+    ) -> dict:
+        """Run ``steps`` local SDCA steps from the committed duals at ``w_t``.
+
+        ``commit`` is the server's ``ack`` (see :meth:`sync`), applied first. Returns
+        ``{"db": (d,) array, "steps_done", "gap_start", "gap_end", "progress",
+        "n_commits", "n_rollbacks"}``; the new duals stay pending as round ``rnd``.
+        """
+        self.sync(commit)
+        n, d = self.n, self.d
+        w = np.ascontiguousarray(np.asarray(w_t, dtype=np.float64).reshape(1, d))
+        sdiag = np.array([sigma_tt], dtype=np.float64)
+        alpha = self.alpha.copy()
+        dB = np.zeros((1, d))
+        steps_done = np.zeros(1, dtype=np.int64)
+        gap0 = np.empty(1)
+        gap1 = np.empty(1)
+        sdca_round(
+            *self.tasks.kernel_args,
+            alpha,
+            w,
+            sdiag,
+            float(rho),
+            self.lam,
+            self.loss.code,
+            self.loss.param,
+            np.array([steps], dtype=np.int64),
+            np.array([seed], dtype=np.uint64),
+            np.ones(1, dtype=np.bool_),
+            float(theta),
+            np.array([check_every], dtype=np.int64),
+            True,
+            bool(record_gaps),
+            dB,
+            steps_done,
+            gap0,
+            gap1,
+            parallel=False,
+        )
+        if not (np.all(np.isfinite(dB)) and np.all(np.isfinite(alpha))):
+            raise FloatingPointError("local solve produced a non-finite update")
+        progress = np.nan
+        if record_gaps:
+            # G_t(da_t) - G_t(0), as fmtl.federated._loop.DualRound._local_progress
+            moved = alpha != self.alpha
+            diff = np.zeros(n)
+            yy = self.tasks.y[moved]
+            diff[moved] = self.loss.neg_conjugate(yy, alpha[moved]) - self.loss.neg_conjugate(
+                yy, self.alpha[moved]
+            )
+            conj = np.bincount(np.zeros(n, dtype=np.int64), weights=diff, minlength=1)
+            conj = conj / max(n, 1)
+            quad = rho * sdiag / (2.0 * self.lam) * np.einsum("ij,ij->i", dB, dB)
+            progress = float((conj - np.einsum("ij,ij->i", w, dB) - quad)[0])
+        self.pending_alpha = alpha
+        self.pending_round = int(rnd)
+        return {
+            "db": dB[0].copy(),
+            "steps_done": int(steps_done[0]),
+            "gap_start": float(gap0[0]),
+            "gap_end": float(gap1[0]),
+            "progress": progress,
+            "n_commits": self.n_commits,
+            "n_rollbacks": self.n_rollbacks,
+        }
+
+    def evaluate(self, w_t, commit: int | None = None) -> dict:
+        """Mean loss at ``w_t`` and mean ``-l*(-alpha)`` over the committed duals."""
+        self.sync(commit)
+        w = np.ascontiguousarray(np.asarray(w_t, dtype=np.float64).reshape(1, self.d))
+        loss_mean = np.empty(1)
+        conj_mean = np.empty(1)
+        task_objective_terms(
+            *self.tasks.kernel_args,
+            self.alpha,
+            w,
+            self.loss.code,
+            self.loss.param,
+            loss_mean,
+            conj_mean,
+            parallel=False,
+        )
+        return {
+            "loss_mean": float(loss_mean[0]),
+            "conj_mean": float(conj_mean[0]),
+            "n_commits": self.n_commits,
+            "n_rollbacks": self.n_rollbacks,
+        }
+
+    # engine-agnostic message handling
+    def handle(self, kind: str, arrays: Mapping, config: Mapping) -> Message:
+        if kind == "train":
+            out = self.train(
+                _vector(arrays, "w", self.d),
+                float(config["sigma_tt"]),
+                float(config["rho"]),
+                int(config["steps"]),
+                seed_from_wire(config["seed"]),
+                float(config.get("theta", 0.0)),
+                int(config["ack"]),
+                rnd=int(config["round"]),
+                check_every=int(config.get("check_every", 0)),
+                record_gaps=bool(config.get("record_gaps", False)),
+            )
+            db = out.pop("db")
+            return {"db": db}, {"round": int(config["round"]), **out}
+        if kind == "evaluate":
+            out = self.evaluate(_vector(arrays, "w", self.d), int(config["ack"]))
+            return {}, {"round": int(config["round"]), **out}
+        raise ValueError(f"MOCHA client cannot handle a {kind!r} message")
+
+
+class FedAvgClientState:
+    """One FedAvg client (stateless between rounds): local SGD from the global model."""
+
+    def __init__(self, X, y, lam: float, loss="logistic", gamma: float = 1.0) -> None:
+        self.loss = get_loss(loss, gamma)
+        self.lam = check_lam(lam)
+        self.tasks = as_tasks([X], [y], self.loss)
+        self.n = int(self.tasks.n_samples[0])
+        self.d = int(self.tasks.n_features)
+
+    def state_dict(self) -> tuple[dict, dict]:
+        return {}, {}
+
+    def load_state(self, arrays: Mapping, config: Mapping) -> None:
+        pass
+
+    def train(self, w, lr: float, steps: int, seed) -> np.ndarray:
+        W0 = np.ascontiguousarray(np.asarray(w, dtype=np.float64).reshape(1, self.d))
+        Wout = np.zeros((1, self.d))
+        local_sgd_round(
+            *self.tasks.kernel_args,
+            W0,
+            self.loss.code,
+            self.loss.param,
+            self.lam,
+            float(lr),
+            np.array([steps], dtype=np.int64),
+            np.array([seed], dtype=np.uint64),
+            np.ones(1, dtype=np.bool_),
+            Wout,
+            parallel=False,
+        )
+        if not np.all(np.isfinite(Wout)):
+            raise FloatingPointError("local SGD produced a non-finite model")
+        return Wout[0].copy()
+
+    def evaluate(self, w) -> dict:
+        W0 = np.ascontiguousarray(np.asarray(w, dtype=np.float64).reshape(1, self.d))
+        loss_mean = np.empty(1)
+        conj_mean = np.empty(1)
+        task_objective_terms(
+            *self.tasks.kernel_args,
+            np.zeros(self.n),
+            W0,
+            self.loss.code,
+            self.loss.param,
+            loss_mean,
+            conj_mean,
+            parallel=False,
+        )
+        return {"loss_mean": float(loss_mean[0])}
+
+    def handle(self, kind: str, arrays: Mapping, config: Mapping) -> Message:
+        w = _vector(arrays, "w", self.d)
+        if kind == "train":
+            w_out = self.train(
+                w, float(config["lr"]), int(config["steps"]), seed_from_wire(config["seed"])
+            )
+            return {"w": w_out}, {"round": int(config["round"]), "n": self.n}
+        if kind == "evaluate":
+            return {}, {"round": int(config["round"]), **self.evaluate(w)}
+        raise ValueError(f"FedAvg client cannot handle a {kind!r} message")
+
+
+# method name -> client state class; "local" and "cocoa" are MOCHA's W-step on the client
+CLIENT_METHODS: dict[str, type] = {
+    "mocha": MochaClientState,
+    "local": MochaClientState,
+    "cocoa": MochaClientState,
+    "fedavg": FedAvgClientState,
+}
+
+
+def client_handle(
+    kind: str,
+    arrays: Mapping,
+    config: Mapping,
+    data: Callable[[], tuple],
+    state: tuple[dict, dict] | None,
+) -> tuple[Message, tuple[dict, dict] | None]:
+    """One client step, engine-agnostic: build the method's client, restore its state,
+    handle the message, return the reply and the state to keep.
+
+    ``kind`` is ``"query"`` (handshake: reply ``n``, ``d``), ``"train"`` or
+    ``"evaluate"``; ``config["method"]`` picks the client class; ``data()`` returns the
+    client's ``(X, y)``; ``state`` is what the previous call returned (None at first).
+    """
+    method = str(config.get("method", "mocha"))
+    if method not in CLIENT_METHODS:
+        raise ValueError(f"unknown method {method!r}; known: {sorted(CLIENT_METHODS)}")
+    X, y = data()
+    if kind == "query":
+        info = {"n": int(X.shape[0]), "d": int(X.shape[1]), "version": PROTOCOL_VERSION}
+        return ({}, info), state
+    client = CLIENT_METHODS[method](
+        X, y, float(config["lam"]), str(config["loss"]), float(config.get("gamma", 1.0))
+    )
+    if state is not None and state[0]:
+        client.load_state(*state)
+    reply = client.handle(kind, arrays, config)
+    return reply, client.state_dict()
+
+
+# ---------------------------------------------------------------------------------- servers
+
+
+@dataclass
+class ServerResult:
+    """What a server state returns at the end of a run (the duals stay on the clients).
+
+    Attributes
+    ----------
+    coef : ndarray of shape (n_tasks, n_features)
+    sigma, omega : ndarray of shape (n_tasks, n_tasks) or None (FedAvg)
+    B : ndarray of shape (n_tasks, n_features) or None (FedAvg)
+    history : History
+    never_reported : ndarray of int
+    """
+
+    coef: np.ndarray
+    sigma: np.ndarray | None
+    omega: np.ndarray | None
+    B: np.ndarray | None
+    history: History
+    never_reported: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+
+
+class _ServerBase:
+    """Round state machine shared by the servers.
+
+    Per round: :meth:`begin_round` (instructions for the nodes that take part, or None
+    once finished), :meth:`end_train` (the replies; a missing reply is None), then, if
+    :attr:`eval_due`, :meth:`eval_instructions` and :meth:`end_eval`, and always
+    :meth:`end_round`.
+    """
+
+    method = "?"
+
+    def handshake_config(self) -> dict:
+        return {
+            "method": self.method,
+            "lam": self.lam,
+            "loss": self.loss.name,
+            "gamma": self.gamma,
+        }
+
+    def _common(self, rnd: int, t: int) -> dict:
+        return {**self.handshake_config(), "round": int(rnd), "task": int(t)}
+
+    @property
+    def finished(self) -> bool:
+        return self._finished
+
+
+class MochaServerState(_ServerBase):
+    """The MOCHA server: ``B``, ``Sigma``, ``rho``, the RNG and the loop position.
+
+    Reproduces :func:`fmtl.federated.mocha` (dense Sigma, no checkpointing): same
+    parameters and meaning, same RNG consumption, same History columns (``wall_time``
+    aside). ``n_samples`` are the tasks' sizes (each client reports its ``n_t`` at the
+    handshake); ``check_every`` and ``slowest_node_time`` exist for CoCoA
+    (:func:`make_server`).
+    """
+
+    method = "mocha"
+
+    def __init__(
+        self,
+        n_samples,
+        n_features: int,
+        lam: float,
+        loss="hinge",
+        *,
+        gamma: float = 1.0,
+        relationship: str = "learned",
+        sigma: np.ndarray | None = None,
+        outer_iters: int = 10,
+        inner_iters: int = 50,
+        local_frac: float = 1.0,
+        local_theta: float = 0.0,
+        tol: float = 0.0,
+        outer_tol: float = 0.0,
+        sigma_floor: float = 1e-6,
+        sigma_prime: str | float = "gershgorin",
+        random_state=None,
+        systems: SystemsModel | None = None,
+        record_local_gaps: bool | None = None,
+        eval_every: int = 1,
+        callback=None,
+        check_every=None,
+        slowest_node_time: bool = False,
+    ) -> None:
+        self.loss = get_loss(loss, gamma)
+        self.gamma = float(gamma)
+        self.lam = check_lam(lam)
+        self.n = np.asarray(n_samples, dtype=np.int64).ravel()
+        self.m = m = int(self.n.shape[0])
+        self.d = int(n_features)
+        if m < 1 or np.any(self.n < 0):
+            raise ValueError(f"n_samples must be >= 0 for at least one task, got {n_samples!r}")
+        self.outer_iters = check_positive_int("outer_iters", outer_iters)
+        self.inner_iters = check_positive_int("inner_iters", inner_iters)
+        self.eval_every = check_positive_int("eval_every", eval_every)
+        local_frac = check_frac("local_frac", local_frac)
+        if not (np.isfinite(local_theta) and 0.0 <= local_theta < 1.0):
+            raise ValueError(f"local_theta must be in [0, 1), got {local_theta!r}")
+        self.theta = float(local_theta)
+        if relationship not in ("learned", "fixed"):
+            raise ValueError(f"relationship must be 'learned' or 'fixed', got {relationship!r}")
+        self.learned = relationship == "learned"
+        self.tol = check_nonneg("tol", tol)
+        self.outer_tol = check_nonneg("outer_tol", outer_tol)
+        record_local_gaps = check_flag("record_local_gaps", record_local_gaps, allow_none=True)
+        resolve_sigma_prime(sigma_prime, np.eye(1))
+        self.sigma_prime = sigma_prime
+        self.sigma_floor = float(sigma_floor)
+        if self.learned:
+            if not (0.0 <= sigma_floor < 1.0 / m):
+                raise ValueError(f"sigma_floor must be in [0, 1/n_tasks), got {sigma_floor!r}")
+            self.Sigma = identity_sigma(m)
+        elif sigma is None:
+            self.Sigma = identity_sigma(m)
+        else:
+            self.Sigma = check_sigma(sigma, m)
+        self.joint_floor = self.sigma_floor if self.learned else None
+        self.record = systems is not None if record_local_gaps is None else record_local_gaps
+        if check_every is None:
+            self.check_every = np.zeros(m, dtype=np.int64)
+        else:
+            self.check_every = np.broadcast_to(np.asarray(check_every, np.int64), (m,)).copy()
+        self.rng = np.random.default_rng(random_state)
+        self.runtime = SystemsRuntime(
+            systems, self.n, local_frac, flops_factor=8.0, slowest_node_time=slowest_node_time
+        )
+        self.rec = Recorder(self.runtime, callback)
+        self.B = np.zeros((m, self.d))
+        self.Wt = np.zeros((m, self.d))
+        self.rho = 1.0
+        self.sdiag = np.diag(self.Sigma).copy()
+        # loop position, as mocha()'s ``pos``
+        self.outer = 0
+        self.h = 0
+        self.rnd = 0
+        self.prev_outer_primal = np.inf
+        self.last_primal = None
+        self._finished = False
+        # per node: last round whose update was aggregated, and how many were
+        self.ack = np.zeros(m, dtype=np.int64)
+        self.n_agg = np.zeros(m, dtype=np.int64)
+        self.state_resets = np.zeros(m, dtype=np.int64)
+        self.client_rollbacks = np.zeros(m, dtype=np.int64)  # as last reported
+        self._round: dict | None = None
+        self.eval_due = False
+
+    # -- a round -----------------------------------------------------------------------
+    def begin_round(self) -> dict[int, Message] | None:
+        """Draw the round (work, drops, seeds) and return ``{task: (arrays, config)}``
+        for the nodes that take part; None once the run is finished."""
+        if self._finished:
+            return None
+        if self.h == 0:
+            if self.learned and self.outer > 0:
+                self.Sigma, _ = omega_update(self.Sigma @ self.B / self.lam, self.sigma_floor)
+            self.rho = resolve_sigma_prime(self.sigma_prime, self.Sigma)
+            self.sdiag = np.diag(self.Sigma).copy()
+            self.Wt = self.Sigma @ self.B / self.lam
+        steps, active = self.runtime.draw(self.rng)
+        seeds = draw_seeds(self.rng, self.m)
+        rnd = self.rnd + 1
+        self._round = {"rnd": rnd, "steps": steps, "active": active, "seeds": seeds}
+        out = {}
+        for t in np.flatnonzero(active):
+            config = {
+                **self._common(rnd, t),
+                "sigma_tt": float(self.sdiag[t]),
+                "rho": float(self.rho),
+                "steps": int(steps[t]),
+                "seed": seed_to_wire(seeds[t]),
+                "theta": self.theta,
+                "check_every": int(self.check_every[t]),
+                "record_gaps": bool(self.record),
+                "ack": int(self.ack[t]),
+            }
+            out[int(t)] = ({"w": self.Wt[t].copy()}, config)
+        return out
+
+    def end_train(self, replies: Mapping[int, Message | None]) -> bool:
+        """Aggregate the replies of this round (a missing/None/invalid one: dropped).
+
+        Returns whether the certificates are evaluated after this round."""
+        r = self._round
+        if r is None:
+            raise RuntimeError("end_train() without begin_round()")
+        m, d, rnd, active = self.m, self.d, r["rnd"], r["active"]
+        dB = np.zeros((m, d))
+        steps_done = np.zeros(m, dtype=np.int64)
+        gap0 = np.full(m, np.nan)
+        gap1 = np.full(m, np.nan)
+        progress = np.full(m, np.nan)
+        failed = np.zeros(m, dtype=np.bool_)
+        for t in np.flatnonzero(active):
+            reply = replies.get(int(t))
+            try:
+                if reply is None:
+                    raise ValueError("no reply")
+                arrays, config = reply
+                if int(config["round"]) != rnd:
+                    raise ValueError(f"reply for round {config['round']}, expected {rnd}")
+                db = _vector(arrays, "db", d)
+                commits = int(config["n_commits"])
+                self.client_rollbacks[t] = int(config.get("n_rollbacks", 0))
+                sd = int(config["steps_done"])
+                g0, g1 = float(config["gap_start"]), float(config["gap_end"])
+                prog = float(config["progress"])
+            except (KeyError, TypeError, ValueError):
+                failed[t] = True
+                continue
+            if commits != self.n_agg[t]:
+                self._state_mismatch(t, commits)
+            dB[t] = db
+            steps_done[t] = sd
+            gap0[t], gap1[t], progress[t] = g0, g1, prog
+        self.runtime.fail(failed, active)  # active &= ~failed
+        for t in np.flatnonzero(active):
+            self.ack[t] = rnd
+            self.n_agg[t] += 1
+        self.B += dB
+        self.Wt = self.Sigma @ self.B / self.lam
+        self.rnd = rnd
+        self.rec.tick(steps_done)
+        r.update(steps_done=steps_done, gap0=gap0, gap1=gap1, progress=progress)
+        h = self.h
+        self.eval_due = not ((h + 1) % self.eval_every and h + 1 < self.inner_iters)
+        r["w_step_done"] = h + 1 == self.inner_iters
+        r["cert"] = None
+        return self.eval_due
+
+    def _state_mismatch(self, t: int, commits: int) -> None:
+        if commits == 0:
+            # the client restarted without its duals: its committed alpha_t is 0, so
+            # b_t(alpha_t) = 0; reset the row to keep B = B(alpha)
+            warnings.warn(
+                f"node {t} lost its dual state (0 committed updates, server aggregated "
+                f"{self.n_agg[t]}): resetting its row of B",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            self.B[t] = 0.0
+            self.n_agg[t] = 0
+            self.state_resets[t] += 1
+        else:
+            raise RuntimeError(
+                f"node {t} reports {commits} committed updates, the server aggregated "
+                f"{self.n_agg[t]}: its dual state is inconsistent with B"
+            )
+
+    def eval_instructions(self) -> dict[int, Message]:
+        """``{task: (arrays, config)}`` asking every node for its certificate terms."""
+        rnd = self._round["rnd"]
+        return {
+            t: ({"w": self.Wt[t].copy()}, {**self._common(rnd, t), "ack": int(self.ack[t])})
+            for t in range(self.m)
+        }
+
+    def end_eval(self, replies: Mapping[int, Message | None]) -> dict:
+        """Certificates from the nodes' scalars and the server's ``B``, ``W``; records
+        them in History (NaN if a node did not answer: no certificate that round)."""
+        r = self._round
+        loss_mean = np.full(self.m, np.nan)
+        conj_mean = np.full(self.m, np.nan)
+        for t in range(self.m):
+            reply = replies.get(t)
+            if reply is None:
+                continue
+            try:
+                _, config = reply
+                if int(config["round"]) != r["rnd"]:
+                    continue
+                commits = int(config["n_commits"])
+                self.client_rollbacks[t] = int(config.get("n_rollbacks", 0))
+                lm, cm = float(config["loss_mean"]), float(config["conj_mean"])
+            except (KeyError, TypeError, ValueError):
+                continue
+            if commits != self.n_agg[t]:
+                continue  # not consistent with B: no certificate from it
+            loss_mean[t], conj_mean[t] = lm, cm
+        cert = self.certificates(loss_mean, conj_mean)
+        extra = {}
+        if self.record:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                ratio = np.where(r["gap0"] > 0, r["gap1"] / r["gap0"], 0.0)
+            extra = {
+                "local_gap_start": r["gap0"].copy(),
+                "local_gap_end": r["gap1"].copy(),
+                "local_gap_ratio": ratio,
+                "local_progress": r["progress"].copy(),
+            }
+        extra["eval_missing"] = int(np.sum(~np.isfinite(loss_mean)))
+        self.rec.add(
+            self.rnd,
+            self.outer,
+            {**cert, "rho": self.rho},
+            r["steps_done"],
+            r["active"],
+            extra,
+        )
+        r["cert"] = cert
+        if np.isfinite(cert["primal"]):
+            self.last_primal = cert["primal"]
+        return self.rec.history.last
+
+    def certificates(self, loss_mean: np.ndarray, conj_mean: np.ndarray) -> dict:
+        """As :func:`fmtl.federated.mocha.certificates`, from per-task scalars."""
+        B, Wt, lam = self.B, self.Wt, self.lam
+        quad = 0.5 * float(np.sum(Wt * B))
+        primal = float(loss_mean.sum()) + quad
+        dual = float(conj_mean.sum()) - quad
+        out = {
+            "primal": primal,
+            "dual": dual,
+            "gap": primal - dual,
+            "rel_gap": (primal - dual) / max(abs(primal), np.finfo(float).tiny),
+        }
+        if self.joint_floor is not None:
+            eps, m = self.joint_floor, self.m
+            G = B @ B.T if B.shape[0] <= B.shape[1] else B.T @ B
+            lmax = float(np.linalg.eigvalsh(G)[-1]) if G.size else 0.0
+            tr = float(np.sum(B * B))
+            joint_dual = float(conj_mean.sum()) - (eps * tr + (1 - m * eps) * lmax) / (2 * lam)
+            out["joint_dual"] = joint_dual
+            out["joint_gap"] = primal - joint_dual
+        return out
+
+    def end_round(self) -> None:
+        """Advance the loop position (W-step end, tolerances, Sigma-step schedule)."""
+        r = self._round
+        outer, h = self.outer, self.h
+        w_step_done = r["w_step_done"]
+        cert = r["cert"]
+        if cert is not None:
+            w_step_done |= self.tol > 0 and cert["rel_gap"] <= self.tol
+        self.outer, self.h = (outer + 1, 0) if w_step_done else (outer, h + 1)
+        if w_step_done and self.learned and self.last_primal is not None:
+            p = self.last_primal
+            if self.outer_tol > 0 and self.prev_outer_primal - p <= self.outer_tol * abs(p):
+                self._finished = True
+            self.prev_outer_primal = p
+        if w_step_done and self.outer == self.outer_iters:
+            self._finished = True
+        self._round = None
+        self.eval_due = False
+
+    def current_coef(self) -> np.ndarray:
+        """The current model ``W = Sigma B / lam`` (rows are tasks)."""
+        return self.Wt
+
+    def result(self) -> ServerResult:
+        silent = self.rec.warn_silent_nodes()
+        Sigma = (self.Sigma + self.Sigma.T) / 2.0
+        w, V = np.linalg.eigh(Sigma)
+        Omega = (V / w) @ V.T
+        return ServerResult(
+            coef=self.Sigma @ self.B / self.lam,
+            sigma=Sigma,
+            omega=(Omega + Omega.T) / 2,
+            B=self.B.copy(),
+            history=self.rec.history,
+            never_reported=silent,
+        )
+
+
+class FedAvgServerState(_ServerBase):
+    """The FedAvg server, reproducing :func:`fmtl.federated.fedavg.fedavg` (no
+    fine-tuning): weighted average of the returned models over the nodes that reported.
+
+    Messages carry the global ``w`` (d,) down and the local model (d,) and ``n_t`` up.
+    """
+
+    method = "fedavg"
+
+    def __init__(
+        self,
+        n_samples,
+        n_features: int,
+        lam: float,
+        loss="logistic",
+        *,
+        gamma: float = 1.0,
+        rounds: int = 100,
+        local_epochs: float = 1.0,
+        lr: float = 0.1,
+        lr_decay: float = 0.0,
+        systems: SystemsModel | None = None,
+        random_state=None,
+        eval_every: int = 1,
+        callback=None,
+    ) -> None:
+        self.loss = get_loss(loss, gamma)
+        self.gamma = float(gamma)
+        self.lam = check_lam(lam)
+        self.rounds = check_positive_int("rounds", rounds)
+        self.eval_every = check_positive_int("eval_every", eval_every)
+        local_epochs = check_frac("local_epochs", local_epochs)
+        self.lr_decay = check_nonneg("lr_decay", lr_decay)
+        if isinstance(lr, bool) or not isinstance(lr, int | float | np.floating):
+            raise TypeError(f"lr must be a number, got {lr!r}")
+        if not (np.isfinite(lr) and 0 < lr and lr * self.lam < 1):
+            raise ValueError(f"lr must be positive with lr * lam < 1, got lr={lr!r}")
+        self.lr = float(lr)
+        self.n_int = np.asarray(n_samples, dtype=np.int64).ravel()
+        self.m = int(self.n_int.shape[0])
+        self.d = int(n_features)
+        n = self.n_int.astype(np.float64)
+        self.weights = n / n.sum()
+        self.rng = np.random.default_rng(random_state)
+        self.runtime = SystemsRuntime(systems, self.n_int, local_epochs, flops_factor=4.0)
+        self.rec = Recorder(self.runtime, callback)
+        self.w = np.zeros(self.d)
+        self.h = 0
+        self._finished = False
+        self._round: dict | None = None
+        self.eval_due = False
+
+    def begin_round(self) -> dict[int, Message] | None:
+        if self._finished:
+            return None
+        steps, active = self.runtime.draw(self.rng)
+        seeds = draw_seeds(self.rng, self.m)
+        rnd = self.h + 1
+        lr = self.lr / (1.0 + self.lr_decay * self.h)
+        self._round = {"rnd": rnd, "steps": steps, "active": active}
+        return {
+            int(t): (
+                {"w": self.w.copy()},
+                {
+                    **self._common(rnd, t),
+                    "lr": lr,
+                    "steps": int(steps[t]),
+                    "seed": seed_to_wire(seeds[t]),
+                },
+            )
+            for t in np.flatnonzero(active)
+        }
+
+    def end_train(self, replies: Mapping[int, Message | None]) -> bool:
+        r = self._round
+        m, d, active = self.m, self.d, r["active"]
+        Wout = np.zeros((m, d))
+        failed = np.zeros(m, dtype=np.bool_)
+        for t in np.flatnonzero(active):
+            reply = replies.get(int(t))
+            try:
+                if reply is None:
+                    raise ValueError("no reply")
+                arrays, config = reply
+                if int(config["round"]) != r["rnd"]:
+                    raise ValueError("stale reply")
+                Wout[t] = _vector(arrays, "w", d)
+            except (KeyError, TypeError, ValueError):
+                failed[t] = True
+        self.runtime.fail(failed, active)
+        ok = active & ~failed
+        if ok.any():
+            self.w = (self.weights[ok] / self.weights[ok].sum()) @ Wout[ok]
+        self.rec.tick(np.where(ok, r["steps"], 0))
+        h = self.h
+        self.eval_due = (h + 1) % self.eval_every == 0 or h + 1 == self.rounds
+        return self.eval_due
+
+    def eval_instructions(self) -> dict[int, Message]:
+        rnd = self._round["rnd"]
+        return {t: ({"w": self.w.copy()}, self._common(rnd, t)) for t in range(self.m)}
+
+    def end_eval(self, replies: Mapping[int, Message | None]) -> dict:
+        r = self._round
+        loss_mean = np.full(self.m, np.nan)
+        for t in range(self.m):
+            reply = replies.get(t)
+            try:
+                if reply is not None and int(reply[1]["round"]) == r["rnd"]:
+                    loss_mean[t] = float(reply[1]["loss_mean"])
+            except (KeyError, TypeError, ValueError):
+                pass
+        primal = float(self.weights @ loss_mean + 0.5 * self.lam * (self.w @ self.w))
+        self.rec.add(
+            r["rnd"],
+            0,
+            {"primal": primal},
+            r["steps"],
+            r["active"],
+            {"eval_missing": int(np.sum(~np.isfinite(loss_mean)))},
+        )
+        return self.rec.history.last
+
+    def end_round(self) -> None:
+        self.h += 1
+        if self.h == self.rounds:
+            self._finished = True
+        self._round = None
+        self.eval_due = False
+
+    def current_coef(self) -> np.ndarray:
+        return np.tile(self.w, (self.m, 1))
+
+    def result(self) -> ServerResult:
+        silent = self.rec.warn_silent_nodes()
+        return ServerResult(
+            coef=np.tile(self.w, (self.m, 1)),
+            sigma=None,
+            omega=None,
+            B=None,
+            history=self.rec.history,
+            never_reported=silent,
+        )
+
+
+def _cocoa_server(
+    n_samples,
+    n_features,
+    lam,
+    loss="hinge",
+    *,
+    sigma=None,
+    theta: float = 0.5,
+    max_local_passes: float = 20.0,
+    check_every: int | None = None,
+    rounds: int = 100,
+    systems: SystemsModel | None = None,
+    **kw,
+) -> MochaServerState:
+    # CoCoA = the same client W-step with a fixed Sigma, each node to accuracy theta
+    if not (0.0 < theta < 1.0):
+        raise ValueError(f"theta must be in (0, 1), got {theta!r}")
+    n = np.asarray(n_samples, dtype=np.int64)
+    if check_every is None:
+        check = np.maximum(1, np.ceil(n / 10)).astype(np.int64)
+    else:
+        if int(check_every) < 1:
+            raise ValueError(f"check_every must be an integer >= 1, got {check_every!r}")
+        check = np.full(n.shape[0], int(check_every), dtype=np.int64)
+    if systems is not None and systems.heterogeneity is not None:
+        import dataclasses
+
+        systems = dataclasses.replace(systems, heterogeneity=None)
+    s = MochaServerState(
+        n,
+        n_features,
+        lam,
+        loss,
+        relationship="fixed",
+        sigma=sigma,
+        outer_iters=1,
+        inner_iters=rounds,
+        local_frac=max_local_passes,
+        local_theta=theta,
+        sigma_prime="gershgorin",
+        systems=systems,
+        record_local_gaps=True,
+        check_every=check,
+        slowest_node_time=True,
+        **kw,
+    )
+    s.method = "cocoa"
+    return s
+
+
+def _mocha_server(*args, **kw) -> MochaServerState:
+    return MochaServerState(*args, **kw)
+
+
+def _local_server(*args, **kw) -> MochaServerState:
+    # Local: MOCHA's W-step with Sigma = I/m fixed (tasks decouple)
+    kw.pop("relationship", None)
+    kw.pop("sigma", None)
+    s = MochaServerState(*args, relationship="fixed", sigma=None, **kw)
+    s.method = "local"
+    return s
+
+
+SERVER_METHODS: dict[str, Callable] = {
+    "mocha": _mocha_server,
+    "local": _local_server,
+    "cocoa": _cocoa_server,
+    "fedavg": FedAvgServerState,
+}
+
+
+def make_server(method: str, n_samples, n_features: int, lam: float, **kw):
+    """A server state for ``method`` (``"mocha"``, ``"local"``, ``"cocoa"``,
+    ``"fedavg"``) with the in-process function's keyword arguments.
+
+    ``"local"`` is MOCHA with ``Sigma = I/m`` fixed (= ``mocha(relationship="fixed")``);
+    ``"cocoa"`` takes :func:`fmtl.federated.cocoa.cocoa`'s arguments (``theta``,
+    ``max_local_passes``, ``check_every``, ``rounds``, ``sigma``); ``"fedavg"`` those of
+    :func:`fmtl.federated.fedavg.fedavg` except ``finetune_epochs``.
+    """
+    if method not in SERVER_METHODS:
+        raise ValueError(f"unknown method {method!r}; known: {sorted(SERVER_METHODS)}")
+    return SERVER_METHODS[method](n_samples, n_features, lam, **kw)
+
+
+# ------------------------------------------------------------------------ in-process driver
+
+
+def run_local(
+    server,
+    clients: list,
+    fail: Callable[[int, int, str], bool] | None = None,
+    on_message: Callable[[str, int, Message, Message], None] | None = None,
+) -> ServerResult:
+    """Drive ``server`` and its ``clients`` (one per task, in task order) in one process.
+
+    ``fail(round, task, phase)`` (phase ``"train"`` or ``"evaluate"``) returning True
+    makes that client's reply go missing after it did the work (the worst case for dual
+    consistency: the client holds a pending update the server never saw).
+    ``on_message(kind, task, request, reply)`` sees every message pair (wire tests).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fmtl.distributed.protocol import MochaClientState, make_server, run_local
+    >>> from fmtl.federated import mocha
+    >>> rng = np.random.default_rng(0)
+    >>> Xs = [rng.normal(size=(30, 4)) for _ in range(3)]
+    >>> ys = [np.sign(X @ np.ones(4)) for X in Xs]
+    >>> kw = dict(outer_iters=2, inner_iters=3, random_state=0)
+    >>> def run(fail=None):
+    ...     clients = [MochaClientState(X, y, 0.1) for X, y in zip(Xs, ys)]
+    ...     return run_local(make_server("mocha", [30] * 3, 4, 0.1, **kw), clients, fail)
+    >>> bool(np.array_equal(run().coef, mocha(Xs, ys, 0.1, **kw).coef))
+    True
+    >>> lost = run(fail=lambda rnd, t, phase: (rnd, t, phase) == (2, 1, "train"))
+    >>> lost.history["failed"][1].tolist()
+    [False, True, False]
+    """
+
+    def exchange(kind: str, instructions: dict[int, Message], rnd: int) -> dict:
+        replies = {}
+        for t, (arrays, config) in instructions.items():
+            try:
+                reply = clients[t].handle(kind, arrays, config)
+            except (FloatingPointError, ValueError):
+                reply = None
+            if on_message is not None:
+                on_message(kind, t, (arrays, config), reply)
+            if reply is not None and not (fail is not None and fail(rnd, t, kind)):
+                replies[t] = reply
+        return replies
+
+    while True:
+        instructions = server.begin_round()
+        if instructions is None:
+            break
+        rnd = server._round["rnd"]
+        if server.end_train(exchange("train", instructions, rnd)):
+            server.end_eval(exchange("evaluate", server.eval_instructions(), rnd))
+        server.end_round()
+    return server.result()

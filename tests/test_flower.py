@@ -1,0 +1,360 @@
+"""MOCHA on Flower: the engine-agnostic protocol, the wire, and a real loopback federation.
+
+(a) protocol level: MochaServerState + MochaClientState give mocha()'s model bit for bit
+    (synthetic and `small`), also when a client's reply is lost after it did the work;
+(b) the wire: the strategy and the ClientApp exchange real Flower Messages (in-process
+    grid); clients send only d-vectors and scalars, their duals stay in context.state;
+(c) a real federation on 127.0.0.1: SuperLink + 3 SuperNodes + `flwr run`, as processes.
+"""
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+
+flwr = pytest.importorskip("flwr")
+
+from conftest import random_tasks  # noqa: E402
+
+import fmtl.federated._loop as loop_mod  # noqa: E402
+from fmtl.datasets import find_mocha, load_mocha  # noqa: E402
+from fmtl.distributed.protocol import (  # noqa: E402
+    FedAvgClientState,
+    MochaClientState,
+    make_server,
+    run_local,
+)
+from fmtl.federated import SystemsModel, mocha  # noqa: E402
+from fmtl.federated.cocoa import cocoa  # noqa: E402
+from fmtl.federated.fedavg import fedavg  # noqa: E402
+
+LAM = 0.05
+
+
+def mocha_with_failures(Xs, ys, lam, failures, **kw):
+    """In-process mocha() where node t's update of round r is lost, for (r, t) in
+    ``failures``: the kernel's output row is made non-finite, which mocha() treats as a
+    failed node (its duals restored, nothing aggregated) — MOCHA's drop model."""
+    orig = loop_mod.sdca_round
+    calls = itertools.count(1)
+
+    def kernel(*args, parallel=True):
+        orig(*args, parallel=parallel)
+        r = next(calls)
+        dB = args[-4]
+        for rr, t in failures:
+            if rr == r:
+                dB[t, 0] = np.nan
+
+    loop_mod.sdca_round = kernel
+    try:
+        return mocha(Xs, ys, lam, **kw)
+    finally:
+        loop_mod.sdca_round = orig
+
+
+def clients_for(Xs, ys, lam=LAM, cls=MochaClientState, **kw):
+    return [cls(X, y, lam, **kw) for X, y in zip(Xs, ys, strict=True)]
+
+
+def check_dual_consistency(B, clients):
+    for t, c in enumerate(clients):
+        X = c.tasks.Xd
+        np.testing.assert_allclose(B[t], X.T @ c.alpha / c.n, rtol=0, atol=1e-12)
+
+
+# ----------------------------------------------------------------------------- (a) protocol
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(outer_iters=3, inner_iters=4, random_state=3),
+        dict(
+            outer_iters=2,
+            inner_iters=5,
+            random_state=7,
+            local_theta=0.3,
+            eval_every=2,
+            systems=SystemsModel(heterogeneity="high", drop_prob=0.2),
+        ),
+    ],
+)
+def test_protocol_equals_mocha_synthetic(kw):
+    Xs, ys = random_tasks(m=5, n=30, d=6, seed=1)
+    ref = mocha(Xs, ys, LAM, **kw)
+    clients = clients_for(Xs, ys)
+    res = run_local(make_server("mocha", [len(y) for y in ys], 6, LAM, **kw), clients)
+    assert np.array_equal(res.coef, ref.coef)  # bit-identical (target was 1e-10)
+    np.testing.assert_array_equal(res.sigma, ref.sigma)
+    for col in ("primal", "dual", "gap", "joint_gap", "rho", "est_time", "local_steps"):
+        np.testing.assert_array_equal(res.history[col], ref.history[col])
+    # the duals never left the clients, yet they are mocha()'s
+    np.testing.assert_array_equal(np.concatenate([c.alpha for c in clients]), ref.dual_coef)
+
+
+def test_protocol_failed_replies_roll_back_and_match_mocha():
+    Xs, ys = random_tasks(m=5, n=30, d=6, seed=2)
+    fails = {(2, 0), (4, 2), (7, 0), (7, 3)}
+    kw = dict(outer_iters=3, inner_iters=4, random_state=5)
+    ref = mocha_with_failures(Xs, ys, LAM, fails, **kw)
+    assert ref.history["failed"].sum() == len(fails)
+    clients = clients_for(Xs, ys)
+    server = make_server("mocha", [len(y) for y in ys], 6, LAM, **kw)
+    res = run_local(server, clients, fail=lambda r, t, ph: ph == "train" and (r, t) in fails)
+    assert np.array_equal(res.coef, ref.coef)
+    np.testing.assert_array_equal(res.history["failed"], ref.history["failed"])
+    np.testing.assert_array_equal(res.history["gap"], ref.history["gap"])
+    check_dual_consistency(res.B, clients)  # B = B(alpha) over committed duals
+    assert [c.n_rollbacks for c in clients] == [2, 0, 1, 1, 0]
+    assert server.client_rollbacks.tolist() == [2, 0, 1, 1, 0]
+
+
+def test_protocol_lost_evaluate_replies_leave_the_model_unchanged():
+    Xs, ys = random_tasks(m=4, n=25, d=5, seed=3)
+    kw = dict(outer_iters=2, inner_iters=3, random_state=1)
+    ref = mocha(Xs, ys, LAM, **kw)
+    clients = clients_for(Xs, ys)
+    server = make_server("mocha", [len(y) for y in ys], 5, LAM, **kw)
+    lost = {(2, 1), (3, 0)}
+    res = run_local(server, clients, fail=lambda r, t, ph: ph == "evaluate" and (r, t) in lost)
+    assert np.array_equal(res.coef, ref.coef)  # the ack in the next message commits
+    primal = res.history["primal"]
+    assert np.isnan(primal[[1, 2]]).all() and np.isfinite(np.delete(primal, [1, 2])).all()
+    assert res.history["eval_missing"].tolist() == [0, 1, 1, 0, 0, 0]
+
+
+def test_protocol_client_that_lost_its_state_is_reset():
+    Xs, ys = random_tasks(m=3, n=20, d=4, seed=4)
+    clients = clients_for(Xs, ys)
+    server = make_server("mocha", [len(y) for y in ys], 4, LAM, outer_iters=1, inner_iters=6)
+
+    def fail(r, t, ph):
+        if r == 3 and t == 1 and ph == "evaluate":
+            clients[1] = MochaClientState(Xs[1], ys[1], LAM)  # the node restarted
+        return False
+
+    with pytest.warns(RuntimeWarning, match="lost its dual state"):
+        res = run_local(server, clients, fail=fail)
+    assert server.state_resets.tolist() == [0, 1, 0]
+    check_dual_consistency(res.B, clients)
+    assert res.history["gap"][-1] >= -1e-12
+
+
+def test_protocol_on_small(small):
+    m = 6
+    Xs, ys = small.X[:m], small.y[:m]
+    fails = {(3, 1), (5, 4)}
+    kw = dict(outer_iters=3, inner_iters=3, random_state=11)
+    ref = mocha_with_failures(Xs, ys, 0.01, fails, **kw)
+    clients = clients_for(Xs, ys, lam=0.01)
+    server = make_server("mocha", [len(y) for y in ys], small.n_features, 0.01, **kw)
+    res = run_local(server, clients, fail=lambda r, t, ph: ph == "train" and (r, t) in fails)
+    assert np.abs(res.coef - ref.coef).max() <= 1e-10
+    assert np.array_equal(res.coef, ref.coef)
+    np.testing.assert_array_equal(res.history["joint_gap"], ref.history["joint_gap"])
+
+
+def test_protocol_other_methods_equal_their_in_process_functions():
+    Xs, ys = random_tasks(m=4, n=25, d=5, seed=5)
+    n = [len(y) for y in ys]
+    ref = mocha(Xs, ys, LAM, relationship="fixed", outer_iters=1, inner_iters=5, random_state=2)
+    res = run_local(
+        make_server("local", n, 5, LAM, outer_iters=1, inner_iters=5, random_state=2),
+        clients_for(Xs, ys),
+    )
+    assert np.array_equal(res.coef, ref.coef)
+    sysm = SystemsModel(drop_prob=0.1)
+    ref = cocoa(Xs, ys, LAM, rounds=5, random_state=3, systems=sysm)
+    res = run_local(
+        make_server("cocoa", n, 5, LAM, rounds=5, random_state=3, systems=sysm),
+        clients_for(Xs, ys),
+    )
+    assert np.array_equal(res.coef, ref.coef)
+    np.testing.assert_array_equal(res.history["local_gap_ratio"], ref.history["local_gap_ratio"])
+    ref = fedavg(Xs, ys, 0.01, rounds=4, random_state=4)
+    res = run_local(
+        make_server("fedavg", n, 5, 0.01, rounds=4, random_state=4),
+        clients_for(Xs, ys, 0.01, FedAvgClientState),
+    )
+    assert np.array_equal(res.coef, ref.coef)
+    np.testing.assert_array_equal(res.history["primal"], ref.history["primal"])
+
+
+# --------------------------------------------------------------------------------- (b) wire
+
+
+class LocalGrid(flwr.serverapp.Grid):
+    """An in-process Grid: every message goes through the real ClientApp with one
+    Context (node_config, state) per node; ``lose(message)`` drops a reply."""
+
+    def __init__(self, client_app, node_configs, run_config=None, lose=None):
+        from flwr.app import Context, RecordDict
+        from flwr.supercore.task_identity import TaskIdentity
+
+        TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = 1, 0, 0
+        self.client_app = client_app
+        self.contexts = {
+            101 + i: Context(
+                run_id=1,
+                node_id=101 + i,
+                node_config=dict(nc),
+                state=RecordDict(),
+                run_config=dict(run_config or {}),
+            )
+            for i, nc in enumerate(node_configs)
+        }
+        self.ids = itertools.count(1)
+        self.replies = {}
+        self.lose = lose
+        self.log = []
+
+    def set_run(self, run):
+        pass
+
+    @property
+    def run(self):
+        return None
+
+    def create_message(self, content, message_type, dst_node_id, group_id, ttl=None):
+        from flwr.app import Message
+
+        return Message(content, dst_node_id, message_type, group_id=group_id)
+
+    def get_node_ids(self):
+        return list(self.contexts)
+
+    def push_messages(self, messages):
+        ids = []
+        for msg in messages:
+            mid = f"m{next(self.ids)}"
+            msg.metadata.__dict__["_message_id"] = mid
+            reply = self.client_app(msg, self.contexts[msg.metadata.dst_node_id])
+            self.log.append((msg, reply))
+            if self.lose is None or not self.lose(msg):
+                self.replies[mid] = reply
+            ids.append(mid)
+        return ids
+
+    def pull_messages(self, message_ids):
+        return [self.replies.pop(i) for i in list(message_ids) if i in self.replies]
+
+    def send_and_receive(self, messages, *, timeout=None):
+        return self.pull_messages(self.push_messages(messages))
+
+
+def flower_run(Xs, ys, lam, tmp_path, run_config=None, method="mocha", **kw):
+    from fmtl.distributed.flower import FmtlStrategy, client_app
+
+    files = []
+    for t, (X, y) in enumerate(zip(Xs, ys, strict=True)):
+        files.append(str(tmp_path / f"client{t}.npz"))
+        np.savez(files[-1], X=X, y=y)
+    configs = [
+        {"partition-id": t, "num-partitions": len(Xs), "data": f} for t, f in enumerate(files)
+    ]
+    grid = LocalGrid(client_app, configs, run_config)
+    strategy = FmtlStrategy(method, lam, round_timeout=5.0, **kw)
+    result = strategy.start(grid)
+    return strategy, result, grid
+
+
+def test_wire_only_d_vectors_and_scalars_travel(tmp_path):
+    from fmtl.distributed.flower import from_recorddict
+
+    Xs, ys = random_tasks(m=4, n=40, d=6, seed=6)
+    n = [len(y) for y in ys]
+    assert len(set(n) | {6}) == len(n) + 1  # every n_t differs from d
+    kw = dict(outer_iters=2, inner_iters=3, random_state=8)
+    fails = {(4, 2)}
+    ref = mocha_with_failures(Xs, ys, LAM, fails, **kw)
+    strategy, result, grid = flower_run(Xs, ys, LAM, tmp_path, {"debug-fail": "4:2"}, **kw)
+    assert np.array_equal(result.arrays["W"].numpy(), ref.coef)
+    np.testing.assert_array_equal(strategy.history["failed"], ref.history["failed"])
+    np.testing.assert_array_equal(strategy.history["gap"], ref.history["gap"])
+    kinds = set()
+    for msg, reply in grid.log:
+        kinds.add(msg.metadata.message_type)
+        for m in (msg, reply):
+            if m.has_error():
+                assert "debug-fail" in m.error.reason
+                continue
+            rd = m.content
+            assert set(rd.keys()) <= {"arrays", "config"}
+            arrays, config = from_recorddict(rd)
+            for a in arrays.values():
+                assert a.shape == (6,) and a.dtype == np.float64  # never samples or labels
+            for v in config.values():
+                assert isinstance(v, bool | int | float | str)  # scalars only
+    assert kinds == {"query", "train", "evaluate"}
+    # the duals (size n_t) stay in each node's context.state
+    for t, ctx in enumerate(grid.contexts.values()):
+        alpha = ctx.state.array_records["fmtl.state.arrays"]["alpha"].numpy()
+        assert alpha.shape == (n[t],)
+    ups = [w for w in strategy.wire if w["direction"] == "up"]
+    assert ups and all(shape == [6] for w in ups for shape in w["arrays"].values())
+    assert max(w["bytes"] for w in strategy.wire) < 2000
+
+
+def test_strategy_on_small_matches_mocha(small, tmp_path):
+    m = 4
+    kw = dict(outer_iters=2, inner_iters=2, random_state=0)
+    ref = mocha(small.X[:m], small.y[:m], 0.01, **kw)
+    strategy, result, _ = flower_run(small.X[:m], small.y[:m], 0.01, tmp_path, **kw)
+    assert np.abs(result.arrays["W"].numpy() - ref.coef).max() <= 1e-10
+    np.testing.assert_array_equal(result.arrays["Sigma"].numpy(), ref.sigma)
+
+
+def test_strategy_runs_fedavg_and_cocoa_through_the_same_adapter(tmp_path):
+    Xs, ys = random_tasks(m=3, n=30, d=4, seed=9)
+    ref = fedavg(Xs, ys, 0.01, rounds=3, random_state=1, loss="logistic")
+    strategy, result, _ = flower_run(
+        Xs, ys, 0.01, tmp_path, method="fedavg", rounds=3, random_state=1, loss="logistic"
+    )
+    assert np.array_equal(result.arrays["W"].numpy(), ref.coef)
+    np.testing.assert_array_equal(strategy.history["primal"], ref.history["primal"])
+    ref = cocoa(Xs, ys, LAM, rounds=3, random_state=2)
+    _, result, _ = flower_run(Xs, ys, LAM, tmp_path, method="cocoa", rounds=3, random_state=2)
+    assert np.array_equal(result.arrays["W"].numpy(), ref.coef)
+
+
+# ----------------------------------------------------------------------- (c) real processes
+
+
+@pytest.mark.slow
+def test_loopback_three_supernodes_equal_in_process_mocha(tmp_path):
+    """SuperLink + 3 SuperNodes + `flwr run` as real processes on 127.0.0.1; client 1's
+    round-3 reply is lost after it did the work (the rollback path)."""
+    import shutil
+
+    from fmtl.distributed.flower import _alive, run_loopback
+
+    if shutil.which("flower-superlink") is None or shutil.which("flwr") is None:
+        pytest.skip("Flower's command line tools are not on PATH")
+    path = find_mocha("small")
+    if path is None:
+        pytest.skip("small.mat not found (set FMTL_DATA)")
+    ds = load_mocha(path)
+    cfg = {"outer-iters": 2, "inner-iters": 2, "eval-every": 2, "random-state": 3}
+    cfg["debug-fail"] = "3:1"
+    out = run_loopback(3, cfg, data=str(path), timeout=120.0, workdir=tmp_path / "run")
+    ref = mocha_with_failures(
+        ds.X[:3],
+        ds.y[:3],
+        0.01,
+        {(3, 1)},
+        outer_iters=2,
+        inner_iters=2,
+        eval_every=2,
+        random_state=3,
+    )
+    assert np.abs(out["coef"] - ref.coef).max() <= 1e-10
+    np.testing.assert_array_equal(out["history"]["failed"], ref.history["failed"])
+    np.testing.assert_allclose(out["history"]["gap"], ref.history["gap"], rtol=0, atol=1e-12)
+    d = ds.n_features
+    for w in out["wire"]:
+        assert all(shape == [d] for shape in w["arrays"].values())
+    assert out["run"]["client_rollbacks"] == [0, 1, 0]  # client 1 rolled round 3 back
+    assert not [pid for pid in out["pids"] if _alive(pid)]  # nothing left behind
+    assert out["elapsed"] < 120 and math.isfinite(out["history"]["gap"][-1])
