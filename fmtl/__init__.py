@@ -4,16 +4,32 @@ Importing fmtl compiles nothing: numba kernels are compiled (or loaded from cach
 first use.
 """
 
-from .estimators import (
-    GlobalClassifier,
-    GlobalRegressor,
-    LocalClassifier,
-    LocalRegressor,
-    MochaClassifier,
-    MochaRegressor,
-)
 from .federated import History, mocha
 from .losses import LOSS_NAMES, get_loss
+
+# the estimators import scikit-learn (~1 s): load them on first use, so processes that
+# only run a solver (Flower client apps, Dask workers) start fast
+_ESTIMATORS = (
+    "GlobalClassifier",
+    "GlobalRegressor",
+    "LocalClassifier",
+    "LocalRegressor",
+    "MochaClassifier",
+    "MochaRegressor",
+)
+
+
+def __getattr__(name: str):
+    if name in _ESTIMATORS:
+        from . import estimators
+
+        return getattr(estimators, name)
+    raise AttributeError(f"module 'fmtl' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __version__ = "0.1.0"
 
