@@ -358,3 +358,33 @@ def test_loopback_three_supernodes_equal_in_process_mocha(tmp_path):
     assert out["run"]["client_rollbacks"] == [0, 1, 0]  # client 1 rolled round 3 back
     assert not [pid for pid in out["pids"] if _alive(pid)]  # nothing left behind
     assert out["elapsed"] < 120 and math.isfinite(out["history"]["gap"][-1])
+
+
+@pytest.mark.slow
+def test_ray_simulation_engine_equals_in_process_mocha(tmp_path):
+    """Flower's simulation engine (Ray, 3 virtual SuperNodes) runs the same ServerApp /
+    ClientApp; the model equals in-process mocha() on tasks 0-2 of small (1e-10)."""
+    pytest.importorskip("ray")
+    import warnings
+
+    from flwr.simulation import run_simulation
+
+    from fmtl.distributed.flower import client_app, make_server_app
+    from fmtl.federated import mocha
+
+    path = find_mocha("small")
+    if path is None:
+        pytest.skip("small.mat not found (set FMTL_DATA)")
+    cfg = {"outer-iters": 2, "inner-iters": 3, "random-state": 5, "data": str(path)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # run_simulation's deprecation notice, Ray's tips
+        run_simulation(
+            make_server_app({**cfg, "output-dir": str(tmp_path)}),
+            client_app,
+            num_supernodes=3,
+            backend_config={"client_resources": {"num_cpus": 1}, "init_args": {"num_cpus": 2}},
+        )
+    got = np.load(tmp_path / "model.npz")["coef"]
+    ds = load_mocha(path)
+    ref = mocha(ds.X[:3], ds.y[:3], 0.01, outer_iters=2, inner_iters=3, random_state=5)
+    assert np.abs(got - ref.coef).max() <= 1e-10

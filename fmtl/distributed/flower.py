@@ -581,12 +581,35 @@ class FmtlStrategy(Strategy):
 
 # ------------------------------------------------------------------------------ ServerApp
 
+
+def make_server_app(overrides: Mapping | None = None) -> ServerApp:
+    """A ServerApp whose run config is ``RUN_CONFIG_DEFAULTS``, then the run's own
+    ``run_config``, then ``overrides`` — for Flower's simulation engine, where there is no
+    ``flwr run --run-config``::
+
+        from flwr.simulation import run_simulation
+        run_simulation(make_server_app({"inner-iters": 3, "output-dir": "out"}),
+                       client_app, num_supernodes=3)
+    """
+    app = ServerApp()
+
+    @app.main()
+    def _main(grid: Grid, context: Context) -> None:
+        _server_main(grid, context, overrides)
+
+    return app
+
+
 server_app = ServerApp()
 
 
 @server_app.main()
-def _server_main(grid: Grid, context: Context) -> None:
-    cfg = {**RUN_CONFIG_DEFAULTS, **context.run_config}
+def _server_app_main(grid: Grid, context: Context) -> None:
+    _server_main(grid, context)
+
+
+def _server_main(grid: Grid, context: Context, overrides: Mapping | None = None) -> None:
+    cfg = {**RUN_CONFIG_DEFAULTS, **context.run_config, **(overrides or {})}
     strategy = FmtlStrategy.from_run_config(cfg)
     strategy.start(grid)
     if cfg["output-dir"]:
