@@ -1,7 +1,6 @@
 """Tests for the real multilevel loaders and the Dirichlet label-skew partition."""
 
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -248,22 +247,19 @@ def test_dirichlet_alpha_controls_skew():
 def test_dirichlet_infeasible_raises_immediately():
     X, y = _pooled()
     n = y.size
-    t0 = time.perf_counter()
+    # max_retries=10**9: were the check not made before sampling, this would not return
     with pytest.raises(ValueError, match=r"n_samples=360") as exc:
         dirichlet_partition(X, y, n_tasks=10, min_size=n // 10 + 1, max_retries=10**9)
     assert "min_size" in str(exc.value)
-    assert time.perf_counter() - t0 < 0.5
 
 
 def test_dirichlet_infeasible_after_retries_is_bounded():
     X, y = _pooled()
-    t0 = time.perf_counter()
     with pytest.raises(ValueError, match="infeasible") as exc:
         dirichlet_partition(X, y, n_tasks=10, alpha=0.01, min_size=30, random_state=0)
     msg = str(exc.value)
     for part in ("n_samples=360", "n_tasks=10", "min_size=30", "alpha=0.01", "max_retries=100"):
         assert part in msg
-    assert time.perf_counter() - t0 < 2.0
 
 
 def test_dirichlet_binary_positive():
