@@ -1,6 +1,7 @@
 """Federated algorithms: a loop over rounds with a History of certified records."""
 
 from .cocoa import cocoa
+from .ditto import DittoResult, ditto
 from .fedavg import FedAvgResult, fedavg
 from .history import History
 from .mbsdca import mbsdca
@@ -9,12 +10,14 @@ from .mocha import MochaResult, certificates, mocha
 from .systems import SystemsModel
 
 __all__ = [
+    "DittoResult",
     "FedAvgResult",
     "History",
     "MochaResult",
     "SystemsModel",
     "certificates",
     "cocoa",
+    "ditto",
     "fedavg",
     "mbsdca",
     "mbsgd",
