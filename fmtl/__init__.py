@@ -19,11 +19,18 @@ _ESTIMATORS = (
 )
 
 
+_PERSONALIZED = ("DittoClassifier", "DittoRegressor", "FedAvgClassifier", "FedAvgRegressor")
+
+
 def __getattr__(name: str):
     if name in _ESTIMATORS:
         from . import estimators
 
         return getattr(estimators, name)
+    if name in _PERSONALIZED:
+        from . import personalized
+
+        return getattr(personalized, name)
     raise AttributeError(f"module 'fmtl' has no attribute {name!r}")
 
 
@@ -34,6 +41,10 @@ def __dir__() -> list[str]:
 __version__ = "0.1.0"
 
 __all__ = [
+    "DittoClassifier",
+    "DittoRegressor",
+    "FedAvgClassifier",
+    "FedAvgRegressor",
     "GlobalClassifier",
     "GlobalRegressor",
     "LocalClassifier",

@@ -74,6 +74,13 @@ __all__ = ["FORMAT", "FORMAT_VERSION", "load_model", "save_model"]
 FORMAT = "fmtl-model"
 FORMAT_VERSION = 1
 
+
+def _personalized_classes() -> tuple:
+    from .personalized import DittoClassifier, DittoRegressor, FedAvgClassifier, FedAvgRegressor
+
+    return (FedAvgClassifier, FedAvgRegressor, DittoClassifier, DittoRegressor)
+
+
 # the only classes a file may name: never import a name read from a file
 _CLASSES: dict[str, type] = {
     c.__name__: c
@@ -84,6 +91,7 @@ _CLASSES: dict[str, type] = {
         LocalRegressor,
         GlobalClassifier,
         GlobalRegressor,
+        *_personalized_classes(),
     )
 }
 
@@ -101,6 +109,8 @@ _FITTED = frozenset(
         "history_",
         "never_reported_",
         "classes_",
+        "global_coef_",
+        "local_gap_",
     }
 )
 
@@ -416,8 +426,8 @@ GlobalClassifier or GlobalRegressor
     if names_in is not None:
         header["feature_names_in"] = [str(v) for v in names_in]
 
-    for name in ("coef_", "dual_coef_", "sigma_", "omega_"):
-        value = getattr(estimator, name)
+    for name in ("coef_", "dual_coef_", "sigma_", "omega_", "global_coef_", "local_gap_"):
+        value = getattr(estimator, name, None)
         if value is not None:
             value = np.asarray(value)
             if value.dtype.kind not in _ARRAY_KINDS:
@@ -582,8 +592,13 @@ def _build(header: dict, arrays: dict[str, np.ndarray], where: str) -> Any:
             f"{where}: coef_ has shape {coef.shape}, expected {expected} from "
             f"{m} tasks, {n_features} features" + (f", {lead[0]} classes" if lead else "")
         )
-    for name in ("sigma_", "omega_"):
-        if name in arrays and arrays[name].shape != (*lead, m, m):
+    for name, shape in (
+        ("sigma_", (*lead, m, m)),
+        ("omega_", (*lead, m, m)),
+        ("global_coef_", (*lead, n_features)),
+        ("local_gap_", (*lead, m)),
+    ):
+        if name in arrays and arrays[name].shape != shape:
             raise ValueError(f"{where}: {name} has the wrong shape {arrays[name].shape}")
     dual = arrays["dual_coef_"]
     if dual.ndim != len(lead) + 1 or (lead and dual.shape[0] != lead[0]):
@@ -619,6 +634,9 @@ def _build(header: dict, arrays: dict[str, np.ndarray], where: str) -> Any:
     est.dual_coef_ = arrays["dual_coef_"]
     est.history_ = runs if lead else runs[0]
     est.never_reported_ = tasks[never]
+    for name in ("global_coef_", "local_gap_"):
+        if name in arrays:
+            setattr(est, name, arrays[name])
     return est
 
 

@@ -1,0 +1,266 @@
+"""scikit-learn estimators of the personalisation baselines: FedAvg (+ fine-tuning) and
+Ditto, with the same ``fit(X, y, tasks)`` contract, ``history_`` and ``random_state`` as
+:class:`fmtl.MochaClassifier`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .estimators import (
+    _progress_printer,
+    _TaskClassifierMixin,
+    _TaskModelBase,
+    _TaskRegressorMixin,
+)
+from .federated.ditto import ditto
+from .federated.fedavg import fedavg
+from .federated.history import History
+
+__all__ = ["DittoClassifier", "DittoRegressor", "FedAvgClassifier", "FedAvgRegressor"]
+
+
+@dataclass
+class _Fit:
+    # what _TaskModelBase._store expects of a solver's result
+    coef: np.ndarray
+    history: History
+    never_reported: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    sigma: None = None
+    omega: None = None
+    dual_coef: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+
+class _FedAvgBase(_TaskModelBase):
+    def __init__(
+        self,
+        alpha: float = 1e-3,
+        *,
+        loss: str | None = None,
+        gamma: float = 1.0,
+        rounds: int = 200,
+        local_epochs: float = 1.0,
+        lr: float = 0.1,
+        lr_decay: float = 0.01,
+        finetune_epochs: float = 0.0,
+        systems=None,
+        random_state=None,
+        n_jobs: int | None = None,
+        verbose: int = 0,
+    ) -> None:
+        self.alpha = alpha
+        self.loss = loss
+        self.gamma = gamma
+        self.rounds = rounds
+        self.local_epochs = local_epochs
+        self.lr = lr
+        self.lr_decay = lr_decay
+        self.finetune_epochs = finetune_epochs
+        self.systems = systems
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+        self.verbose = verbose
+
+    def _fedavg_kw(self) -> dict:
+        return dict(
+            rounds=self.rounds,
+            local_epochs=self.local_epochs,
+            lr=self.lr,
+            lr_decay=self.lr_decay,
+            systems=self.systems,
+            random_state=self.random_state,
+            n_threads=self.n_jobs,
+            callback=_progress_printer(self.verbose),
+        )
+
+    def _solve(self, Xs: list, ys: list, loss):
+        res = fedavg(
+            Xs,
+            ys,
+            float(self.alpha),
+            loss,
+            gamma=self.gamma,
+            finetune_epochs=self.finetune_epochs,
+            **self._fedavg_kw(),
+        )
+        self._parts().append({"global_coef_": res.global_coef})
+        return _Fit(res.coef, res.history, res.never_reported)
+
+    def _parts(self) -> list:
+        # per-class extras of one fit (one-vs-rest calls _solve once per class)
+        if "_fit_parts" not in self.__dict__:
+            self._fit_parts = []
+        return self._fit_parts
+
+    def _store(self, results, labels):
+        super()._store(results, labels)
+        parts = self.__dict__.pop("_fit_parts", [])
+        for key in parts[0] if parts else ():
+            vals = [p[key] for p in parts]
+            setattr(self, key, vals[0] if len(vals) == 1 else np.stack(vals))
+
+
+class _DittoBase(_FedAvgBase):
+    def __init__(
+        self,
+        alpha: float = 1e-3,
+        *,
+        mu: float = 0.1,
+        loss: str | None = None,
+        gamma: float = 1.0,
+        rounds: int = 200,
+        local_epochs: float = 1.0,
+        lr: float = 0.1,
+        lr_decay: float = 0.01,
+        tol: float = 1e-10,
+        systems=None,
+        random_state=None,
+        n_jobs: int | None = None,
+        verbose: int = 0,
+    ) -> None:
+        self.alpha = alpha
+        self.mu = mu
+        self.loss = loss
+        self.gamma = gamma
+        self.rounds = rounds
+        self.local_epochs = local_epochs
+        self.lr = lr
+        self.lr_decay = lr_decay
+        self.tol = tol
+        self.systems = systems
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+        self.verbose = verbose
+
+    def _solve(self, Xs: list, ys: list, loss):
+        kw = self._fedavg_kw()
+        res = ditto(
+            Xs,
+            ys,
+            float(self.alpha),
+            self.mu,
+            loss,
+            gamma=self.gamma,
+            tol=self.tol,
+            random_state=kw.pop("random_state"),
+            **kw,
+        )
+        self._parts().append({"global_coef_": res.global_coef, "local_gap_": res.local_gap})
+        return _Fit(res.coef, res.history)
+
+
+_COMMON = """
+    alpha : float, default=1e-3
+        L2 weight ``lambda`` of every task's objective ``F_t``.
+    loss : {losses} or None, default=None
+        ``None`` means ``"{default}"``.
+    gamma : float, default=1.0
+        Smoothing of ``"smoothed_hinge"``.
+    rounds : int, default=200
+        FedAvg rounds.
+    local_epochs : float, default=1.0
+        Local SGD epochs per round.
+    lr, lr_decay : float, default=0.1, 0.01
+        Step size ``lr / (1 + lr_decay h)`` in round ``h``.
+    systems : fmtl.federated.SystemsModel, optional
+    random_state : int, Generator or None
+    n_jobs : int, optional
+    verbose : int, default=0
+"""
+
+_FEDAVG_DOC = """FedAvg {kind}: one global model (optionally fine-tuned per task).
+
+    Fits ``w`` to ``(1/N) sum_all l(y_i, w.x_i) + (alpha/2) ||w||^2`` by federated averaging
+    of local SGD (:func:`fmtl.federated.fedavg.fedavg`); with ``finetune_epochs > 0`` each
+    task then runs that many SGD epochs from ``w`` on its own rows ("FedAvg + fine-tuning").
+
+    Parameters
+    ----------
+    {common}
+    finetune_epochs : float, default=0.0
+
+    Attributes
+    ----------
+    coef_ : ndarray of shape (n_tasks, n_features)
+    global_coef_ : ndarray of shape (n_features,)
+    tasks_ : ndarray of shape (n_tasks,)
+    history_ : fmtl.federated.History
+        ``primal`` is the pooled objective at the global model.
+
+    Examples
+    --------
+    >>> from fmtl.personalized import FedAvg{cls}
+    >>> from fmtl.datasets import make_multitask_{data}
+    >>> X, y, tasks = make_multitask_{data}(n_tasks=3, n_samples=30, n_features=4,
+    ...                                     random_state=0).stack()
+    >>> FedAvg{cls}(rounds=20, random_state=0).fit(X, y, tasks).coef_.shape
+    (3, 4)
+    """
+
+_DITTO_DOC = """Ditto {kind}: personal models kept near a FedAvg global model.
+
+    ``v_t = argmin_v F_t(v) + (mu/2) ||v - w||^2`` solved exactly (certified local gaps)
+    around FedAvg's ``w`` (:func:`fmtl.federated.ditto.ditto`); ``mu = 0`` gives local
+    models, large ``mu`` the global one.
+
+    Parameters
+    ----------
+    {common}
+    mu : float, default=0.1
+        Proximal weight.
+    tol : float, default=1e-10
+        Relative local duality gap of the personal solves.
+
+    Attributes
+    ----------
+    coef_ : ndarray of shape (n_tasks, n_features)
+        Personal models.
+    global_coef_ : ndarray of shape (n_features,)
+    local_gap_ : ndarray of shape (n_tasks,)
+    tasks_ : ndarray of shape (n_tasks,)
+    history_ : fmtl.federated.History
+
+    Examples
+    --------
+    >>> from fmtl.personalized import Ditto{cls}
+    >>> from fmtl.datasets import make_multitask_{data}
+    >>> X, y, tasks = make_multitask_{data}(n_tasks=3, n_samples=30, n_features=4,
+    ...                                     random_state=0).stack()
+    >>> Ditto{cls}(rounds=20, random_state=0).fit(X, y, tasks).coef_.shape
+    (3, 4)
+    """
+
+_CLF = dict(
+    kind="linear classifier",
+    cls="Classifier",
+    data="classification",
+    losses='{"logistic", "smoothed_hinge", "hinge"}',
+    default="logistic",
+)
+_REG = dict(
+    kind="linear regression",
+    cls="Regressor",
+    data="regression",
+    losses='{"squared"}',
+    default="squared",
+)
+
+
+class FedAvgClassifier(_TaskClassifierMixin, _FedAvgBase):
+    __doc__ = _FEDAVG_DOC.format(common=_COMMON.format(**_CLF), **_CLF)
+    _loss_choices = ("logistic", "smoothed_hinge", "hinge")
+
+
+class FedAvgRegressor(_TaskRegressorMixin, _FedAvgBase):
+    __doc__ = _FEDAVG_DOC.format(common=_COMMON.format(**_REG), **_REG)
+
+
+class DittoClassifier(_TaskClassifierMixin, _DittoBase):
+    __doc__ = _DITTO_DOC.format(common=_COMMON.format(**_CLF), **_CLF)
+    _loss_choices = ("logistic", "smoothed_hinge", "hinge")
+
+
+class DittoRegressor(_TaskRegressorMixin, _DittoBase):
+    __doc__ = _DITTO_DOC.format(common=_COMMON.format(**_REG), **_REG)
