@@ -19,7 +19,14 @@ _ESTIMATORS = (
 )
 
 
-_PERSONALIZED = ("DittoClassifier", "DittoRegressor", "FedAvgClassifier", "FedAvgRegressor")
+_PERSONALIZED = (
+    "DittoClassifier",
+    "DittoRegressor",
+    "FedAvgClassifier",
+    "FedAvgRegressor",
+    "PFedMeClassifier",
+    "PFedMeRegressor",
+)
 
 
 def __getattr__(name: str):
@@ -53,6 +60,8 @@ __all__ = [
     "History",
     "MochaClassifier",
     "MochaRegressor",
+    "PFedMeClassifier",
+    "PFedMeRegressor",
     "get_loss",
     "mocha",
     "__version__",

@@ -76,9 +76,16 @@ FORMAT_VERSION = 1
 
 
 def _personalized_classes() -> tuple:
-    from .personalized import DittoClassifier, DittoRegressor, FedAvgClassifier, FedAvgRegressor
+    from . import personalized as p
 
-    return (FedAvgClassifier, FedAvgRegressor, DittoClassifier, DittoRegressor)
+    return (
+        p.FedAvgClassifier,
+        p.FedAvgRegressor,
+        p.DittoClassifier,
+        p.DittoRegressor,
+        p.PFedMeClassifier,
+        p.PFedMeRegressor,
+    )
 
 
 # the only classes a file may name: never import a name read from a file

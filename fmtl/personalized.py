@@ -18,8 +18,16 @@ from .estimators import (
 from .federated.ditto import ditto
 from .federated.fedavg import fedavg
 from .federated.history import History
+from .federated.pfedme import pfedme
 
-__all__ = ["DittoClassifier", "DittoRegressor", "FedAvgClassifier", "FedAvgRegressor"]
+__all__ = [
+    "DittoClassifier",
+    "DittoRegressor",
+    "FedAvgClassifier",
+    "FedAvgRegressor",
+    "PFedMeClassifier",
+    "PFedMeRegressor",
+]
 
 
 @dataclass
@@ -151,6 +159,48 @@ class _DittoBase(_FedAvgBase):
         return _Fit(res.coef, res.history)
 
 
+class _PFedMeBase(_FedAvgBase):
+    def __init__(
+        self,
+        alpha: float = 1e-3,
+        *,
+        mu: float = 0.1,
+        loss: str | None = None,
+        gamma: float = 1.0,
+        rounds: int = 100,
+        beta: float = 1.0,
+        weights: str = "samples",
+        tol: float = 1e-10,
+        grad_tol: float = 1e-8,
+    ) -> None:
+        self.alpha = alpha
+        self.mu = mu
+        self.loss = loss
+        self.gamma = gamma
+        self.rounds = rounds
+        self.beta = beta
+        self.weights = weights
+        self.tol = tol
+        self.grad_tol = grad_tol
+
+    def _solve(self, Xs: list, ys: list, loss):
+        res = pfedme(
+            Xs,
+            ys,
+            float(self.alpha),
+            self.mu,
+            loss,
+            gamma=self.gamma,
+            rounds=self.rounds,
+            beta=self.beta,
+            weights=self.weights,
+            tol=self.tol,
+            grad_tol=self.grad_tol,
+        )
+        self._parts().append({"global_coef_": res.global_coef})
+        return _Fit(res.coef, res.history)
+
+
 _COMMON = """
     alpha : float, default=1e-3
         L2 weight ``lambda`` of every task's objective ``F_t``.
@@ -264,3 +314,51 @@ class DittoClassifier(_TaskClassifierMixin, _DittoBase):
 
 class DittoRegressor(_TaskRegressorMixin, _DittoBase):
     __doc__ = _DITTO_DOC.format(common=_COMMON.format(**_REG), **_REG)
+
+
+_PFEDME_DOC = """pFedMe {kind}: personal models from the Moreau envelopes of the task objectives.
+
+    Minimises ``sum_t p_t min_theta [F_t(theta) + (mu/2) ||theta - w||^2]`` over ``w`` by
+    gradient steps with exact personal solves (:func:`fmtl.federated.pfedme.pfedme`);
+    ``coef_`` holds the personal models ``theta_t(w)``. With ``weights="uniform"`` this is
+    mean-regularised MTL (``kappa = mu / alpha``).
+
+    Parameters
+    ----------
+    alpha : float, default=1e-3
+        L2 weight ``lambda`` of every ``F_t``.
+    mu : float, default=0.1
+    loss : {losses} or None, default=None
+        ``None`` means ``"{default}"``.
+    gamma : float, default=1.0
+    rounds : int, default=100
+    beta : float in (0, 1], default=1.0
+    weights : {{"samples", "uniform"}}, default="samples"
+    tol : float, default=1e-10
+    grad_tol : float, default=1e-8
+
+    Attributes
+    ----------
+    coef_ : ndarray of shape (n_tasks, n_features)
+    global_coef_ : ndarray of shape (n_features,)
+    tasks_ : ndarray of shape (n_tasks,)
+    history_ : fmtl.federated.History
+
+    Examples
+    --------
+    >>> from fmtl.personalized import PFedMe{cls}
+    >>> from fmtl.datasets import make_multitask_{data}
+    >>> X, y, tasks = make_multitask_{data}(n_tasks=3, n_samples=30, n_features=4,
+    ...                                     random_state=0).stack()
+    >>> PFedMe{cls}(rounds=10).fit(X, y, tasks).coef_.shape
+    (3, 4)
+    """
+
+
+class PFedMeClassifier(_TaskClassifierMixin, _PFedMeBase):
+    __doc__ = _PFEDME_DOC.format(**_CLF)
+    _loss_choices = ("logistic", "smoothed_hinge", "hinge")
+
+
+class PFedMeRegressor(_TaskRegressorMixin, _PFedMeBase):
+    __doc__ = _PFEDME_DOC.format(**_REG)

@@ -13,6 +13,8 @@ from fmtl import (
     FedAvgClassifier,
     FedAvgRegressor,
     GlobalClassifier,
+    PFedMeClassifier,
+    PFedMeRegressor,
 )
 from fmtl.datasets import (
     make_multitask_classification,
@@ -59,13 +61,18 @@ def test_personalised_models_beat_global_on_clustered_tasks(clf_data):
     kw = dict(alpha=1e-3, rounds=100, lr=0.2, random_state=0)
     tuned = FedAvgClassifier(finetune_epochs=5, **kw).fit(Xtr, ytr, ttr).score(Xte, yte, tte)
     dit = DittoClassifier(mu=1e-3, **kw).fit(Xtr, ytr, ttr).score(Xte, yte, tte)
-    assert tuned > glob + 0.05 and dit > glob + 0.05
+    pfm = PFedMeClassifier(alpha=1e-3, mu=1e-3).fit(Xtr, ytr, ttr).score(Xte, yte, tte)
+    assert tuned > glob + 0.05 and dit > glob + 0.05 and pfm > glob + 0.05
 
 
 def test_regressors_and_multiclass(clf_data):
     data = make_multitask_regression(n_tasks=3, n_samples=40, n_features=4, random_state=0)
     X, y, tasks = data.stack()
-    for est in (FedAvgRegressor(rounds=30, random_state=0), DittoRegressor(rounds=30)):
+    for est in (
+        FedAvgRegressor(rounds=30, random_state=0),
+        DittoRegressor(rounds=30),
+        PFedMeRegressor(rounds=10),
+    ):
         assert est.fit(X, y, tasks).predict(X, tasks).shape == y.shape
     X, y, tasks = clf_data.stack()
     y3 = np.where(X[:, 0] > 0.5, 2, np.where(y > 0, 1, 0))
@@ -90,7 +97,11 @@ def test_same_seed_same_model_and_save_load(clf_data, tmp_path):
     a = FedAvgClassifier(rounds=15, random_state=3).fit(X, y, tasks)
     b = FedAvgClassifier(rounds=15, random_state=3).fit(X, y, tasks)
     np.testing.assert_array_equal(a.coef_, b.coef_)
-    for est in (a, DittoClassifier(rounds=15, random_state=0).fit(X, y, tasks)):
+    for est in (
+        a,
+        DittoClassifier(rounds=15, random_state=0).fit(X, y, tasks),
+        PFedMeClassifier(rounds=5).fit(X, y, tasks),
+    ):
         est.save(tmp_path / "m.npz")
         same = type(est).load(tmp_path / "m.npz")
         np.testing.assert_array_equal(same.predict(X, tasks), est.predict(X, tasks))

@@ -7,6 +7,7 @@ from .history import History
 from .mbsdca import mbsdca
 from .mbsgd import mbsgd
 from .mocha import MochaResult, certificates, mocha
+from .pfedme import PFedMeResult, pfedme
 from .systems import SystemsModel
 
 __all__ = [
@@ -14,6 +15,7 @@ __all__ = [
     "FedAvgResult",
     "History",
     "MochaResult",
+    "PFedMeResult",
     "SystemsModel",
     "certificates",
     "cocoa",
@@ -22,4 +24,5 @@ __all__ = [
     "mbsdca",
     "mbsgd",
     "mocha",
+    "pfedme",
 ]
