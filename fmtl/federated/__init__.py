@@ -3,6 +3,7 @@
 from .cocoa import cocoa
 from .ditto import DittoResult, ditto
 from .fedavg import FedAvgResult, fedavg
+from .fedrep import FedRepResult, fedrep
 from .history import History
 from .mbsdca import mbsdca
 from .mbsgd import mbsgd
@@ -13,6 +14,7 @@ from .systems import SystemsModel
 __all__ = [
     "DittoResult",
     "FedAvgResult",
+    "FedRepResult",
     "History",
     "MochaResult",
     "PFedMeResult",
@@ -21,6 +23,7 @@ __all__ = [
     "cocoa",
     "ditto",
     "fedavg",
+    "fedrep",
     "mbsdca",
     "mbsgd",
     "mocha",
