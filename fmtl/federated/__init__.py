@@ -8,6 +8,7 @@ from .history import History
 from .mbsdca import mbsdca
 from .mbsgd import mbsgd
 from .mocha import MochaResult, certificates, mocha
+from .perfedavg import PerFedAvgResult, perfedavg
 from .pfedme import PFedMeResult, pfedme
 from .systems import SystemsModel
 
@@ -18,6 +19,7 @@ __all__ = [
     "History",
     "MochaResult",
     "PFedMeResult",
+    "PerFedAvgResult",
     "SystemsModel",
     "certificates",
     "cocoa",
@@ -27,5 +29,6 @@ __all__ = [
     "mbsdca",
     "mbsgd",
     "mocha",
+    "perfedavg",
     "pfedme",
 ]
