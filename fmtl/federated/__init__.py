@@ -9,6 +9,7 @@ from .mbsdca import mbsdca
 from .mbsgd import mbsgd
 from .mocha import MochaResult, certificates, mocha
 from .perfedavg import PerFedAvgResult, perfedavg
+from .pfedhn import PFedHNResult, fit_new_embedding, pfedhn
 from .pfedme import PFedMeResult, pfedme
 from .systems import SystemsModel
 
@@ -18,6 +19,7 @@ __all__ = [
     "FedRepResult",
     "History",
     "MochaResult",
+    "PFedHNResult",
     "PFedMeResult",
     "PerFedAvgResult",
     "SystemsModel",
@@ -26,9 +28,11 @@ __all__ = [
     "ditto",
     "fedavg",
     "fedrep",
+    "fit_new_embedding",
     "mbsdca",
     "mbsgd",
     "mocha",
     "perfedavg",
+    "pfedhn",
     "pfedme",
 ]
