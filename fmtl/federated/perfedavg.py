@@ -45,15 +45,7 @@ class PerFedAvgResult:
 
 def _grad(X, y, w, loss, lam):
     z = np.asarray(X @ w).ravel()
-    return np.asarray(X.T @ _dloss(loss, y, z)).ravel() / len(y) + lam * w
-
-
-def _dloss(loss, y, z):
-    if loss.name == "squared":
-        return z - y
-    if loss.name == "logistic":
-        return -y / (1.0 + np.exp(y * z))
-    raise ValueError(f"perfedavg supports the squared and logistic losses, got {loss.name!r}")
+    return np.asarray(X.T @ loss.derivative(y, z)).ravel() / len(y) + lam * w
 
 
 def _hvp(X, y, w, v, loss, lam):

@@ -49,6 +49,14 @@ class Loss:
             self.code, np.ascontiguousarray(y, float), np.ascontiguousarray(z, float), self.param
         )
 
+    def derivative(self, y: np.ndarray, z: np.ndarray) -> np.ndarray:
+        """Per-sample derivative ``dl/dz (y_i, z_i)`` (a subgradient at the hinge's kink)."""
+        from ._vectorized import derivatives
+
+        return derivatives(
+            self.code, np.ascontiguousarray(y, float), np.ascontiguousarray(z, float), self.param
+        )
+
     def neg_conjugate(self, y: np.ndarray, a: np.ndarray) -> np.ndarray:
         """Per-sample ``-l*(-a_i)`` (``-inf`` where ``a_i`` is dual infeasible)."""
         from ._vectorized import neg_conjugates
