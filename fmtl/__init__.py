@@ -26,6 +26,11 @@ _PERSONALIZED = (
     "FedAvgRegressor",
     "PFedMeClassifier",
     "PFedMeRegressor",
+    "PerFedAvgClassifier",
+    "PerFedAvgRegressor",
+    "PFedHNClassifier",
+    "PFedHNRegressor",
+    "FedRepRegressor",
 )
 
 
@@ -60,8 +65,13 @@ __all__ = [
     "History",
     "MochaClassifier",
     "MochaRegressor",
+    "PFedHNClassifier",
+    "PFedHNRegressor",
     "PFedMeClassifier",
     "PFedMeRegressor",
+    "PerFedAvgClassifier",
+    "PerFedAvgRegressor",
+    "FedRepRegressor",
     "get_loss",
     "mocha",
     "__version__",

@@ -85,6 +85,11 @@ def _personalized_classes() -> tuple:
         p.DittoRegressor,
         p.PFedMeClassifier,
         p.PFedMeRegressor,
+        p.PerFedAvgClassifier,
+        p.PerFedAvgRegressor,
+        p.PFedHNClassifier,
+        p.PFedHNRegressor,
+        p.FedRepRegressor,
     )
 
 

@@ -17,7 +17,10 @@ from .estimators import (
 )
 from .federated.ditto import ditto
 from .federated.fedavg import fedavg
+from .federated.fedrep import fedrep
 from .federated.history import History
+from .federated.perfedavg import perfedavg
+from .federated.pfedhn import pfedhn
 from .federated.pfedme import pfedme
 
 __all__ = [
@@ -25,8 +28,13 @@ __all__ = [
     "DittoRegressor",
     "FedAvgClassifier",
     "FedAvgRegressor",
+    "FedRepRegressor",
+    "PFedHNClassifier",
+    "PFedHNRegressor",
     "PFedMeClassifier",
     "PFedMeRegressor",
+    "PerFedAvgClassifier",
+    "PerFedAvgRegressor",
 ]
 
 
@@ -362,3 +370,185 @@ class PFedMeClassifier(_TaskClassifierMixin, _PFedMeBase):
 
 class PFedMeRegressor(_TaskRegressorMixin, _PFedMeBase):
     __doc__ = _PFEDME_DOC.format(**_REG)
+
+
+class _PerFedAvgBase(_FedAvgBase):
+    def __init__(
+        self,
+        alpha: float = 1e-3,
+        *,
+        loss: str | None = None,
+        a: float = 0.1,
+        beta: float = 0.1,
+        rounds: int = 200,
+        local_steps: int = 1,
+        order: int = 2,
+        adapt_steps: int = 1,
+    ) -> None:
+        self.alpha = alpha
+        self.loss = loss
+        self.a = a
+        self.beta = beta
+        self.rounds = rounds
+        self.local_steps = local_steps
+        self.order = order
+        self.adapt_steps = adapt_steps
+        self.gamma = 1.0  # not a parameter: the supported losses have no smoothing
+
+    def _solve(self, Xs: list, ys: list, loss):
+        res = perfedavg(
+            Xs,
+            ys,
+            float(self.alpha),
+            loss.name,
+            a=self.a,
+            beta=self.beta,
+            rounds=self.rounds,
+            local_steps=self.local_steps,
+            order=self.order,
+            adapt_steps=self.adapt_steps,
+        )
+        self._parts().append({"global_coef_": res.global_coef})
+        return _Fit(res.coef, res.history)
+
+
+class _PFedHNBase(_FedAvgBase):
+    def __init__(
+        self,
+        alpha: float = 1e-3,
+        *,
+        loss: str | None = None,
+        embedding_dim: int = 2,
+        rounds: int = 200,
+        local_steps: int = 1,
+        lr: float = 0.5,
+        eta: float = 1.0,
+        random_state=None,
+    ) -> None:
+        self.alpha = alpha
+        self.loss = loss
+        self.embedding_dim = embedding_dim
+        self.rounds = rounds
+        self.local_steps = local_steps
+        self.lr = lr
+        self.eta = eta
+        self.random_state = random_state
+        self.gamma = 1.0
+
+    def _solve(self, Xs: list, ys: list, loss):
+        res = pfedhn(
+            Xs,
+            ys,
+            float(self.alpha),
+            loss.name,
+            embedding_dim=self.embedding_dim,
+            rounds=self.rounds,
+            local_steps=self.local_steps,
+            lr=self.lr,
+            eta=self.eta,
+            random_state=self.random_state,
+        )
+        return _Fit(res.coef, res.history)
+
+
+class _FedRepBase(_FedAvgBase):
+    def __init__(
+        self,
+        alpha: float = 1e-3,
+        *,
+        loss: str | None = None,
+        rank: int = 2,
+        rounds: int = 100,
+        rep_steps: int = 1,
+        lr: float = 0.5,
+        random_state=None,
+    ) -> None:
+        self.alpha = alpha
+        self.loss = loss
+        self.rank = rank
+        self.rounds = rounds
+        self.rep_steps = rep_steps
+        self.lr = lr
+        self.random_state = random_state
+        self.gamma = 1.0
+
+    def _solve(self, Xs: list, ys: list, loss):
+        res = fedrep(
+            Xs,
+            ys,
+            self.rank,
+            float(self.alpha),
+            rounds=self.rounds,
+            rep_steps=self.rep_steps,
+            lr=self.lr,
+            random_state=self.random_state,
+        )
+        return _Fit(res.coef, res.history)
+
+
+_SIMPLE_DOC = """{method} {kind} (see :func:`fmtl.federated.{func}`).
+
+    Parameters
+    ----------
+    alpha : float, default=1e-3
+        L2 weight ``lambda`` of every task's objective.
+    loss : {losses} or None, default=None
+        ``None`` means ``"{default}"``.
+    Other parameters: those of :func:`fmtl.federated.{func}`.
+
+    Attributes
+    ----------
+    coef_ : ndarray of shape (n_tasks, n_features)
+        Personal models.
+    tasks_ : ndarray of shape (n_tasks,)
+    history_ : fmtl.federated.History
+
+    Examples
+    --------
+    >>> from fmtl.personalized import {name}
+    >>> from fmtl.datasets import make_multitask_{data}
+    >>> X, y, tasks = make_multitask_{data}(n_tasks=3, n_samples=30, n_features=4,
+    ...                                     random_state=0).stack()
+    >>> {name}(rounds=10).fit(X, y, tasks).coef_.shape
+    (3, 4)
+    """
+
+_CLF2 = {**_CLF, "losses": '{"logistic"}', "default": "logistic"}
+
+
+class PerFedAvgClassifier(_TaskClassifierMixin, _PerFedAvgBase):
+    __doc__ = _SIMPLE_DOC.format(
+        method="Per-FedAvg (MAML)", func="perfedavg.perfedavg", name="PerFedAvgClassifier", **_CLF2
+    )
+    _loss_choices = ("logistic",)
+
+
+class PerFedAvgRegressor(_TaskRegressorMixin, _PerFedAvgBase):
+    __doc__ = _SIMPLE_DOC.format(
+        method="Per-FedAvg (MAML)", func="perfedavg.perfedavg", name="PerFedAvgRegressor", **_REG
+    )
+
+
+class PFedHNClassifier(_TaskClassifierMixin, _PFedHNBase):
+    __doc__ = _SIMPLE_DOC.format(
+        method="pFedHN (linear hypernetwork)",
+        func="pfedhn.pfedhn",
+        name="PFedHNClassifier",
+        **_CLF2,
+    )
+    _loss_choices = ("logistic",)
+
+
+class PFedHNRegressor(_TaskRegressorMixin, _PFedHNBase):
+    __doc__ = _SIMPLE_DOC.format(
+        method="pFedHN (linear hypernetwork)", func="pfedhn.pfedhn", name="PFedHNRegressor", **_REG
+    )
+
+
+class FedRepRegressor(_TaskRegressorMixin, _FedRepBase):
+    __doc__ = _SIMPLE_DOC.format(
+        method="FedRep (shared representation)",
+        func="fedrep.fedrep",
+        name="FedRepRegressor",
+        **_REG,
+    )

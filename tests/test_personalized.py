@@ -118,3 +118,42 @@ def test_bad_inputs_are_named(clf_data):
         FedAvgClassifier(lr=10.0, alpha=1.0).fit(X, y, tasks)
     with pytest.raises(ValueError, match="alpha"):
         DittoRegressor(alpha=0.0).fit(X, y, tasks)
+
+
+@pytest.mark.parametrize(
+    "make, fit, kw",
+    [
+        ("PerFedAvgRegressor", "perfedavg", dict(rounds=20, a=0.1, beta=0.1)),
+        ("PFedHNRegressor", "pfedhn", dict(rounds=20, embedding_dim=2, random_state=0)),
+        ("FedRepRegressor", "fedrep", dict(rounds=10, rank=2, random_state=0)),
+    ],
+)
+def test_more_regressors_equal_their_functions_and_round_trip(make, fit, kw, tmp_path):
+    import fmtl
+    import fmtl.federated as F
+
+    data = make_multitask_regression(n_tasks=4, n_samples=40, n_features=5, random_state=0)
+    X, y, tasks = data.stack()
+    est = getattr(fmtl, make)(alpha=1e-3, **kw).fit(X, y, tasks)
+    fkw = dict(kw)
+    if fit == "fedrep":
+        ref = F.fedrep(data.X, data.y, fkw.pop("rank"), 1e-3, **fkw)
+    else:
+        ref = getattr(F, fit)(data.X, data.y, 1e-3, **fkw)
+    np.testing.assert_array_equal(est.coef_, ref.coef)
+    assert clone(est).get_params() == est.get_params()
+    est.save(tmp_path / "m.npz")
+    np.testing.assert_array_equal(
+        type(est).load(tmp_path / "m.npz").predict(X, tasks), est.predict(X, tasks)
+    )
+
+
+@pytest.mark.parametrize("name", ["PerFedAvgClassifier", "PFedHNClassifier"])
+def test_more_classifiers(clf_data, name):
+    import fmtl
+
+    X, y, tasks = clf_data.stack()
+    est = getattr(fmtl, name)(rounds=30).fit(X, y, tasks)
+    assert est.score(X, y, tasks) > 0.6
+    with pytest.raises(ValueError, match="loss"):
+        getattr(fmtl, name)(loss="hinge").fit(X, y, tasks)
