@@ -70,7 +70,7 @@ def personal_models(
 
     Parameters
     ----------
-    Xs, ys : lists of per-task arrays
+    Xs, ys : lists of per-task arrays, or Xs a PackedTasks and ys None
     lam : float
         ``lam > 0`` of ``F_t``.
     mu : float

@@ -120,7 +120,8 @@ def pfedme(
     owner = np.repeat(np.arange(m), tasks.n_samples)
     w = np.zeros(d)
     for h in range(rounds):
-        theta, _ = personal_models(Xs, ys, lam, mu, w, loss, tol=tol)
+        # the packed tasks: validated and packed once, not every round
+        theta, _ = personal_models(tasks, None, lam, mu, w, loss, tol=tol)
         grad = p @ (w - theta)  # (1/mu) grad of sum_t p_t Fhat_t
         # envelope value at w: F_t(theta_t) + (mu/2) ||theta_t - w||^2
         z = _margins(tasks, theta[owner])
@@ -137,7 +138,7 @@ def pfedme(
         if gnorm <= grad_tol:
             break
         w = w - beta * grad
-    theta, _ = personal_models(Xs, ys, lam, mu, w, loss, tol=tol)
+    theta, _ = personal_models(tasks, None, lam, mu, w, loss, tol=tol)
     return PFedMeResult(coef=theta, global_coef=w, history=rec.history)
 
 
