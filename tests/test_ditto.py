@@ -8,7 +8,7 @@ import pytest
 from fmtl.datasets import make_multitask_classification
 from fmtl.federated import mocha
 from fmtl.federated.ditto import ditto, personal_models
-from fmtl.relationships import mean_regularized_sigma
+from fmtl.relationships import proximal_as_mean_regularized
 
 LAM, MU = 0.05, 0.5
 
@@ -66,16 +66,14 @@ def test_fixed_point_equals_mean_regularised_mtl(data, loss):
     mean-regularised MTL: Sigma = mean_regularized_sigma(m, mu/lam), lam_fmtl = lam / c,
     c = 1 + (m-1)/(1 + mu/lam)."""
     Xs, ys = data
-    m = len(Xs)
-    kappa = MU / LAM
-    c = 1 + (m - 1) / (1 + kappa)
+    lam_f, sigma = proximal_as_mean_regularized(len(Xs), LAM, MU)
     mtl = mocha(
         Xs,
         ys,
-        LAM / c,
+        lam_f,
         loss,
         relationship="fixed",
-        sigma=mean_regularized_sigma(m, kappa),
+        sigma=sigma,
         outer_iters=1,
         inner_iters=100_000,
         tol=1e-13,

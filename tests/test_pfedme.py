@@ -9,7 +9,7 @@ from fmtl.datasets import make_multitask_classification
 from fmtl.federated import mocha
 from fmtl.federated.ditto import personal_models
 from fmtl.federated.pfedme import pfedme
-from fmtl.relationships import mean_regularized_sigma
+from fmtl.relationships import proximal_as_mean_regularized
 
 LAM, MU = 0.05, 0.5
 
@@ -29,16 +29,14 @@ def data():
 @pytest.mark.parametrize("loss", ["squared", "logistic"])
 def test_uniform_pfedme_is_mean_regularised_mtl(data, loss):
     Xs, ys = data
-    m = len(Xs)
-    kappa = MU / LAM
-    c = 1 + (m - 1) / (1 + kappa)
+    lam_f, sigma = proximal_as_mean_regularized(len(Xs), LAM, MU)
     mtl = mocha(
         Xs,
         ys,
-        LAM / c,
+        lam_f,
         loss,
         relationship="fixed",
-        sigma=mean_regularized_sigma(m, kappa),
+        sigma=sigma,
         outer_iters=1,
         inner_iters=100_000,
         tol=1e-13,

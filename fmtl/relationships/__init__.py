@@ -1,6 +1,11 @@
 """Task-relationship structures: the learned closed-form Sigma-step and fixed Sigmas."""
 
-from .fixed import check_sigma, identity_sigma, mean_regularized_sigma
+from .fixed import (
+    check_sigma,
+    identity_sigma,
+    mean_regularized_sigma,
+    proximal_as_mean_regularized,
+)
 from .learned import omega_update, resolve_sigma_prime, safety_rho, spectral_rho
 from .lowrank import LowRankSigma, omega_update_lowrank
 
@@ -11,6 +16,7 @@ __all__ = [
     "mean_regularized_sigma",
     "omega_update",
     "omega_update_lowrank",
+    "proximal_as_mean_regularized",
     "resolve_sigma_prime",
     "safety_rho",
     "spectral_rho",

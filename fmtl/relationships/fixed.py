@@ -47,6 +47,31 @@ def mean_regularized_sigma(n_tasks: int, kappa: float) -> np.ndarray:
     return (J + (np.eye(m) - J) / (1.0 + kappa)) / c
 
 
+def proximal_as_mean_regularized(n_tasks: int, lam: float, mu: float):
+    """MOCHA's ``(lam_fmtl, Sigma)`` for ``sum_t [F_t(v_t) + (mu/2) ||v_t - vbar||^2]``.
+
+    With ``F_t(v) = mean_i l + (lam/2) ||v||^2`` the proximal objective (Ditto's and
+    pFedMe's, centred at the mean ``vbar``) is ``sum_t mean_i l + (lam/2) tr(V (I + kappa
+    (I - 11^T/m)) V^T)``, ``kappa = mu / lam``: :func:`mean_regularized_sigma` with that
+    ``kappa`` and ``lam_fmtl = lam / c``, ``c = 1 + (m - 1)/(1 + kappa)``.
+
+    Returns
+    -------
+    lam_fmtl : float
+    Sigma : ndarray of shape (n_tasks, n_tasks)
+
+    Examples
+    --------
+    >>> lam_f, S = proximal_as_mean_regularized(3, lam=0.1, mu=0.1)
+    >>> round(lam_f, 6), S.shape
+    (0.05, (3, 3))
+    """
+    if not (np.isfinite(lam) and lam > 0 and np.isfinite(mu) and mu >= 0):
+        raise ValueError(f"need lam > 0 and mu >= 0, got lam={lam!r}, mu={mu!r}")
+    kappa = mu / lam
+    return lam / (1.0 + (n_tasks - 1) / (1.0 + kappa)), mean_regularized_sigma(n_tasks, kappa)
+
+
 def check_sigma(Sigma, n_tasks: int, name: str = "sigma") -> np.ndarray:
     """Validate a user-given relationship matrix: finite, symmetric, positive definite."""
     try:
