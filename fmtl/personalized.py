@@ -180,6 +180,10 @@ class _PFedMeBase(_FedAvgBase):
         weights: str = "samples",
         tol: float = 1e-10,
         grad_tol: float = 1e-8,
+        local_passes: float | None = None,
+        systems=None,
+        random_state=None,
+        verbose: int = 0,
     ) -> None:
         self.alpha = alpha
         self.mu = mu
@@ -190,6 +194,10 @@ class _PFedMeBase(_FedAvgBase):
         self.weights = weights
         self.tol = tol
         self.grad_tol = grad_tol
+        self.local_passes = local_passes
+        self.systems = systems
+        self.random_state = random_state
+        self.verbose = verbose
 
     def _solve(self, Xs: list, ys: list, loss):
         res = pfedme(
@@ -204,9 +212,13 @@ class _PFedMeBase(_FedAvgBase):
             weights=self.weights,
             tol=self.tol,
             grad_tol=self.grad_tol,
+            local_passes=self.local_passes,
+            systems=self.systems,
+            random_state=self.random_state,
+            callback=_progress_printer(self.verbose),
         )
         self._parts().append({"global_coef_": res.global_coef})
-        return _Fit(res.coef, res.history)
+        return _Fit(res.coef, res.history, res.never_reported)
 
 
 _COMMON = """
@@ -344,6 +356,11 @@ _PFEDME_DOC = """pFedMe {kind}: personal models from the Moreau envelopes of the
     weights : {{"samples", "uniform"}}, default="samples"
     tol : float, default=1e-10
     grad_tol : float, default=1e-8
+    local_passes : float, optional
+        ``None``: exact personal solves; a number: that many warm-started SDCA passes.
+    systems : fmtl.federated.SystemsModel, optional
+    random_state : int, Generator or None
+    verbose : int, default=0
 
     Attributes
     ----------
@@ -384,6 +401,9 @@ class _PerFedAvgBase(_FedAvgBase):
         local_steps: int = 1,
         order: int = 2,
         adapt_steps: int = 1,
+        systems=None,
+        random_state=None,
+        verbose: int = 0,
     ) -> None:
         self.alpha = alpha
         self.loss = loss
@@ -393,6 +413,9 @@ class _PerFedAvgBase(_FedAvgBase):
         self.local_steps = local_steps
         self.order = order
         self.adapt_steps = adapt_steps
+        self.systems = systems
+        self.random_state = random_state
+        self.verbose = verbose
         self.gamma = 1.0  # not a parameter: the supported losses have no smoothing
 
     def _solve(self, Xs: list, ys: list, loss):
@@ -407,9 +430,12 @@ class _PerFedAvgBase(_FedAvgBase):
             local_steps=self.local_steps,
             order=self.order,
             adapt_steps=self.adapt_steps,
+            systems=self.systems,
+            random_state=self.random_state,
+            callback=_progress_printer(self.verbose),
         )
         self._parts().append({"global_coef_": res.global_coef})
-        return _Fit(res.coef, res.history)
+        return _Fit(res.coef, res.history, res.never_reported)
 
 
 class _PFedHNBase(_FedAvgBase):

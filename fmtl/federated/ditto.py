@@ -111,24 +111,63 @@ def personal_models(
     w = np.asarray(w, dtype=np.float64)
     if w.shape != (d,) or not np.all(np.isfinite(w)):
         raise ValueError(f"w must be a finite vector of shape ({d},), got shape {w.shape}")
+    V, gaps, _ = prox_sdca(
+        tasks,
+        lam,
+        mu,
+        np.tile(w, (m, 1)),
+        loss,
+        steps=(tasks.n_samples * max_passes).astype(np.int64),
+        seeds=np.arange(1, m + 1, dtype=np.uint64),
+        active=np.ones(m, dtype=bool),
+        tol=tol,
+    )
+    return V, gaps
+
+
+def prox_sdca(
+    tasks,
+    lam: float,
+    mu: float,
+    centres: np.ndarray,
+    loss,
+    *,
+    steps: np.ndarray,
+    seeds: np.ndarray,
+    active: np.ndarray,
+    tol: float = 0.0,
+    state: tuple[np.ndarray, np.ndarray] | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """SDCA on ``min_v F_t(v) + (mu/2) ||v - c_t||^2`` for the active tasks (packed data).
+
+    It is MOCHA's local subproblem with centre ``mu c_t / (lam + mu)`` and regularisation
+    ``lam + mu``. ``state = (alpha, b)`` warm-starts from earlier duals (``b`` rows
+    ``X_t^T alpha_t / n_t``; both updated in place); without it the duals start at zero.
+    Task ``t`` runs ``steps[t]`` coordinate steps or stops at local gap ``<= tol`` times its
+    start. Returns the primal points ``V`` (rows of inactive tasks: their centre's point at
+    the current duals), the final local gaps and the steps each task made.
+    """
+    m, d = tasks.n_tasks, tasks.n_features
     lam2 = lam + mu
-    centre = np.tile(mu * w / lam2, (m, 1))
-    alpha = np.zeros(tasks.y.shape[0])
+    if state is None:
+        state = (np.zeros(tasks.y.shape[0]), np.zeros((m, d)))
+    alpha, b = state
+    Wt = mu * np.asarray(centres) / lam2 + b / lam2
     dB = np.zeros((m, d))
     done = np.zeros(m, dtype=np.int64)
     g0, g1 = np.empty(m), np.empty(m)
     sdca_round(
         *tasks.kernel_args,
         alpha,
-        centre,
+        np.ascontiguousarray(Wt),
         np.ones(m),
         1.0,
         lam2,
         loss.code,
         loss.param,
-        (tasks.n_samples * max_passes).astype(np.int64),
-        np.arange(1, m + 1, dtype=np.uint64),
-        np.ones(m, dtype=bool),
+        np.asarray(steps, dtype=np.int64),
+        np.asarray(seeds, dtype=np.uint64),
+        np.asarray(active, dtype=bool),
         float(tol),
         np.zeros(m, dtype=np.int64),
         True,
@@ -139,8 +178,9 @@ def personal_models(
         g1,
         parallel=parallel_worth_it(tasks),
     )
-    # v = centre + db / lam2: the primal point of the local subproblem
-    return centre + dB / lam2, g1
+    b += dB
+    # v = centre part + b / lam2: the primal point of the local subproblem
+    return Wt + dB / lam2, g1, done
 
 
 def ditto(

@@ -15,14 +15,15 @@ use: ``order=2`` with one local step is gradient descent on it).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..losses import get_loss
-from ._loop import Recorder, as_tasks, check_frac, check_lam, check_nonneg, check_positive_int
+from ._loop import as_tasks, check_frac, check_lam, check_nonneg, check_positive_int
+from ._rounds import RoundLoop
 from .history import History
-from .systems import SystemsRuntime
+from .systems import SystemsModel
 
 
 @dataclass
@@ -36,11 +37,14 @@ class PerFedAvgResult:
     global_coef : ndarray of shape (n_features,)
     history : History
         ``primal``: the MAML objective at the global model, per round.
+    never_reported : ndarray of int
+        Nodes that never reported a round (the systems model dropped them every time).
     """
 
     coef: np.ndarray
     global_coef: np.ndarray
     history: History
+    never_reported: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
 
 def _grad(X, y, w, loss, lam):
@@ -105,6 +109,10 @@ def perfedavg(
     local_steps: int = 1,
     order: int = 2,
     adapt_steps: int = 1,
+    systems: SystemsModel | None = None,
+    random_state=None,
+    eval_every: int = 1,
+    callback=None,
 ) -> PerFedAvgResult:
     """Fit Per-FedAvg with full-batch local steps.
 
@@ -122,6 +130,15 @@ def perfedavg(
         2: exact MAML gradient (Hessian-vector product); 1: first-order approximation.
     adapt_steps : int, default=1
         Local steps of size ``a`` that make the personal models.
+    systems : SystemsModel, optional
+        Heterogeneous local work (fewer local steps, at least one), drops and the cost
+        model (a local step costs ``4 * 3`` per sample with the Hessian-vector product,
+        ``4 * 2`` first-order), as for every fmtl method.
+    random_state : int, Generator or None
+        Seeds the systems model's draws (the method itself is deterministic).
+    eval_every : int, default=1
+    callback : callable, optional
+        Called with each History record.
 
     Returns
     -------
@@ -158,7 +175,8 @@ def perfedavg(
     ys = [np.asarray(y, dtype=np.float64) for y in ys]
     n = tasks.n_samples.astype(np.float64)
     p = n / n.sum()
-    rec = Recorder(SystemsRuntime(None, tasks.n_samples, 1.0, flops_factor=4.0))
+    passes = local_steps * (3 if order == 2 else 2)  # gradient/HVP evaluations per round
+    loop = RoundLoop(tasks.n_samples, systems, 4.0 * passes, random_state, eval_every, callback)
     w = np.zeros(d)
 
     def maml_value(w):
@@ -167,22 +185,26 @@ def perfedavg(
             for pt, X, y in zip(p, Xs, ys, strict=True)
         )
 
-    for h in range(rounds):
-        W = np.empty((m, d))
-        for t, (X, y) in enumerate(zip(Xs, ys, strict=True)):
-            v = w.copy()
-            for _ in range(local_steps):
-                g = _grad(X, y, v - a * _grad(X, y, v, loss, lam), loss, lam)
-                if order == 2:
-                    g = g - a * _hvp(X, y, v, g, loss, lam)
-                v = v - beta * g
-            W[t] = v
-        w = p @ W
-        rec.add(h + 1, 0, {"primal": maml_value(w)}, tasks.n_samples, np.ones(m, dtype=bool))
+    def client(t, steps_t, h):
+        X, y = Xs[t], ys[t]
+        v = w.copy()
+        for _ in range(loop.local_steps(t, steps_t, local_steps)):
+            g = _grad(X, y, v - a * _grad(X, y, v, loss, lam), loss, lam)
+            if order == 2:
+                g = g - a * _hvp(X, y, v, g, loss, lam)
+            v = v - beta * g
+        return v
+
+    def server(W, ok, h):
+        nonlocal w
+        w = loop.weights(p, ok) @ np.where(ok[:, None], W, 0.0)
+
+    loop.run(rounds, client, server, lambda: {"primal": float(maml_value(w))})
     coef = np.empty((m, d))
     for t, (X, y) in enumerate(zip(Xs, ys, strict=True)):
         v = w.copy()
         for _ in range(adapt_steps):
             v = v - a * _grad(X, y, v, loss, lam)
         coef[t] = v
-    return PerFedAvgResult(coef=coef, global_coef=w, history=rec.history)
+    silent = loop.finish()
+    return PerFedAvgResult(coef=coef, global_coef=w, history=loop.history, never_reported=silent)

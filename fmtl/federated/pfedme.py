@@ -17,15 +17,24 @@ personal models converge to ``mocha(..., sigma=mean_regularized_sigma(m, mu/lam)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..losses import get_loss
-from ._loop import Recorder, as_tasks, check_frac, check_lam, check_nonneg, check_positive_int
-from .ditto import personal_models
+from ._loop import (
+    as_tasks,
+    check_frac,
+    check_lam,
+    check_nonneg,
+    check_positive_int,
+    draw_seeds,
+    numba_threads,
+)
+from ._rounds import RoundLoop
+from .ditto import personal_models, prox_sdca
 from .history import History
-from .systems import SystemsRuntime
+from .systems import SystemsModel
 
 
 @dataclass
@@ -39,12 +48,14 @@ class PFedMeResult:
     global_coef : ndarray of shape (n_features,)
     history : History
         ``primal``: ``sum_t p_t Fhat_t(w)`` (envelope objective), ``grad_norm``: the norm of
-        its gradient, per round.
+        its gradient, at the model after each recorded round (evaluated exactly).
+    never_reported : ndarray of int
     """
 
     coef: np.ndarray
     global_coef: np.ndarray
     history: History
+    never_reported: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
 
 def pfedme(
@@ -60,6 +71,11 @@ def pfedme(
     weights: str = "samples",
     tol: float = 1e-10,
     grad_tol: float = 0.0,
+    local_passes: float | None = None,
+    systems: SystemsModel | None = None,
+    random_state=None,
+    eval_every: int = 1,
+    callback=None,
 ) -> PFedMeResult:
     """Fit pFedMe with exact personal steps.
 
@@ -82,7 +98,21 @@ def pfedme(
     tol : float, default=1e-10
         Relative local duality gap of each personal solve.
     grad_tol : float, default=0.0
-        Stop once ``||sum_t p_t (w - theta_t)|| <= grad_tol``.
+        Stop once ``||sum_t p_t (w - theta_t)|| <= grad_tol`` (checked at recorded rounds).
+    local_passes : float, optional
+        ``None``: each node solves its personal problem exactly (to ``tol``; the estimated
+        time counts the slowest node's SDCA steps). A number: each node makes that many
+        SDCA passes (scaled by the systems model's work fraction) on its personal problem,
+        warm-started from its previous duals -- the inexact personal step of the paper's
+        K inner iterations; ``theta_t`` is then approximate.
+    systems : SystemsModel, optional
+        Heterogeneous local work, drops and the cost model (8 per SDCA step), as for every
+        fmtl method; only the nodes that report move ``w``.
+    random_state : int, Generator or None
+        Seeds the systems model's draws and the coordinate orders of inexact passes.
+    eval_every : int, default=1
+    callback : callable, optional
+        Called with each History record.
 
     Returns
     -------
@@ -112,34 +142,72 @@ def pfedme(
         raise ValueError(f"beta must be in (0, 1], got {beta!r}")
     if weights not in ("samples", "uniform"):
         raise ValueError(f"weights must be 'samples' or 'uniform', got {weights!r}")
+    if local_passes is not None:
+        local_passes = check_frac("local_passes", local_passes)
     tasks = as_tasks(Xs, ys, loss)
     m, d = tasks.n_tasks, tasks.n_features
     n = tasks.n_samples.astype(np.float64)
     p = n / n.sum() if weights == "samples" else np.full(m, 1.0 / m)
-    rec = Recorder(SystemsRuntime(None, tasks.n_samples, 1.0, flops_factor=8.0))
+    exact = local_passes is None
+    loop = RoundLoop(
+        tasks.n_samples,
+        systems,
+        8.0 * (1.0 if exact else local_passes),
+        random_state,
+        eval_every,
+        callback,
+        slowest_node_time=exact,
+    )
     owner = np.repeat(np.arange(m), tasks.n_samples)
     w = np.zeros(d)
-    for h in range(rounds):
-        # the packed tasks: validated and packed once, not every round
-        theta, _ = personal_models(tasks, None, lam, mu, w, loss, tol=tol)
-        grad = p @ (w - theta)  # (1/mu) grad of sum_t p_t Fhat_t
-        # envelope value at w: F_t(theta_t) + (mu/2) ||theta_t - w||^2
+    warm = (np.zeros(tasks.y.shape[0]), np.zeros((m, d)))
+    # theta_t(w) at the current w, shared by the evaluation and the next round's clients
+    cache: dict = {}
+
+    def exact_theta(active=None):
+        if cache.get("w") is not w:
+            steps = (tasks.n_samples * 10_000).astype(np.int64)
+            seeds = np.arange(1, m + 1, dtype=np.uint64)
+            cache["w"] = w
+            cache["theta"], _, cache["done"] = prox_sdca(
+                tasks, lam, mu, np.tile(w, (m, 1)), loss,
+                steps=steps, seeds=seeds, active=np.ones(m, dtype=bool), tol=tol,
+            )  # fmt: skip
+        if active is not None:  # a round's clients, not the evaluation
+            loop.steps_done[:] = np.where(active, cache["done"], 0)
+        return cache["theta"]
+
+    def client(active, steps, h):
+        if exact:
+            return exact_theta(active)
+        budget = np.floor(local_passes * steps).astype(np.int64)
+        theta, _, _ = prox_sdca(
+            tasks, lam, mu, np.tile(w, (m, 1)), loss,
+            steps=np.where(active, np.maximum(budget, 1), 0),
+            seeds=draw_seeds(loop.rng, m), active=active, state=warm,
+        )  # fmt: skip
+        return theta
+
+    def server(theta, ok, h):
+        nonlocal w
+        q = loop.weights(p, ok)
+        w = w - beta * (q @ np.where(ok[:, None], w - theta, 0.0))
+
+    def evaluate():
+        theta = exact_theta() if exact else _exact(w)
         z = _margins(tasks, theta[owner])
         ell = np.bincount(owner, loss.value(tasks.y, z), minlength=m) / np.maximum(n, 1)
         env = ell + lam / 2 * np.sum(theta**2, 1) + mu / 2 * np.sum((theta - w) ** 2, 1)
-        gnorm = float(mu * np.linalg.norm(grad))
-        rec.add(
-            h + 1,
-            0,
-            {"primal": float(p @ env), "grad_norm": gnorm},
-            tasks.n_samples,
-            np.ones(m, dtype=bool),
-        )
-        if gnorm <= grad_tol:
-            break
-        w = w - beta * grad
-    theta, _ = personal_models(tasks, None, lam, mu, w, loss, tol=tol)
-    return PFedMeResult(coef=theta, global_coef=w, history=rec.history)
+        return {"primal": float(p @ env), "grad_norm": float(mu * np.linalg.norm(p @ (w - theta)))}
+
+    def _exact(w):
+        return personal_models(tasks, None, lam, mu, w, loss, tol=tol)[0]
+
+    with numba_threads(None):
+        loop.run(rounds, client, server, evaluate, lambda v: v["grad_norm"] <= grad_tol, True)
+        theta = _exact(w)
+    silent = loop.finish()
+    return PFedMeResult(coef=theta, global_coef=w, history=loop.history, never_reported=silent)
 
 
 def _margins(tasks, rows: np.ndarray) -> np.ndarray:

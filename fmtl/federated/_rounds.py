@@ -1,0 +1,128 @@
+"""The round loop every model-exchanging method shares (pFedMe, Per-FedAvg, FedRep, pFedHN).
+
+One round: the systems model draws each node's local work and who reports
+(:class:`fmtl.federated.systems.SystemsRuntime`); every reporting node runs the method's
+client update; an update that is not finite is a failed node (dropped for the round, as in
+MOCHA); the server combines the updates of the nodes that reported; the round's estimated
+time is accounted and, every ``eval_every`` rounds, a History record is written with the
+same columns as MOCHA's (``round``, ``est_time``, ``local_steps``, ``dropped``, ``failed``,
+...). The methods differ only in the three callables they pass to :meth:`RoundLoop.run`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from ._loop import Recorder, check_positive_int
+from .history import History
+from .systems import SystemsModel, SystemsRuntime
+
+
+class RoundLoop:
+    """Systems draws, failures, aggregation weights, estimated time and records of a fit.
+
+    Parameters
+    ----------
+    n_samples : ndarray of int, shape (n_tasks,)
+    systems : SystemsModel or None
+    flops_factor : float
+        Estimated-time cost of one sample visit times the passes over its data a node
+        makes in a round at full speed (e.g. ``4 * 3`` for three gradient evaluations).
+    random_state : int, Generator or None
+        Seeds the systems draws (drops, heterogeneity).
+    eval_every : int
+    callback : callable, optional
+    slowest_node_time : bool, default=False
+        Estimated time from the slowest node's work (methods that solve to an accuracy and
+        report their work in :attr:`steps_done`) instead of the round's fixed budget.
+    """
+
+    def __init__(
+        self,
+        n_samples: np.ndarray,
+        systems: SystemsModel | None,
+        flops_factor: float,
+        random_state=None,
+        eval_every: int = 1,
+        callback=None,
+        slowest_node_time: bool = False,
+    ) -> None:
+        self.n = np.asarray(n_samples)
+        self.runtime = SystemsRuntime(
+            systems, self.n, 1.0, flops_factor=flops_factor, slowest_node_time=slowest_node_time
+        )
+        self.recorder = Recorder(self.runtime, callback)
+        self.rng = np.random.default_rng(random_state)
+        self.eval_every = check_positive_int("eval_every", eval_every)
+
+    @property
+    def history(self) -> History:
+        return self.recorder.history
+
+    def run(
+        self,
+        rounds: int,
+        client: Callable[[int, int, int], np.ndarray],
+        server: Callable[[np.ndarray, np.ndarray, int], None],
+        evaluate: Callable[[], dict],
+        stop: Callable[[dict], bool] | None = None,
+        batched: bool = False,
+    ) -> int:
+        """Run up to ``rounds`` rounds; returns the number run.
+
+        ``client(t, steps_t, h)`` returns node ``t``'s update (an array; non-finite entries
+        mark a failed node); ``server(updates, ok, h)`` applies the updates of the nodes in
+        the boolean mask ``ok`` (``updates[t]`` is meaningless elsewhere), called only when
+        some node reported; ``evaluate()`` returns the record's values; ``stop(values)``
+        ends the fit early after a recorded round. ``batched=True``: one call
+        ``client(active, steps, h)`` returns the ``(n_tasks, ...)`` updates of all active
+        nodes at once. A client may record the work it did in ``self.steps_done[t]``.
+        """
+        m = self.n.shape[0]
+        updates = None
+        for h in range(rounds):
+            steps, active = self.runtime.draw(self.rng)
+            self.steps_done = steps.copy()
+            if batched:
+                updates = np.asarray(client(active.copy(), steps, h), dtype=np.float64)
+            else:
+                for t in np.flatnonzero(active):
+                    u = np.asarray(client(int(t), int(steps[t]), h), dtype=np.float64)
+                    if updates is None:
+                        updates = np.zeros((m, *u.shape))
+                    updates[t] = u
+            failed = np.zeros(m, dtype=bool)
+            if updates is not None:
+                flat = updates.reshape(m, -1)
+                failed = active & ~np.all(np.isfinite(flat), axis=1)
+            self.runtime.fail(failed, active)  # also clears them from ``active``
+            if active.any():
+                server(updates, active.copy(), h)
+            self.recorder.tick(np.where(active, self.steps_done, 0))
+            if (h + 1) % self.eval_every == 0 or h + 1 == rounds:
+                values = evaluate()
+                self.recorder.add(h + 1, 0, values, self.steps_done, active)
+                if stop is not None and stop(values):
+                    return h + 1
+        return rounds
+
+    def local_steps(self, t: int, steps_t: int, per_round: int) -> int:
+        """Steps node ``t`` makes this round: ``per_round`` at full speed, scaled by the
+        work fraction the systems model drew (``steps_t / n_t`` of the fastest node's),
+        at least one."""
+        n_t = int(self.n[t])
+        if n_t <= 0:
+            return 0
+        top = 1.0 if self.runtime.range is None else self.runtime.range[1]
+        return int(max(1, round(per_round * (steps_t / n_t) / top)))
+
+    def weights(self, p: np.ndarray, ok: np.ndarray) -> np.ndarray:
+        """Aggregation weights ``p_t`` renormalised over the nodes that reported."""
+        q = np.where(ok, p, 0.0)
+        return q / q.sum()
+
+    def finish(self) -> np.ndarray:
+        """Warn about nodes that never reported; returns them."""
+        return self.recorder.warn_silent_nodes()
