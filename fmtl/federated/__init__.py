@@ -5,6 +5,7 @@ from .ditto import DittoResult, ditto
 from .fedavg import FedAvgResult, fedavg
 from .fedrep import FedRepResult, fedrep
 from .history import History
+from .kernel_mocha import KernelMochaResult, kernel_mocha
 from .mbsdca import mbsdca
 from .mbsgd import mbsgd
 from .mocha import MochaResult, certificates, mocha
@@ -18,6 +19,7 @@ __all__ = [
     "FedAvgResult",
     "FedRepResult",
     "History",
+    "KernelMochaResult",
     "MochaResult",
     "PFedHNResult",
     "PFedMeResult",
@@ -29,6 +31,7 @@ __all__ = [
     "fedavg",
     "fedrep",
     "fit_new_embedding",
+    "kernel_mocha",
     "mbsdca",
     "mbsgd",
     "mocha",
