@@ -31,6 +31,7 @@ _PERSONALIZED = (
     "PFedHNClassifier",
     "PFedHNRegressor",
     "FedRepRegressor",
+    "FedRepClassifier",
 )
 
 
@@ -72,6 +73,7 @@ __all__ = [
     "PerFedAvgClassifier",
     "PerFedAvgRegressor",
     "FedRepRegressor",
+    "FedRepClassifier",
     "get_loss",
     "mocha",
     "__version__",

@@ -90,6 +90,7 @@ def _personalized_classes() -> tuple:
         p.PFedHNClassifier,
         p.PFedHNRegressor,
         p.FedRepRegressor,
+        p.FedRepClassifier,
     )
 
 
@@ -107,6 +108,11 @@ _CLASSES: dict[str, type] = {
     )
 }
 
+# pFedHN's hypernetwork, embeddings and (kernel hypernetwork only) random-feature map
+_HYPERNETWORK = ("hypernetwork_", "embeddings_", "feature_map_omega_", "feature_map_offset_")
+# FedRep's shared representation B (n_features x k) and personal heads (n_tasks x k)
+_REPRESENTATION = ("representation_", "heads_")
+
 # fitted attributes this module knows how to save (public ones: sklearn's trailing "_")
 _FITTED = frozenset(
     {
@@ -123,6 +129,8 @@ _FITTED = frozenset(
         "classes_",
         "global_coef_",
         "local_gap_",
+        *_HYPERNETWORK,
+        *_REPRESENTATION,
     }
 )
 
@@ -438,7 +446,16 @@ GlobalClassifier or GlobalRegressor
     if names_in is not None:
         header["feature_names_in"] = [str(v) for v in names_in]
 
-    for name in ("coef_", "dual_coef_", "sigma_", "omega_", "global_coef_", "local_gap_"):
+    for name in (
+        "coef_",
+        "dual_coef_",
+        "sigma_",
+        "omega_",
+        "global_coef_",
+        "local_gap_",
+        *_HYPERNETWORK,
+        *_REPRESENTATION,
+    ):
         value = getattr(estimator, name, None)
         if value is not None:
             value = np.asarray(value)
@@ -612,6 +629,27 @@ def _build(header: dict, arrays: dict[str, np.ndarray], where: str) -> Any:
     ):
         if name in arrays and arrays[name].shape != shape:
             raise ValueError(f"{where}: {name} has the wrong shape {arrays[name].shape}")
+    if "hypernetwork_" in arrays:
+        q = arrays["hypernetwork_"].shape[-1]
+        k = arrays["embeddings_"].shape[-1] if "embeddings_" in arrays else 0
+        for name, shape in (
+            ("hypernetwork_", (*lead, n_features, q)),
+            ("embeddings_", (*lead, m, k)),
+            ("feature_map_omega_", (*lead, q, k)),
+            ("feature_map_offset_", (*lead, q)),
+        ):
+            if name in arrays and arrays[name].shape != shape:
+                raise ValueError(f"{where}: {name} has the wrong shape {arrays[name].shape}")
+    if any(name in arrays for name in _REPRESENTATION):
+        if not all(name in arrays for name in _REPRESENTATION):
+            raise ValueError(f"{where}: {' and '.join(_REPRESENTATION)} come together")
+        k = arrays["representation_"].shape[-1]
+        for name, shape in (
+            ("representation_", (*lead, n_features, k)),
+            ("heads_", (*lead, m, k)),
+        ):
+            if arrays[name].shape != shape:
+                raise ValueError(f"{where}: {name} has the wrong shape {arrays[name].shape}")
     dual = arrays["dual_coef_"]
     if dual.ndim != len(lead) + 1 or (lead and dual.shape[0] != lead[0]):
         raise ValueError(f"{where}: dual_coef_ has the wrong shape {arrays['dual_coef_'].shape}")
@@ -646,7 +684,7 @@ def _build(header: dict, arrays: dict[str, np.ndarray], where: str) -> Any:
     est.dual_coef_ = arrays["dual_coef_"]
     est.history_ = runs if lead else runs[0]
     est.never_reported_ = tasks[never]
-    for name in ("global_coef_", "local_gap_"):
+    for name in ("global_coef_", "local_gap_", *_HYPERNETWORK, *_REPRESENTATION):
         if name in arrays:
             setattr(est, name, arrays[name])
     return est

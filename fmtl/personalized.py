@@ -20,7 +20,7 @@ from .federated.fedavg import fedavg
 from .federated.fedrep import fedrep
 from .federated.history import History
 from .federated.perfedavg import perfedavg
-from .federated.pfedhn import pfedhn
+from .federated.pfedhn import fit_new_embedding, hypernetwork_features, pfedhn
 from .federated.pfedme import pfedme
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "DittoRegressor",
     "FedAvgClassifier",
     "FedAvgRegressor",
+    "FedRepClassifier",
     "FedRepRegressor",
     "PFedHNClassifier",
     "PFedHNRegressor",
@@ -439,12 +440,17 @@ class _PerFedAvgBase(_FedAvgBase):
 
 
 class _PFedHNBase(_FedAvgBase):
+    _FEATURE_MAP_ATTRS = ("feature_map_omega_", "feature_map_offset_")
+
     def __init__(
         self,
         alpha: float = 1e-3,
         *,
         loss: str | None = None,
         embedding_dim: int = 2,
+        hypernetwork: str = "linear",
+        n_components: int = 100,
+        kernel_gamma: float = 1.0,
         rounds: int = 200,
         local_steps: int = 1,
         lr: float = 0.5,
@@ -454,6 +460,9 @@ class _PFedHNBase(_FedAvgBase):
         self.alpha = alpha
         self.loss = loss
         self.embedding_dim = embedding_dim
+        self.hypernetwork = hypernetwork
+        self.n_components = n_components
+        self.kernel_gamma = kernel_gamma
         self.rounds = rounds
         self.local_steps = local_steps
         self.lr = lr
@@ -468,13 +477,96 @@ class _PFedHNBase(_FedAvgBase):
             float(self.alpha),
             loss.name,
             embedding_dim=self.embedding_dim,
+            hypernetwork=self.hypernetwork,
+            n_components=self.n_components,
+            kernel_gamma=self.kernel_gamma,
             rounds=self.rounds,
             local_steps=self.local_steps,
             lr=self.lr,
             eta=self.eta,
             random_state=self.random_state,
         )
-        return _Fit(res.coef, res.history)
+        part = {"hypernetwork_": res.hypernetwork, "embeddings_": res.embeddings}
+        if res.feature_map is not None:
+            part.update(zip(self._FEATURE_MAP_ATTRS, res.feature_map, strict=True))
+        self._parts().append(part)
+        return _Fit(res.coef, res.history, res.never_reported)
+
+    def _store(self, results, labels):
+        for name in self._FEATURE_MAP_ATTRS:  # a refit with hypernetwork="linear" has none
+            self.__dict__.pop(name, None)
+        super()._store(results, labels)
+
+    def fit_new_task(self, X, y, *, rounds: int = 500) -> np.ndarray:
+        """Model of a client unseen during ``fit``, learned through its embedding alone.
+
+        The hypernetwork (``hypernetwork_`` and, for ``"rff"``, the feature map) stays
+        fixed; only the new client's embedding is fitted to its data by
+        :func:`fmtl.federated.pfedhn.fit_new_embedding` (step size ``lr``, starting from the
+        best of the fitted ``embeddings_``). The estimator is not modified.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            The new client's rows.
+        y : array-like of shape (n_samples,)
+            Its targets (a classifier: labels among ``classes_``).
+        rounds : int, default=500
+            Gradient steps on the embedding.
+
+        Returns
+        -------
+        coef : ndarray of shape (n_features,) or (n_classes, n_features)
+            The new client's linear model (per class for a multiclass classifier, as in
+            ``coef_``); its predictions are ``X @ coef`` (the margins of a classifier).
+        """
+        from sklearn.base import ClassifierMixin
+        from sklearn.utils.validation import check_is_fitted, validate_data
+
+        check_is_fitted(self, "hypernetwork_")
+        try:
+            X = validate_data(self, X, accept_sparse="csr", dtype=np.float64, reset=False)
+        except (TypeError, ValueError) as e:
+            raise type(e)(f"invalid X: {e}") from e
+        y = np.asarray(y)
+        if y.ndim != 1 or y.shape[0] != X.shape[0]:
+            raise ValueError(f"y must be 1-D with one value per row of X, got shape {y.shape}")
+        if isinstance(self, ClassifierMixin):
+            unknown = ~np.isin(y, self.classes_)
+            if unknown.any():
+                raise ValueError(
+                    f"y contains labels not seen during fit: {np.unique(y[unknown]).tolist()}"
+                )
+            classes = self.classes_[1:] if self.classes_.shape[0] == 2 else self.classes_
+            targets = [np.where(y == c, 1.0, -1.0) for c in classes]
+        else:
+            targets = [np.asarray(y, dtype=np.float64)]
+            if not np.all(np.isfinite(targets[0])):
+                raise ValueError("y contains NaN or inf")
+        loss = self._check_loss()
+        multi = len(targets) > 1
+        coefs = []
+        for c, target in enumerate(targets):
+            Phi = self.hypernetwork_[c] if multi else self.hypernetwork_
+            V = self.embeddings_[c] if multi else self.embeddings_
+            fmap = None
+            if hasattr(self, "feature_map_omega_"):
+                omega, b = self.feature_map_omega_, self.feature_map_offset_
+                fmap = (omega[c], b[c]) if multi else (omega, b)
+            v = fit_new_embedding(
+                X,
+                target,
+                Phi,
+                float(self.alpha),
+                loss.name,
+                feature_map=fmap,
+                init=V,
+                rounds=rounds,
+                lr=self.lr,
+            )
+            psi = hypernetwork_features(v, *(fmap or (None, None)))
+            coefs.append(Phi @ psi)
+        return np.stack(coefs) if multi else coefs[0]
 
 
 class _FedRepBase(_FedAvgBase):
@@ -504,12 +596,67 @@ class _FedRepBase(_FedAvgBase):
             ys,
             self.rank,
             float(self.alpha),
+            loss,
             rounds=self.rounds,
             rep_steps=self.rep_steps,
             lr=self.lr,
             random_state=self.random_state,
         )
-        return _Fit(res.coef, res.history)
+        self._parts().append({"representation_": res.representation, "heads_": res.heads})
+        return _Fit(res.coef, res.history, res.never_reported)
+
+
+_FEDREP_DOC = """FedRep {kind}: a shared representation and personal heads, ``w_t = B h_t``.
+
+    Fits :func:`fmtl.federated.fedrep.fedrep`: the server averages an orthonormal ``B``
+    (``n_features x rank``) and every task solves its head ``h_t`` exactly (its
+    ``rank``-dimensional penalised problem) given ``B``.{ovr}
+
+    Parameters
+    ----------
+    alpha : float, default=1e-3
+        Penalty ``(alpha/2) ||h_t||^2`` on the heads (``lam`` of ``fedrep``).
+    loss : {losses} or None, default=None
+        ``None`` means ``"{default}"``.{loss_note}
+    rank : int, default=2
+        Dimension ``k`` of the representation (``1 <= k <= n_features``).
+    rounds : int, default=100
+    rep_steps : int, default=1
+        Local gradient steps on ``B`` per round.
+    lr : float, default=0.5
+        Their step size.
+    random_state : int, Generator or None
+        Seeds the initial ``B``.
+
+    Attributes
+    ----------
+    coef_ : ndarray of shape ({lead}n_tasks, n_features)
+        Personal models ``B h_t``.
+    representation_ : ndarray of shape ({lead}n_features, rank)
+        ``B`` (orthonormal columns).
+    heads_ : ndarray of shape ({lead}n_tasks, rank)
+    tasks_ : ndarray of shape (n_tasks,)
+    history_ : fmtl.federated.History{hist}
+
+    Examples
+    --------
+    >>> from fmtl.personalized import FedRep{cls}
+    >>> from fmtl.datasets import make_multitask_{data}
+    >>> X, y, tasks = make_multitask_{data}(n_tasks=3, n_samples=30, n_features=4,
+    ...                                     random_state=0).stack()
+    >>> est = FedRep{cls}(rounds=10, random_state=0).fit(X, y, tasks)
+    >>> est.coef_.shape, est.representation_.shape, est.heads_.shape
+    ((3, 4), (4, 2), (3, 2))
+    """
+
+_FEDREP_CLF = dict(
+    ovr=" More than two classes: one-vs-rest, one FedRep fit per class.",
+    lead="[n_classes, ]",
+    hist=" (a list, one per class, with more than two classes)",
+    loss_note=' ``"smoothed_hinge"`` uses ``gamma = 1``.',
+    **_CLF,
+)
+_FEDREP_REG = dict(ovr="", lead="", hist="", loss_note="", **_REG)
 
 
 _SIMPLE_DOC = """{method} {kind} (see :func:`fmtl.federated.{func}`).
@@ -555,26 +702,75 @@ class PerFedAvgRegressor(_TaskRegressorMixin, _PerFedAvgBase):
     )
 
 
+_PFEDHN_DOC = """pFedHN {kind}: a server hypernetwork maps client embeddings to models.
+
+    ``w_t = Phi v_t`` (``hypernetwork="linear"``) or ``w_t = Phi psi(v_t)`` with ``psi`` a
+    fixed random-Fourier-feature map of the embedding (``"rff"``: an RBF-kernel hypernetwork,
+    so ``w_t`` may depend non-linearly on ``v_t``); clients take local gradient steps and the
+    server updates ``Phi`` and the embeddings by the chain rule
+    (:func:`fmtl.federated.pfedhn.pfedhn`). :meth:`fit_new_task` fits an unseen client
+    through its embedding alone.
+
+    Parameters
+    ----------
+    alpha : float, default=1e-3
+        L2 weight ``lambda`` of every task's objective.
+    loss : {losses} or None, default=None
+        ``None`` means ``"{default}"``.
+    embedding_dim : int, default=2
+        ``k``, the size of each client's embedding.
+    hypernetwork : {{"linear", "rff"}}, default="linear"
+    n_components : int, default=100
+        Random features of ``"rff"``.
+    kernel_gamma : float, default=1.0
+        RBF width of ``"rff"`` in embedding space.
+    rounds, local_steps, lr, eta, random_state
+        As in :func:`fmtl.federated.pfedhn.pfedhn`.
+
+    Attributes
+    ----------
+    coef_ : ndarray of shape (n_tasks, n_features)
+        Personal models (stacked per class for a multiclass classifier, as are the others).
+    hypernetwork_ : ndarray of shape (n_features, embedding_dim or n_components)
+        ``Phi``.
+    embeddings_ : ndarray of shape (n_tasks, embedding_dim)
+        The ``v_t``.
+    feature_map_omega_, feature_map_offset_ : ndarray
+        ``"rff"`` only: the map ``psi(v) = sqrt(2/D) cos(omega v + offset)`` (see
+        :func:`fmtl.federated.pfedhn.hypernetwork_features`).
+    tasks_ : ndarray of shape (n_tasks,)
+    history_ : fmtl.federated.History
+    never_reported_ : ndarray
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fmtl.personalized import {name}
+    >>> from fmtl.datasets import make_multitask_{data}
+    >>> data = make_multitask_{data}(n_tasks=4, n_samples=30, n_features=4, random_state=0)
+    >>> X, y, tasks = data.stack()
+    >>> est = {name}(hypernetwork="rff", n_components=20, rounds=10, random_state=0)
+    >>> est = est.fit(X, y, tasks)
+    >>> est.coef_.shape, est.hypernetwork_.shape, est.embeddings_.shape
+    ((4, 4), (4, 20), (4, 2))
+    >>> est.fit_new_task(data.X[0], data.y[0], rounds=20).shape  # a "new" client
+    (4,)
+    """
+
+
 class PFedHNClassifier(_TaskClassifierMixin, _PFedHNBase):
-    __doc__ = _SIMPLE_DOC.format(
-        method="pFedHN (linear hypernetwork)",
-        func="pfedhn.pfedhn",
-        name="PFedHNClassifier",
-        **_CLF2,
-    )
+    __doc__ = _PFEDHN_DOC.format(name="PFedHNClassifier", **_CLF2)
     _loss_choices = ("logistic",)
 
 
 class PFedHNRegressor(_TaskRegressorMixin, _PFedHNBase):
-    __doc__ = _SIMPLE_DOC.format(
-        method="pFedHN (linear hypernetwork)", func="pfedhn.pfedhn", name="PFedHNRegressor", **_REG
-    )
+    __doc__ = _PFEDHN_DOC.format(name="PFedHNRegressor", **_REG)
 
 
 class FedRepRegressor(_TaskRegressorMixin, _FedRepBase):
-    __doc__ = _SIMPLE_DOC.format(
-        method="FedRep (shared representation)",
-        func="fedrep.fedrep",
-        name="FedRepRegressor",
-        **_REG,
-    )
+    __doc__ = _FEDREP_DOC.format(**_FEDREP_REG)
+
+
+class FedRepClassifier(_TaskClassifierMixin, _FedRepBase):
+    __doc__ = _FEDREP_DOC.format(**_FEDREP_CLF)
+    _loss_choices = ("logistic", "smoothed_hinge", "hinge")

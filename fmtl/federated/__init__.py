@@ -3,14 +3,14 @@
 from .cocoa import cocoa
 from .ditto import DittoResult, ditto
 from .fedavg import FedAvgResult, fedavg
-from .fedrep import FedRepResult, fedrep
+from .fedrep import FedRepResult, fedrep, head_problem_gap
 from .history import History
 from .kernel_mocha import KernelMochaResult, kernel_mocha
 from .mbsdca import mbsdca
 from .mbsgd import mbsgd
 from .mocha import MochaResult, certificates, mocha
 from .perfedavg import PerFedAvgResult, perfedavg
-from .pfedhn import PFedHNResult, fit_new_embedding, pfedhn
+from .pfedhn import PFedHNResult, fit_new_embedding, hypernetwork_features, pfedhn
 from .pfedme import PFedMeResult, pfedme
 from .systems import SystemsModel
 
@@ -31,6 +31,8 @@ __all__ = [
     "fedavg",
     "fedrep",
     "fit_new_embedding",
+    "head_problem_gap",
+    "hypernetwork_features",
     "kernel_mocha",
     "mbsdca",
     "mbsgd",

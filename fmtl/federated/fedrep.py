@@ -1,23 +1,37 @@
-"""FedRep (Collins et al., ICML 2021) for linear regression: a shared representation
-``B`` (d x k) and personal heads ``h_t`` (k), ``w_t = B h_t``.
+"""FedRep (Collins et al., ICML 2021) for linear models: a shared representation ``B``
+(d x k) and personal heads ``h_t`` (k), ``w_t = B h_t``.
 
-Round: every node solves its head exactly on its own data given ``B`` (ridge in the k
-features ``X_t B``), then takes ``rep_steps`` gradient steps on ``B`` with its head
-fixed; the server averages the nodes' ``B`` (weights ``n_t``) and re-orthonormalises it
-(QR, as in the paper's analysis: only the column space matters, the heads absorb the
-rest). The objective ``sum_t p_t [mean_i (y_ti - x_ti B h_t)^2 / 2] + (lam/2) sum ||h_t||^2``
-is not convex in ``(B, h)``; its convex relaxation is low-rank (trace-norm) MTL.
+Round (on :class:`fmtl.federated._rounds.RoundLoop`, so with the systems model's drops,
+heterogeneous work and estimated time): every reporting node solves its head exactly on
+its own data given ``B``,
+
+    h_t = argmin_h  mean_i l(y_ti, h . (B^T x_ti)) + (lam/2) ||h||^2,
+
+a k-dimensional convex problem (ridge in closed form for the squared loss; fmtl's SDCA on
+the projected data ``Z_t = X_t B`` to a certified duality gap for the classification
+losses), then takes ``rep_steps`` (sub)gradient steps on ``B`` of ``mean_i l(y_ti, x_ti^T
+B h_t)`` with its head fixed and sends its ``B_t``; the server averages the reporting
+nodes' ``B_t`` (weights ``n_t``, renormalised over those that reported) and
+re-orthonormalises it (QR, as in the paper's analysis: only the column space matters, the
+heads absorb the rest). The objective ``sum_t p_t mean_i l(y_ti, x_ti^T B h_t) + (lam/2)
+sum_t ||h_t||^2`` is not convex in ``(B, h)``; its convex relaxation is low-rank
+(trace-norm) MTL.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
+import scipy.sparse as sp
 
-from ._loop import Recorder, as_tasks, check_frac, check_nonneg, check_positive_int
+from ..losses import get_loss
+from ..solvers._packing import pack_tasks
+from ._loop import as_tasks, check_frac, check_lam, check_nonneg, check_positive_int
+from ._rounds import RoundLoop
+from .ditto import prox_sdca
 from .history import History
-from .systems import SystemsRuntime
+from .systems import SystemsModel
 
 
 @dataclass
@@ -31,24 +45,112 @@ class FedRepResult:
     representation : ndarray of shape (n_features, k)
         ``B`` with orthonormal columns.
     heads : ndarray of shape (n_tasks, k)
+        Every node's exact head for the final ``B``.
     history : History
-        ``primal``: the weighted mean squared loss plus the heads' penalty, per round.
+        ``primal``: the weighted mean loss plus the heads' penalty, per recorded round;
+        and the systems columns (``est_time``, ``local_steps``, ``dropped``, ``failed``).
+    head_gap : ndarray of shape (n_tasks,)
+        Duality gap of each final head's problem: SDCA's certificate for the
+        classification losses; for the squared loss (closed form) the gap at the dual
+        point ``a_i = y_i - z_i`` when ``lam > 0``, NaN when ``lam == 0``.
+    never_reported : ndarray of int
+        Nodes that never reported a round (the systems model dropped them every time).
     """
 
     coef: np.ndarray
     representation: np.ndarray
     heads: np.ndarray
     history: History
+    head_gap: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    never_reported: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
 
-def _heads(Xs, ys, B, lam):
-    k = B.shape[1]
-    H = np.empty((len(Xs), k))
-    for t, (X, y) in enumerate(zip(Xs, ys, strict=True)):
-        Z = np.asarray(X @ B)
-        n = Z.shape[0]
-        H[t] = np.linalg.solve(Z.T @ Z / n + lam * np.eye(k), Z.T @ y / n)
-    return H
+_MAX_PASSES = 100_000  # safeguard cap on a head solve's SDCA passes
+
+
+def _ridge_head(Z, y, lam):
+    # the squared loss's head: ridge in the k features Z = X_t B, closed form
+    n, k = Z.shape
+    if n == 0:
+        return np.zeros(k)
+    return np.linalg.solve(Z.T @ Z / n + lam * np.eye(k), Z.T @ y / n)
+
+
+def _dual_gap(Z, y, a, lam, loss):
+    # the head problem's primal point v(a) = Z^T a / (lam n) and its Fenchel-Young gap
+    n = Z.shape[0]
+    v = Z.T @ a / (lam * n)
+    z = Z @ v
+    return v, float(np.mean(loss.value(y, z) - loss.neg_conjugate(y, a) + a * z))
+
+
+def _sdca_head(Z, y, alpha, lam, loss, tol, seed):
+    """Exact head of a classification loss by SDCA on ``Z = X_t B``, warm-started from the
+    duals ``alpha`` (updated in place): the gap ends ``<= tol * mean l(y, 0)``."""
+    n, k = Z.shape
+    if n == 0:
+        return np.zeros(k), 0.0
+    target = tol * float(np.mean(loss.value(y, np.zeros(n))))
+    v, g0 = _dual_gap(Z, y, alpha, lam, loss)
+    if g0 <= target:
+        return v, g0
+    tasks = pack_tasks([Z], [y])
+    V, gaps, _ = prox_sdca(
+        tasks,
+        lam,
+        0.0,
+        np.zeros((1, k)),
+        loss,
+        steps=np.array([n * _MAX_PASSES], dtype=np.int64),
+        seeds=np.array([seed], dtype=np.uint64),
+        active=np.ones(1, dtype=bool),
+        tol=target / g0,
+        state=(alpha, (Z.T @ alpha / n)[None, :]),
+    )
+    return V[0], float(gaps[0])
+
+
+def head_problem_gap(Z, y, h, lam: float, loss="squared", gamma: float = 1.0) -> float:
+    """Duality gap of ``min_h mean_i l(y_i, h.z_i) + (lam/2) ||h||^2`` at ``h``, with the
+    dual point ``a_i = -l'(y_i, h.z_i)`` (an upper bound on ``h``'s suboptimality for the
+    smooth losses; ``lam > 0``).
+
+    Parameters
+    ----------
+    Z : ndarray of shape (n, k)
+        Projected data ``X_t B``.
+    y : ndarray of shape (n,)
+    h : ndarray of shape (k,)
+    lam : float
+    loss : str, default="squared"
+    gamma : float, default=1.0
+
+    Returns
+    -------
+    float
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> Z, y = rng.normal(size=(30, 2)), rng.normal(size=30)
+    >>> h = np.linalg.solve(Z.T @ Z / 30 + 0.1 * np.eye(2), Z.T @ y / 30)
+    >>> bool(head_problem_gap(Z, y, h, 0.1) < 1e-12)
+    True
+    """
+    loss = get_loss(loss, gamma)
+    lam = check_lam(lam)
+    Z = np.asarray(Z, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    n = Z.shape[0]
+    if n == 0:
+        return 0.0
+    z = Z @ h
+    primal = float(np.mean(loss.value(y, z)) + lam / 2 * h @ h)
+    a = -loss.derivative(y, z)
+    v = Z.T @ a / (lam * n)
+    dual = float(np.mean(loss.neg_conjugate(y, a)) - lam / 2 * v @ v)
+    return primal - dual
 
 
 def fedrep(
@@ -56,28 +158,52 @@ def fedrep(
     ys,
     rank: int,
     lam: float = 0.0,
+    loss="squared",
     *,
+    gamma: float = 1.0,
     rounds: int = 100,
     rep_steps: int = 1,
     lr: float = 0.5,
+    head_tol: float = 1e-12,
+    systems: SystemsModel | None = None,
     random_state=None,
+    eval_every: int = 1,
+    callback=None,
 ) -> FedRepResult:
-    """Fit FedRep (squared loss): shared ``B`` of the given rank, exact personal heads.
+    """Fit FedRep: shared ``B`` of the given rank, exact personal heads.
 
     Parameters
     ----------
-    Xs, ys : lists of per-task arrays (dense or sparse), real targets
+    Xs, ys : lists of per-task arrays (dense or sparse)
+        Real targets for ``loss="squared"``, labels in {-1, +1} otherwise.
     rank : int
         ``k``, the representation's dimension (``1 <= k <= d``).
     lam : float, default=0.0
-        Ridge penalty on the heads (``>= 0``).
+        L2 penalty ``(lam/2) ||h_t||^2`` on the heads: ``>= 0`` for the squared loss
+        (ridge), ``> 0`` for the classification losses (their head problems need it).
+    loss : {"squared", "logistic", "smoothed_hinge", "hinge"}, default="squared"
+    gamma : float, default=1.0
+        Smoothing of ``"smoothed_hinge"``.
     rounds : int, default=100
     rep_steps : int, default=1
-        Local gradient steps on ``B`` per round.
+        Local (sub)gradient steps on ``B`` per round at full speed (the systems model
+        scales them with the node's drawn work fraction, at least one).
     lr : float, default=0.5
-        Step size of those steps (on the mean squared loss).
+        Step size of those steps (on the mean loss).
+    head_tol : float, default=1e-12
+        Head solves of the classification losses (SDCA, warm-started from the node's
+        previous duals) stop once their duality gap is at most ``head_tol`` times its
+        value at ``h = 0`` (``mean_i l(y_i, 0)``).
+    systems : SystemsModel, optional
+        Drops, dead nodes, heterogeneous work and the cost model (a round costs ``4 *
+        (rep_steps + 1)`` per sample: the head solve plus the representation steps).
     random_state : int, Generator or None
-        Seeds the random orthonormal initial ``B``.
+        Seeds the random orthonormal initial ``B`` and then the systems model's draws
+        (one Generator).
+    eval_every : int, default=1
+        Record the History every this many rounds (and after the last).
+    callback : callable, optional
+        Called with each History record.
 
     Returns
     -------
@@ -86,10 +212,20 @@ def fedrep(
     Raises
     ------
     ValueError
-        For invalid data or parameters (named).
+        For invalid data or parameters (named): an unknown ``loss``, ``rank`` outside
+        ``[1, d]``, ``lam < 0`` (``lam <= 0`` for a classification loss), labels other
+        than -1/+1 for a classification loss, ...
+
+    Warns
+    -----
+    RuntimeWarning
+        If some node never reported a round (its head is still fitted on the final
+        ``B``).
 
     Examples
     --------
+    Regression on data from a rank-2 model:
+
     >>> import numpy as np
     >>> rng = np.random.default_rng(0)
     >>> B = np.linalg.qr(rng.normal(size=(6, 2)))[0]
@@ -98,38 +234,88 @@ def fedrep(
     >>> res = fedrep(Xs, ys, rank=2, rounds=50, random_state=0)
     >>> res.representation.shape, res.heads.shape
     ((6, 2), (8, 2))
+
+    Classification (logistic heads, certified by SDCA), with dropped nodes:
+
+    >>> from fmtl.federated import SystemsModel
+    >>> ys = [np.sign(X @ B @ rng.normal(size=2)) for X in Xs]
+    >>> res = fedrep(Xs, ys, rank=2, lam=0.01, loss="logistic", rounds=30,
+    ...              systems=SystemsModel(drop_prob=0.2), random_state=0)
+    >>> bool(res.head_gap.max() <= 1e-8), res.history["dropped"].shape
+    (True, (30, 8))
     """
-    tasks = as_tasks(Xs, ys)
-    d = tasks.n_features
+    loss = get_loss(loss, gamma)
+    tasks = as_tasks(Xs, ys, loss)
+    m, d = tasks.n_tasks, tasks.n_features
     rank = check_positive_int("rank", rank)
     if rank > d:
         raise ValueError(f"rank must be at most n_features={d}, got {rank}")
-    lam = check_nonneg("lam", lam)
+    if loss.name == "squared":
+        lam = check_nonneg("lam", lam)
+    else:
+        lam = check_lam(lam)
     rounds = check_positive_int("rounds", rounds)
     rep_steps = check_positive_int("rep_steps", rep_steps)
     lr = check_frac("lr", lr)
+    head_tol = check_frac("head_tol", head_tol)
     rng = np.random.default_rng(random_state)
-    Xs = [X for X in Xs]
-    ys = [np.asarray(y, dtype=np.float64) for y in ys]
+    Xs = [X if sp.issparse(X) else np.asarray(X, dtype=np.float64) for X in Xs]
+    ys = [np.asarray(y, dtype=np.float64).ravel() for y in ys]
     n = tasks.n_samples.astype(np.float64)
     p = n / n.sum()
     B = np.linalg.qr(rng.normal(size=(d, rank)))[0]
-    rec = Recorder(SystemsRuntime(None, tasks.n_samples, 1.0, flops_factor=4.0))
-    for h in range(rounds):
-        H = _heads(Xs, ys, B, lam)
-        Bs = np.zeros_like(B)
-        for t, (X, y) in enumerate(zip(Xs, ys, strict=True)):
-            Bt = B.copy()
-            for _ in range(rep_steps):
-                r = np.asarray(X @ (Bt @ H[t])) - y
-                Bt -= lr * np.outer(np.asarray(X.T @ r).ravel() / len(y), H[t])
-            Bs += p[t] * Bt
-        B = np.linalg.qr(Bs)[0]
-        H = _heads(Xs, ys, B, lam)
-        mse = [
-            np.mean((np.asarray(X @ (B @ ht)) - y) ** 2) / 2
+    loop = RoundLoop(tasks.n_samples, systems, 4.0 * (rep_steps + 1), rng, eval_every, callback)
+    heads: dict[int, tuple[np.ndarray, float]] = {}  # node -> (head, gap) at the current B
+    duals = [np.zeros(len(y)) for y in ys]  # SDCA duals of the heads, warm starts
+
+    def head(t):
+        if t not in heads:
+            Z = np.asarray(Xs[t] @ B)
+            if loss.name == "squared":
+                h = _ridge_head(Z, ys[t], lam)
+                gap = head_problem_gap(Z, ys[t], h, lam) if lam > 0 else np.nan
+            else:
+                h, gap = _sdca_head(Z, ys[t], duals[t], lam, loss, head_tol, seed=t + 1)
+            heads[t] = (h, gap)
+        return heads[t][0]
+
+    def client(t, steps_t, h):
+        X, y = Xs[t], ys[t]
+        ht = head(t)
+        Bt = B.copy()
+        if len(y) == 0:
+            return Bt
+        for _ in range(loop.local_steps(t, steps_t, rep_steps)):
+            g = loss.derivative(y, np.asarray(X @ (Bt @ ht)).ravel())
+            Bt -= lr * np.outer(np.asarray(X.T @ g).ravel() / len(y), ht)
+        return Bt
+
+    def server(Bs, ok, h):
+        nonlocal B
+        q = loop.weights(p, ok)
+        avg = np.zeros_like(B)
+        for t in np.flatnonzero(ok):
+            avg += q[t] * Bs[t]
+        B = np.linalg.qr(avg)[0]
+        heads.clear()
+
+    def evaluate():
+        H = np.array([head(t) for t in range(m)])
+        fit = [
+            np.mean(loss.value(y, np.asarray(X @ (B @ ht)).ravel())) if len(y) else 0.0
             for X, y, ht in zip(Xs, ys, H, strict=True)
         ]
-        primal = float(p @ np.array(mse) + lam / 2 * np.sum(H**2))
-        rec.add(h + 1, 0, {"primal": primal}, tasks.n_samples, np.ones(len(Xs), dtype=bool))
-    return FedRepResult(coef=H @ B.T, representation=B, heads=H, history=rec.history)
+        return {"primal": float(p @ np.array(fit) + lam / 2 * np.sum(H**2))}
+
+    loop.run(rounds, client, server, evaluate)
+    H = np.array([head(t) for t in range(m)])
+    gaps = np.array([heads[t][1] for t in range(m)])
+    silent = loop.finish()
+    return FedRepResult(
+        coef=H @ B.T,
+        representation=B,
+        heads=H,
+        history=loop.history,
+        head_gap=gaps,
+        never_reported=silent,
+    )
