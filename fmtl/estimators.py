@@ -94,10 +94,15 @@ def _progress_printer(every: int):
 
     def show(rec: dict) -> None:
         if rec["round"] % every == 0:
-            joint = f"  joint gap {rec['joint_gap']:.3e}" if "joint_gap" in rec else ""
+            # certificates where the method has them (the dual methods), else the objective
+            extra = "".join(
+                f"  {key.replace('_', ' ')} {rec[key]:.3e}"
+                for key in ("gap", "joint_gap", "grad_norm")
+                if key in rec
+            )
             print(
                 f"  round {rec['round']:5d}  outer {rec['outer']:3d}  primal "
-                f"{rec['primal']:.8f}  gap {rec['gap']:.3e}{joint}",
+                f"{rec['primal']:.8f}{extra}",
                 flush=True,
             )
 

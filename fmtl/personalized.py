@@ -455,7 +455,9 @@ class _PFedHNBase(_FedAvgBase):
         local_steps: int = 1,
         lr: float = 0.5,
         eta: float = 1.0,
+        systems=None,
         random_state=None,
+        verbose: int = 0,
     ) -> None:
         self.alpha = alpha
         self.loss = loss
@@ -467,7 +469,9 @@ class _PFedHNBase(_FedAvgBase):
         self.local_steps = local_steps
         self.lr = lr
         self.eta = eta
+        self.systems = systems
         self.random_state = random_state
+        self.verbose = verbose
         self.gamma = 1.0
 
     def _solve(self, Xs: list, ys: list, loss):
@@ -484,7 +488,9 @@ class _PFedHNBase(_FedAvgBase):
             local_steps=self.local_steps,
             lr=self.lr,
             eta=self.eta,
+            systems=self.systems,
             random_state=self.random_state,
+            callback=_progress_printer(self.verbose),
         )
         part = {"hypernetwork_": res.hypernetwork, "embeddings_": res.embeddings}
         if res.feature_map is not None:
@@ -579,7 +585,9 @@ class _FedRepBase(_FedAvgBase):
         rounds: int = 100,
         rep_steps: int = 1,
         lr: float = 0.5,
+        systems=None,
         random_state=None,
+        verbose: int = 0,
     ) -> None:
         self.alpha = alpha
         self.loss = loss
@@ -587,7 +595,9 @@ class _FedRepBase(_FedAvgBase):
         self.rounds = rounds
         self.rep_steps = rep_steps
         self.lr = lr
+        self.systems = systems
         self.random_state = random_state
+        self.verbose = verbose
         self.gamma = 1.0
 
     def _solve(self, Xs: list, ys: list, loss):
@@ -600,7 +610,9 @@ class _FedRepBase(_FedAvgBase):
             rounds=self.rounds,
             rep_steps=self.rep_steps,
             lr=self.lr,
+            systems=self.systems,
             random_state=self.random_state,
+            callback=_progress_printer(self.verbose),
         )
         self._parts().append({"representation_": res.representation, "heads_": res.heads})
         return _Fit(res.coef, res.history, res.never_reported)
@@ -625,8 +637,12 @@ _FEDREP_DOC = """FedRep {kind}: a shared representation and personal heads, ``w_
         Local gradient steps on ``B`` per round.
     lr : float, default=0.5
         Their step size.
+    systems : fmtl.federated.SystemsModel, optional
+        Heterogeneous work, drops and the cost model of the federated rounds.
     random_state : int, Generator or None
-        Seeds the initial ``B``.
+        Seeds the initial ``B`` and the systems model's draws.
+    verbose : int, default=0
+        Print progress every ``verbose`` recorded rounds.
 
     Attributes
     ----------
@@ -724,8 +740,10 @@ _PFEDHN_DOC = """pFedHN {kind}: a server hypernetwork maps client embeddings to 
         Random features of ``"rff"``.
     kernel_gamma : float, default=1.0
         RBF width of ``"rff"`` in embedding space.
-    rounds, local_steps, lr, eta, random_state
+    rounds, local_steps, lr, eta, systems, random_state
         As in :func:`fmtl.federated.pfedhn.pfedhn`.
+    verbose : int, default=0
+        Print progress every ``verbose`` recorded rounds.
 
     Attributes
     ----------
