@@ -663,10 +663,17 @@ def mocha_data_paths(data_home: str | os.PathLike[str] | None = None) -> list[Pa
     Parameters
     ----------
     data_home : str or path-like, optional
+        Directory searched first.
 
     Returns
     -------
     list of pathlib.Path
+        The candidate directories, in search order.
+
+    Raises
+    ------
+    TypeError
+        If ``data_home`` is not a str or path-like (from :class:`pathlib.Path`).
 
     Examples
     --------
@@ -725,6 +732,12 @@ def find_mocha(
     -------
     pathlib.Path or None
         The first existing file, or None if none was found.
+
+    Raises
+    ------
+    TypeError
+        If ``name`` is neither a non-empty str nor path-like, or ``data_home`` is not a
+        str or path-like.
 
     Examples
     --------
@@ -1042,6 +1055,19 @@ def make_multitask_classification(
         ``y`` values are ``float64`` in ``{-1.0, +1.0}``; ``coef`` is the true ``W`` and
         ``task_groups`` the true cluster ids (or None); ``task_labels = range(n_tasks)``.
 
+    Raises
+    ------
+    TypeError
+        If ``n_tasks``, ``n_features``, ``n_clusters`` or ``rank`` is not an integer, a
+        float parameter is not a real number, ``n_samples`` is neither an int nor an
+        array of ints, or ``random_state`` is not None, an int or a Generator.
+    ValueError
+        If a count is < 1, ``structure`` is unknown, ``n_clusters > n_tasks`` (clustered)
+        or ``rank > min(n_tasks, n_features)`` (low rank), ``noise`` is negative or not
+        finite, ``task_size_imbalance``, ``sparse_density`` or ``flip_y`` is out of range,
+        per-task ``n_samples`` has the wrong shape, a negative entry or comes with
+        ``task_size_imbalance > 0``, or ``random_state`` is a negative int.
+
     Examples
     --------
     >>> from fmtl.datasets import make_multitask_classification
@@ -1096,6 +1122,19 @@ def make_multitask_regression(
     -------
     MultiTaskDataset
         ``coef`` is the true ``W``; ``task_groups`` the true cluster ids (or None).
+
+    Raises
+    ------
+    TypeError
+        If ``n_tasks``, ``n_features``, ``n_clusters`` or ``rank`` is not an integer, a
+        float parameter is not a real number, ``n_samples`` is neither an int nor an
+        array of ints, or ``random_state`` is not None, an int or a Generator.
+    ValueError
+        If a count is < 1, ``structure`` is unknown, ``n_clusters > n_tasks`` (clustered)
+        or ``rank > min(n_tasks, n_features)`` (low rank), ``noise`` is negative or not
+        finite, ``task_size_imbalance`` or ``sparse_density`` is out of its range,
+        per-task ``n_samples`` has the wrong shape, a negative entry or comes with
+        ``task_size_imbalance > 0``, or ``random_state`` is a negative int.
 
     Examples
     --------
@@ -1161,14 +1200,26 @@ def train_test_split_per_task(
     Parameters
     ----------
     dataset : MultiTaskDataset
+        The data to split.
     test_size : float in (0, 1), default=0.25
         Fraction of each task's samples used for testing.
     random_state : int, numpy.random.Generator or None, default=None
+        Seed for :func:`numpy.random.default_rng`, or a Generator used as is.
 
     Returns
     -------
-    train, test : MultiTaskDataset
+    train : MultiTaskDataset
         Same tasks, labels, ``name``, ``coef`` and ``task_groups`` as ``dataset``.
+    test : MultiTaskDataset
+        Likewise, the held-out rows.
+
+    Raises
+    ------
+    TypeError
+        If ``dataset`` is not a :class:`MultiTaskDataset`, ``test_size`` is not a real
+        number, or ``random_state`` is not None, an int or a Generator.
+    ValueError
+        If ``test_size`` is not in (0, 1) or ``random_state`` is a negative int.
 
     Examples
     --------
@@ -1742,6 +1793,7 @@ def make_federated_digits(
     Parameters
     ----------
     n_tasks : int, default=10
+        Number of tasks.
     alpha : float > 0, default=0.5
         Dirichlet concentration (smaller = more skewed digit mix per task).
     positive_class : None, "even" or int in 0..9, default=None
@@ -1749,6 +1801,7 @@ def make_federated_digits(
         ``k``: one-vs-rest, ``y = +1`` for digit ``k`` and ``-1`` otherwise (about 10%
         positives).  With a small ``alpha`` some tasks may contain a single class.
     random_state : int, numpy.random.Generator or None, default=None
+        Seed of the partition.
     min_size : int, default=10
         Minimum samples per task, passed to :func:`dirichlet_partition`.
 
@@ -1756,6 +1809,16 @@ def make_federated_digits(
     -------
     MultiTaskDataset
         ``y`` in ``{-1.0, +1.0}``; ``name`` is ``"federated-digits-<positive>"``.
+
+    Raises
+    ------
+    TypeError
+        If ``positive_class`` is neither None, ``"even"`` nor an int, or (from
+        :func:`dirichlet_partition`) another argument has the wrong type.
+    ValueError
+        If ``positive_class`` is an int outside 0..9, or (from
+        :func:`dirichlet_partition`) ``n_tasks``, ``alpha`` or ``min_size`` is out of
+        range, ``n_tasks * min_size > 1797``, or no draw meets ``min_size``.
 
     Examples
     --------

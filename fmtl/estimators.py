@@ -529,6 +529,22 @@ class MochaClassifier(_TaskClassifierMixin, _MochaBase):
     ----------
     classes_ : ndarray
     {_ATTRS_DOC}
+    Raises
+    ------
+    ValueError
+        From ``fit``: an ``alpha`` that is not positive and finite, an unknown ``loss`` or
+        ``relationship``, ``relationship="fixed"`` without ``sigma`` (or a ``sigma`` that
+        is not symmetric positive definite of shape ``(n_tasks, n_tasks)``), a negative
+        ``kappa``, out-of-range solver settings (as :func:`fmtl.federated.mocha`), bad
+        ``X``/``y``/``tasks`` (shapes, NaN or inf, a single class to classify, entries
+        so large that squared norms overflow). From ``predict``/``score``: a task not seen during
+        ``fit`` or ``X`` with the wrong number of features.
+    TypeError
+        A non-numeric ``alpha``, ``X`` or ``y``, ``tasks`` missing, sparse or holding
+        unhashable labels.
+    sklearn.exceptions.NotFittedError
+        ``predict``, ``decision_function`` or ``score`` before ``fit``.
+
     Examples
     --------
     >>> from fmtl import MochaClassifier
@@ -555,6 +571,22 @@ class MochaRegressor(_TaskRegressorMixin, _MochaBase):
     Attributes
     ----------
     {_ATTRS_DOC}
+    Raises
+    ------
+    ValueError
+        From ``fit``: an ``alpha`` that is not positive and finite, an unknown ``loss`` or
+        ``relationship``, ``relationship="fixed"`` without ``sigma`` (or a ``sigma`` that
+        is not symmetric positive definite of shape ``(n_tasks, n_tasks)``), a negative
+        ``kappa``, out-of-range solver settings (as :func:`fmtl.federated.mocha`), bad
+        ``X``/``y``/``tasks`` (shapes, NaN or inf, a single class to classify, entries
+        so large that squared norms overflow). From ``predict``/``score``: a task not seen during
+        ``fit`` or ``X`` with the wrong number of features.
+    TypeError
+        A non-numeric ``alpha``, ``X`` or ``y``, ``tasks`` missing, sparse or holding
+        unhashable labels.
+    sklearn.exceptions.NotFittedError
+        ``predict``, ``decision_function`` or ``score`` before ``fit``.
+
     Examples
     --------
     >>> from fmtl import MochaRegressor
@@ -674,6 +706,20 @@ _LOCAL_DOC = """Local baseline: one independent {kind} per task, no sharing.
     sigma_, omega_ : ndarray, the identity
     history_ : fmtl.federated.History
 
+    Raises
+    ------
+    ValueError
+        From ``fit``: an ``alpha`` that is not positive and finite, an unknown ``loss``,
+        ``max_rounds`` not an integer >= 1, out-of-range ``local_frac`` or ``tol``, bad
+        ``X``/``y``/``tasks`` (shapes, NaN or inf, a single class to classify, entries
+        so large that squared norms overflow). From ``predict``/``score``: a task not
+        seen during ``fit`` or ``X`` with the wrong number of features.
+    TypeError
+        A non-numeric ``alpha``, ``X`` or ``y``, ``tasks`` missing, sparse or holding
+        unhashable labels.
+    sklearn.exceptions.NotFittedError
+        ``predict`` or ``score`` before ``fit``.
+
     Examples
     --------
     >>> from fmtl import Local{cls}
@@ -701,6 +747,20 @@ _GLOBAL_DOC = """Global baseline: one {kind} fitted on the pooled data of all ta
         Identical rows.
     tasks_ : ndarray of shape (n_tasks,)
     history_ : fmtl.federated.History
+
+    Raises
+    ------
+    ValueError
+        From ``fit``: an ``alpha`` that is not positive and finite, an unknown ``loss``,
+        ``max_rounds`` not an integer >= 1, out-of-range ``local_frac`` or ``tol``, bad
+        ``X``/``y``/``tasks`` (shapes, NaN or inf, a single class to classify, entries
+        so large that squared norms overflow). From ``predict``/``score``: ``X`` with the wrong
+        number of features.
+    TypeError
+        A non-numeric ``alpha``, ``X`` or ``y``, ``tasks`` missing, sparse or holding
+        unhashable labels.
+    sklearn.exceptions.NotFittedError
+        ``predict`` or ``score`` before ``fit``.
 
     Examples
     --------

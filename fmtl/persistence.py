@@ -373,6 +373,11 @@ GlobalClassifier or GlobalRegressor
         Written exactly as given (no ``.npz`` suffix is appended); overwritten if it
         exists.
 
+    Returns
+    -------
+    None
+        The estimator is written to ``path``; :func:`load_model` reads it back.
+
     Raises
     ------
     sklearn.exceptions.NotFittedError

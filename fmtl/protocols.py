@@ -168,6 +168,16 @@ def task_errors(estimator: Any, dataset: MultiTaskDataset, metric: str = "auto")
         Misclassification rate or root-mean-squared error of each task, in the order of
         ``dataset.task_labels``; NaN where a task has no rows.
 
+    Raises
+    ------
+    TypeError
+        If ``dataset`` is not a :class:`~fmtl.datasets.MultiTaskDataset`.
+    ValueError
+        If ``metric`` is unknown, or from ``estimator.predict`` (e.g. a task the estimator
+        was not fitted on).
+    sklearn.exceptions.NotFittedError
+        If ``estimator`` is an unfitted fmtl estimator.
+
     Examples
     --------
     >>> import numpy as np
@@ -263,12 +273,21 @@ def per_task_folds(dataset: MultiTaskDataset, n_folds: int = 5) -> list[np.ndarr
     Parameters
     ----------
     dataset : MultiTaskDataset
+        The training part to cross-validate on.
     n_folds : int >= 2, default=5
+        Number of folds.
 
     Returns
     -------
     list of ndarray of int
         One array per task, of length ``n_t``: the fold of each row, or ``-1``.
+
+    Raises
+    ------
+    TypeError
+        If ``dataset`` is not a :class:`~fmtl.datasets.MultiTaskDataset`.
+    ValueError
+        If ``n_folds`` is not an integer >= 2.
 
     Examples
     --------
@@ -428,6 +447,18 @@ def error_table(
         error of the chosen alpha), ``metric``, ``rel_gap`` (relative duality gap of the
         final fit when the estimator records one, else NaN) and ``seconds`` (CV + refit).
 
+    Raises
+    ------
+    ValueError
+        If ``datasets`` or ``methods`` is empty or not a mapping, a method has no
+        ``alpha`` parameter, ``metric`` is unknown, ``alphas`` is empty or not all
+        positive and finite, ``n_folds < 2``, ``n_seeds < 1`` (or ``seeds`` empty),
+        ``test_size`` is not in (0, 1), a seed is a string ``int()`` cannot parse, or a
+        fit or score fails with ``ValueError``.
+    TypeError
+        If a data set is not a :class:`~fmtl.datasets.MultiTaskDataset`, a seed is of a
+        type ``int()`` does not accept (e.g. None), or ``test_size`` is not a real number.
+
     Examples
     --------
     >>> from fmtl import LocalRegressor
@@ -503,6 +534,13 @@ def summarize(rows: Iterable[Mapping[str, Any]]) -> list[dict]:
         (``std / sqrt(n)``), ``n``, ``alpha`` (the most frequently chosen alpha; ties go
         to the larger) and ``alpha_counts`` (dict alpha -> count).
 
+    Raises
+    ------
+    KeyError
+        If a row lacks ``dataset``, ``method``, ``alpha`` or ``error``.
+    ValueError
+        If an ``error`` or ``alpha`` cannot be converted to float.
+
     Examples
     --------
     >>> rows = [{"dataset": "d", "method": "m", "alpha": a, "error": e}
@@ -569,6 +607,12 @@ def paper_methods(task: str = "classification", random_state: Any = 0) -> dict[s
     Returns
     -------
     dict of str -> estimator
+        ``"Global"``, ``"Local"``, ``"MTL (mean-reg. Ω)"`` and ``"MOCHA"``, in that order.
+
+    Raises
+    ------
+    ValueError
+        If ``task`` is neither ``"classification"`` nor ``"regression"``.
 
     Examples
     --------

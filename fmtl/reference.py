@@ -87,14 +87,42 @@ the second step the remaining 5 (4 smoothed hinge, 1 logistic).
 
 
 class ReferenceSolveError(RuntimeError):
-    """Raised when the reference solver fails or does not report an optimal status."""
+    """Raised when the reference solver fails or does not report an optimal status.
+
+    A :class:`RuntimeError` whose message lists every attempted solver setting and its
+    outcome (for Clarabel, each step of the settings ladder).
+
+    Parameters
+    ----------
+    *args : object
+        The message, as for any exception.
+
+    Raises
+    ------
+    ReferenceSolveError
+        Raised by :func:`solve_fixed_sigma` and :func:`solve_joint` (never by its own
+        constructor).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> Xs, ys = [np.eye(2)], [np.array([1.0, -1.0])]
+    >>> try:
+    ...     solve_fixed_sigma(Xs, ys, np.eye(1), lam=1.0, loss="logistic", max_iter=1)
+    ... except ReferenceSolveError as e:
+    ...     print(str(e).splitlines()[0])
+    cvxpy solver CLARABEL did not reach status 'optimal'; attempts:
+    """
 
 
 @dataclass(frozen=True, eq=False)
 class ReferenceSolution:
     """Result of a reference solve.
 
-    Attributes
+    Returned by :func:`solve_fixed_sigma` and :func:`solve_joint`; the fields are also the
+    constructor's parameters (a frozen dataclass).
+
+    Parameters
     ----------
     W : ndarray of shape (d, m)
         Optimal weights, one column per task (read-only).
@@ -114,6 +142,22 @@ class ReferenceSolution:
         all attempts of the Clarabel settings ladder).
     solver_options : Mapping[str, Any]
         Keyword arguments of the successful ``problem.solve`` call (read-only).
+
+    Raises
+    ------
+    dataclasses.FrozenInstanceError
+        On assigning to a field (the instance is immutable).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> Xs = [np.eye(2), np.ones((1, 2))]
+    >>> ys = [np.array([1.0, -1.0]), np.array([1.0])]
+    >>> sol = solve_fixed_sigma(Xs, ys, np.eye(2) / 2, lam=1.0, loss="squared")
+    >>> sol.status, sol.solver, sol.W.shape, round(sol.objective, 6)
+    ('optimal', 'CLARABEL', (2, 2), 0.65)
+    >>> sol.W.flags.writeable
+    False
     """
 
     W: np.ndarray
@@ -294,6 +338,12 @@ def cvxpy_loss(name: str, z: cp.Expression, y: Any, gamma: float = 1.0) -> cp.Ex
         ``huber(pos(1 - y z), gamma) / (2 gamma)``, which is DCP because ``huber`` is
         increasing on nonnegative arguments.
 
+    Raises
+    ------
+    ValueError
+        If ``name`` is unknown, ``gamma`` is not a finite real number (or not > 0 for
+        ``"smoothed_hinge"``), or ``y`` and ``z`` have incompatible shapes (from cvxpy).
+
     Examples
     --------
     >>> import cvxpy as cp
@@ -375,6 +425,15 @@ def primal_objective(
     -------
     float
         The objective value.
+
+    Raises
+    ------
+    ValueError
+        If ``lam`` is not a finite number > 0, the loss or ``gamma`` is invalid, the data
+        are invalid (not one entry per task, no tasks, non-numeric, not 2-D/1-D,
+        mismatched lengths or features, NaN or inf, labels not in {-1, +1} for a
+        classification loss), or ``W``/``Omega`` are not finite arrays of shape
+        ``(d, m)``/``(m, m)``.
 
     Examples
     --------

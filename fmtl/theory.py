@@ -62,9 +62,12 @@ __all__ = [
 class LossConstants:
     """Constants of a shipped loss that enter the rates.
 
-    Attributes
+    Built by :func:`loss_constants`; frozen.
+
+    Parameters
     ----------
     name : str
+        The loss's name (one of :data:`fmtl.losses.LOSS_NAMES`).
     mu : float
         Strong convexity of ``l*`` (``l`` is ``(1/mu)``-smooth); 0 for the hinge loss.
     smoothness : float
@@ -75,6 +78,22 @@ class LossConstants:
         ``sup |u - a|`` over the dual domain (``a y`` in [0, 1] for the classification
         losses, so 1; ``inf`` for the squared loss). Theorem 2's ``2 L`` is its generic
         bound.
+
+    Raises
+    ------
+    dataclasses.FrozenInstanceError
+        On assigning to a field (the instance is immutable).
+
+    See Also
+    --------
+    loss_constants : The constants of a shipped loss.
+
+    Examples
+    --------
+    >>> from fmtl.theory import loss_constants
+    >>> c = loss_constants("smoothed_hinge", gamma=0.5)
+    >>> c.name, c.mu, c.smoothness, c.dual_diameter
+    ('smoothed_hinge', 0.5, 2.0, 1.0)
     """
 
     name: str
@@ -89,13 +108,15 @@ def loss_constants(loss: str | Loss = "hinge", gamma: float = 1.0) -> LossConsta
 
     Parameters
     ----------
-    loss : str or Loss
+    loss : str or Loss, default="hinge"
+        A name from :data:`fmtl.losses.LOSS_NAMES` or a resolved :class:`fmtl.losses.Loss`.
     gamma : float, default=1.0
         Smoothing of ``"smoothed_hinge"`` (``r^2 / (2 gamma)`` near the hinge).
 
     Returns
     -------
     LossConstants
+        ``mu``, ``1 / mu``, ``L`` and the dual domain's diameter for that loss.
 
     Raises
     ------
@@ -130,10 +151,23 @@ def task_spectral_norms(Xs) -> np.ndarray:
     Parameters
     ----------
     Xs : list of arrays or sparse matrices, shape (n_t, d) each
+        The per-task design matrices (2-D; empty tasks give 0).
 
     Returns
     -------
     ndarray of shape (n_tasks,)
+        ``||X_t||_2^2`` per task.
+
+    Raises
+    ------
+    AttributeError
+        If an element of ``Xs`` is not an array or sparse matrix (it has no ``shape``).
+    IndexError
+        If an element of ``Xs`` is a 1-D array.
+
+    Notes
+    -----
+    The inputs are not validated: a block holding NaN gives ``nan`` for its task.
 
     Examples
     --------
@@ -155,14 +189,20 @@ def task_spectral_norms(Xs) -> np.ndarray:
 class MochaConstants:
     """Everything the rate statements need for one problem and one ``Sigma``.
 
-    Attributes
+    Built by :func:`mocha_constants`; frozen.
+
+    Parameters
     ----------
     loss : LossConstants
+        The loss's constants.
     lam : float
+        Regularisation strength.
     sigma_prime : float
         The ``sigma'`` the subproblems use.
     sigma_diag : ndarray of shape (m,)
+        ``Sigma_tt``.
     n_samples : ndarray of shape (m,)
+        ``n_t``.
     task_norms : ndarray of shape (m,)
         ``sigma_t = ||X_t||_2^2``.
     max_row_sqnorm : ndarray of shape (m,)
@@ -175,6 +215,30 @@ class MochaConstants:
     C : float
         Sublinear-rate constant ``(diam^2 sigma' / lam) sum_t Sigma_tt sigma_t / n_t``
         (``inf`` for the squared loss).
+
+    Attributes
+    ----------
+    linear : bool
+        Whether Theorem 1's linear rate applies (``s > 0``, i.e. ``mu > 0``).
+
+    Raises
+    ------
+    dataclasses.FrozenInstanceError
+        On assigning to a field (the instance is immutable).
+
+    See Also
+    --------
+    mocha_constants : Computes these constants for a problem.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fmtl.theory import mocha_constants
+    >>> c = mocha_constants([np.eye(2)], [np.ones(2)], lam=1.0, loss="squared")
+    >>> c.linear, round(c.s, 4), c.initial_gap
+    (True, 0.6667, 0.5)
+    >>> mocha_constants([np.eye(2)], [np.ones(2)], lam=1.0, loss="hinge").linear
+    False
     """
 
     loss: LossConstants
@@ -211,8 +275,11 @@ def mocha_constants(
     Xs, ys : lists of per-task arrays
         As for :func:`fmtl.federated.mocha`.
     lam : float
+        Regularisation strength ``lambda > 0``.
     loss : str or Loss, default="hinge"
+        The loss (see :func:`fmtl.losses.get_loss`).
     gamma : float, default=1.0
+        Smoothing of ``"smoothed_hinge"``.
     sigma : ndarray of shape (m, m), optional
         The W-step's relationship (default ``I / m``).
     sigma_prime : {"gershgorin", "spectral"} or float, default="gershgorin"
@@ -221,12 +288,18 @@ def mocha_constants(
     Returns
     -------
     MochaConstants
+        The constants of both theorems for this problem.
 
     Raises
     ------
     ValueError
-        For invalid data, ``lam``, ``sigma`` or ``sigma_prime`` (the same checks as
+        For an unknown loss or bad ``gamma``, a non-positive ``lam``, invalid data (no
+        tasks, mismatched lengths, non-2-D or non-finite ``X``, labels not in {-1, +1} for
+        a classification loss), a ``sigma`` that is not symmetric positive definite of
+        shape ``(m, m)``, or a bad ``sigma_prime`` (the same checks as
         :func:`fmtl.federated.mocha`).
+    TypeError
+        If ``ys`` is None (and ``Xs`` is not packed) or the data are not numeric.
 
     Examples
     --------
@@ -294,6 +367,7 @@ def theta_bar(theta_max: float, p_max: float = 0.0) -> float:
     Returns
     -------
     float
+        ``Theta_bar`` in [0, 1).
 
     Raises
     ------
@@ -393,13 +467,16 @@ def dual_bound(constants: MochaConstants, rounds: int, theta_bar: float = 0.0) -
     Parameters
     ----------
     constants : MochaConstants
+        From :func:`mocha_constants`.
     rounds : int
+        Last round ``h`` bounded.
     theta_bar : float in [0, 1), default=0.0
         From :func:`theta_bar` (0: every node solves its subproblem exactly).
 
     Returns
     -------
     ndarray of shape (rounds + 1,)
+        The bound at ``h = 0 .. rounds``.
 
     Raises
     ------
@@ -434,17 +511,21 @@ def gap_bound(constants: MochaConstants, rounds: int, theta_bar: float = 0.0) ->
     Parameters
     ----------
     constants : MochaConstants
+        From :func:`mocha_constants`.
     rounds : int
+        Last round ``h`` bounded.
     theta_bar : float in [0, 1), default=0.0
+        From :func:`theta_bar`.
 
     Returns
     -------
     ndarray of shape (rounds + 1,)
+        The bound at ``h = 0 .. rounds``.
 
     Raises
     ------
     ValueError
-        For a loss without a linear rate.
+        For a loss without a linear rate or a bad ``theta_bar``.
 
     Examples
     --------
@@ -492,8 +573,11 @@ def averaged_gap_bound(
     Parameters
     ----------
     constants : MochaConstants
+        From :func:`mocha_constants`.
     rounds : int
+        Last window end ``T`` bounded.
     theta_bar : float in [0, 1), default=0.0
+        From :func:`theta_bar`.
 
     Returns
     -------
@@ -531,9 +615,11 @@ def predicted_rounds(
     Parameters
     ----------
     constants : MochaConstants
+        From :func:`mocha_constants`.
     eps : float > 0
         Target, in the objective's units.
     theta_bar : float in [0, 1), default=0.0
+        From :func:`theta_bar`.
     target : {"gap", "dual"}, default="gap"
         ``"gap"``: the duality gap (smooth losses: at round ``H``, :func:`gap_bound`;
         Lipschitz losses: the best gap before round ``H``, :func:`averaged_gap_bound`).
@@ -547,7 +633,8 @@ def predicted_rounds(
     Raises
     ------
     ValueError
-        For a bad ``eps``, ``theta_bar`` or ``target``.
+        For a bad ``eps``, ``theta_bar`` or ``target``, or a loss that is neither smooth
+        nor Lipschitz.
 
     Examples
     --------
@@ -594,13 +681,23 @@ def measured_rounds(history: History, eps: float, column: str = "gap") -> float:
     Parameters
     ----------
     history : History
+        A run's records (with a ``round`` column).
     eps : float
+        The threshold.
     column : str, default="gap"
+        The column compared with ``eps``.
 
     Returns
     -------
     float
         The value of the ``round`` column there.
+
+    Raises
+    ------
+    ValueError
+        If ``history`` has no ``column`` column.
+    KeyError
+        If ``history`` has no ``round`` column and ``column`` reaches ``eps``.
 
     Examples
     --------
@@ -643,11 +740,32 @@ def theta_upper(history: History) -> np.ndarray:
     Returns
     -------
     ndarray of shape (rounds, m)
+        The bound per recorded round and node, in [0, 1].
 
     Raises
     ------
     ValueError
-        If the columns are missing.
+        If the local-gap columns are missing.
+    KeyError
+        If the ``dropped`` or ``failed`` column is missing.
+
+    See Also
+    --------
+    effective_theta : The gap-weighted per-round value.
+    exact_local_theta : The exact value, by solving the subproblems.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fmtl.federated import mocha
+    >>> rng = np.random.default_rng(0)
+    >>> Xs = [rng.normal(size=(20, 3)) for _ in range(2)]
+    >>> ys = [X @ np.ones(3) for X in Xs]
+    >>> res = mocha(Xs, ys, lam=0.1, loss="squared", relationship="fixed", outer_iters=1,
+    ...             inner_iters=3, local_frac=0.5, record_local_gaps=True, random_state=0)
+    >>> u = theta_upper(res.history)
+    >>> u.shape, bool(np.all((0 <= u) & (u <= 1)))
+    ((3, 2), True)
     """
     g0 = _history_array(history, "local_gap_start")
     g1 = _history_array(history, "local_gap_end")
@@ -680,6 +798,28 @@ def effective_theta(history: History, initial_gap: float) -> np.ndarray:
     Returns
     -------
     ndarray of shape (rounds,)
+        ``Theta_h`` per recorded round, in [0, 1].
+
+    Raises
+    ------
+    ValueError
+        If the local-gap or ``gap`` columns are missing.
+    KeyError
+        If the ``dropped`` or ``failed`` column is missing.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fmtl.federated import mocha
+    >>> rng = np.random.default_rng(0)
+    >>> Xs = [rng.normal(size=(20, 3)) for _ in range(2)]
+    >>> ys = [X @ np.ones(3) for X in Xs]
+    >>> res = mocha(Xs, ys, lam=0.1, loss="squared", relationship="fixed", outer_iters=1,
+    ...             inner_iters=3, local_frac=0.5, record_local_gaps=True, random_state=0)
+    >>> c = mocha_constants(Xs, ys, lam=0.1, loss="squared")
+    >>> th = effective_theta(res.history, c.initial_gap)
+    >>> th.shape, bool(np.all((0 <= th) & (th < 1)))
+    ((3,), True)
     """
     upper = theta_upper(history)
     g0 = np.nan_to_num(_history_array(history, "local_gap_start"), nan=0.0)
@@ -712,23 +852,51 @@ def exact_local_theta(
     Parameters
     ----------
     Xs, ys : lists of per-task arrays
+        As for :func:`fmtl.federated.mocha`.
     lam : float
+        Regularisation strength (not validated here: pass the run's ``lam``).
     alpha_before, alpha_after : ndarray of shape (n_samples_total,)
         Dual variables before and after the round (``MochaResult.dual_coef``).
-    loss, gamma, sigma, sigma_prime
-        As for :func:`fmtl.federated.mocha` (``sigma`` fixed, default ``I / m``).
+    loss : str or Loss, default="hinge"
+        As for :func:`fmtl.federated.mocha`.
+    gamma : float, default=1.0
+        As for :func:`fmtl.federated.mocha`.
+    sigma : ndarray of shape (m, m), optional
+        The fixed relationship of the round (default ``I / m``).
+    sigma_prime : {"gershgorin", "spectral"} or float, default="gershgorin"
+        As for :func:`fmtl.federated.mocha`.
     tol : float, default=1e-13
+        Relative Fenchel gap at which each subproblem counts as solved.
     max_passes : int, default=100000
+        Cap on SDCA passes over each node's data.
 
     Returns
     -------
     ndarray of shape (m,)
-        ``nan`` for nodes already at their optimum (``G* = G(0)``).
+        ``theta_t``; ``nan`` for nodes already at their optimum (``G* = G(0)``).
 
     Raises
     ------
     ValueError
-        If the dual vectors have the wrong shape or are not finite.
+        If the dual vectors have the wrong shape or are not finite; for an unknown loss,
+        invalid data, a bad ``sigma`` or ``sigma_prime`` (as :func:`mocha_constants`).
+    TypeError
+        If ``ys`` is None or the data are not numeric.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fmtl.federated import mocha
+    >>> rng = np.random.default_rng(0)
+    >>> Xs = [rng.normal(size=(20, 3)) for _ in range(2)]
+    >>> ys = [X @ np.ones(3) for X in Xs]
+    >>> res = mocha(Xs, ys, lam=0.1, loss="squared", relationship="fixed", outer_iters=1,
+    ...             inner_iters=1, local_frac=0.5, random_state=0)
+    >>> theta = exact_local_theta(Xs, ys, 0.1, np.zeros(40), res.dual_coef, loss="squared")
+    >>> theta.shape, bool(np.all((0 < theta) & (theta < 1)))
+    ((2,), True)
+    >>> exact_local_theta(Xs, ys, 0.1, np.zeros(40), np.zeros(40), loss="squared")
+    array([1., 1.])
     """
     loss = get_loss(loss, gamma)
     tasks = as_tasks(Xs, ys, loss)

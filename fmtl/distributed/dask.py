@@ -73,6 +73,16 @@ class DaskExecutor:
     chunk_workers : list of str
         Worker address that holds each chunk's data.
 
+    Raises
+    ------
+    TypeError
+        If ``client`` is not a ``distributed.Client``.
+    ValueError
+        If the client is asynchronous or has no workers, ``n_chunks`` is not an integer
+        >= 1, or (from :meth:`bind`) the executor already holds another data set.
+    ImportError
+        If ``dask.distributed`` is not installed.
+
     Notes
     -----
     The scattered data lives only on its worker: if that worker dies the next round fails

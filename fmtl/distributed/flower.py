@@ -79,6 +79,7 @@ __all__ = [
     "FmtlStrategy",
     "client_app",
     "from_recorddict",
+    "make_server_app",
     "message_nbytes",
     "server_app",
     "run_loopback",
@@ -123,7 +124,38 @@ RUN_CONFIG_DEFAULTS: dict = {
 
 
 def to_recorddict(arrays: Mapping, config: Mapping) -> RecordDict:
-    """A protocol message ``(arrays, config)`` as a Flower ``RecordDict``."""
+    """A protocol message ``(arrays, config)`` as a Flower ``RecordDict``.
+
+    Parameters
+    ----------
+    arrays : mapping of str to ndarray
+        Stored in the ``"arrays"`` ArrayRecord (as C-contiguous arrays).
+    config : mapping of str to scalar
+        Stored in the ``"config"`` ConfigRecord (bool, int, float, str, bytes or lists
+        of one of them).
+
+    Returns
+    -------
+    flwr.app.RecordDict
+        With the records ``"arrays"`` and ``"config"``.
+
+    Raises
+    ------
+    TypeError
+        If a config value is of a type a ConfigRecord cannot hold (e.g. None or a dict).
+
+    See Also
+    --------
+    from_recorddict : The inverse.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rd = to_recorddict({"w": np.arange(3.0)}, {"round": 1, "loss": "hinge"})
+    >>> arrays, config = from_recorddict(rd)
+    >>> arrays["w"], config
+    (array([0., 1., 2.]), {'round': 1, 'loss': 'hinge'})
+    """
     rd = RecordDict()
     rd["arrays"] = ArrayRecord({k: Array(np.ascontiguousarray(v)) for k, v in arrays.items()})
     rd["config"] = ConfigRecord(dict(config))
@@ -131,7 +163,35 @@ def to_recorddict(arrays: Mapping, config: Mapping) -> RecordDict:
 
 
 def from_recorddict(rd: RecordDict) -> tuple[dict, dict]:
-    """Inverse of :func:`to_recorddict`."""
+    """Inverse of :func:`to_recorddict`.
+
+    Parameters
+    ----------
+    rd : flwr.app.RecordDict
+        A message's content; missing ``"arrays"``/``"config"`` records read as empty.
+
+    Returns
+    -------
+    arrays : dict of str to ndarray
+        The arrays.
+    config : dict of str to scalar
+        The scalars.
+
+    Raises
+    ------
+    AttributeError
+        If ``rd`` is not a RecordDict.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from flwr.app import RecordDict
+    >>> from_recorddict(RecordDict())
+    ({}, {})
+    >>> arrays, _ = from_recorddict(to_recorddict({"db": np.ones(2)}, {}))
+    >>> arrays["db"]
+    array([1., 1.])
+    """
     arrays = {}
     if "arrays" in rd.array_records:
         arrays = {k: v.numpy() for k, v in rd.array_records["arrays"].items()}
@@ -140,8 +200,39 @@ def from_recorddict(rd: RecordDict) -> tuple[dict, dict]:
 
 
 def message_nbytes(message: Message) -> int:
-    """Bytes of a message as Flower serialises it for transport (the message header,
-    its RecordDict, every record and array chunk)."""
+    """Bytes of a message as Flower serialises it for transport.
+
+    Counts the message header, its RecordDict, every record and every array chunk.
+
+    Parameters
+    ----------
+    message : flwr.app.Message
+        The message (any Flower inflatable object, e.g. a RecordDict, also works).
+
+    Returns
+    -------
+    int
+        Serialised size in bytes.
+
+    Raises
+    ------
+    AttributeError
+        If ``message`` is not a Flower inflatable object.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from flwr.app import Message, MessageType, Metadata
+    >>> def message(d):
+    ...     meta = Metadata(run_id=1, message_id="", src_node_id=0, dst_node_id=1,
+    ...                     reply_to_message_id="", group_id="", created_at=0.0, ttl=60.0,
+    ...                     message_type=MessageType.TRAIN)
+    ...     content = to_recorddict({"w": np.zeros(d)}, {"round": 1})
+    ...     return Message(metadata=meta, content=content)
+    >>> small, big = message_nbytes(message(100)), message_nbytes(message(200))
+    >>> bool(big - small >= 800)  # 100 more float64 values
+    True
+    """
     from flwr.supercore.inflatable.inflatable_object import get_all_nested_objects
 
     return sum(len(o.deflate()) for o in get_all_nested_objects(message).values())
@@ -163,8 +254,39 @@ def _none_if(value, empty):
 
 
 def server_kwargs_from_config(cfg: Mapping) -> tuple[str, float, dict]:
-    """``(method, lam, kwargs for make_server)`` from a (run) config with the keys of
-    :data:`RUN_CONFIG_DEFAULTS` (missing keys take the defaults)."""
+    """``(method, lam, kwargs for make_server)`` from a (run) config.
+
+    The config has the keys of :data:`RUN_CONFIG_DEFAULTS` (missing keys take the
+    defaults); a :class:`~fmtl.federated.SystemsModel` is built when heterogeneity, drops
+    or a network other than ``"lte"`` are asked for.
+
+    Parameters
+    ----------
+    cfg : mapping
+        Run config (kebab-case keys, e.g. ``"inner-iters"``).
+
+    Returns
+    -------
+    method : str
+        The federated method.
+    lam : float
+        Regularisation strength.
+    kwargs : dict
+        Keyword arguments for :func:`fmtl.distributed.protocol.make_server`.
+
+    Raises
+    ------
+    ValueError
+        For an unknown method, a value that does not convert to the key's type (e.g.
+        ``"lam": "abc"``), or systems settings :class:`~fmtl.federated.SystemsModel`
+        refuses.
+
+    Examples
+    --------
+    >>> method, lam, kw = server_kwargs_from_config({"method": "cocoa", "rounds": 4})
+    >>> method, lam, kw["rounds"], kw["theta"], kw["systems"]
+    ('cocoa', 0.01, 4, 0.5, None)
+    """
     c = {**RUN_CONFIG_DEFAULTS, **cfg}
     method = str(c["method"])
     if method not in SERVER_METHODS:
@@ -225,7 +347,9 @@ class FmtlStrategy(Strategy):
     Parameters
     ----------
     method : {"mocha", "local", "cocoa", "fedavg"}
+        The federated method.
     lam : float
+        Regularisation strength.
     num_clients : int, optional
         Nodes (= tasks) to wait for; None: the ``num-partitions`` the nodes report.
     connect_timeout : float
@@ -252,6 +376,26 @@ class FmtlStrategy(Strategy):
     wire : list of dict
         One entry per message: round, phase, task, direction (``down`` = server to
         client), serialised bytes and array shapes.
+
+    Raises
+    ------
+    ValueError
+        From the constructor, for an unknown ``method``; when the run starts, for
+        settings the server refuses (as :func:`fmtl.distributed.protocol.make_server`)
+        or nodes that do not cover the tasks (two nodes with one ``partition-id``, a
+        missing one, different numbers of features).
+    TimeoutError
+        If the nodes do not answer the handshake within ``connect_timeout``.
+
+    Examples
+    --------
+    >>> strategy = FmtlStrategy("mocha", 0.1, num_clients=3, inner_iters=3)
+    >>> strategy.method, strategy.num_clients, strategy.server_kwargs
+    ('mocha', 3, {'inner_iters': 3})
+    >>> strategy.server is None and strategy.history is None  # until the run starts
+    True
+    >>> FmtlStrategy.from_run_config({"method": "fedavg", "rounds": 4}).server_kwargs["rounds"]
+    4
     """
 
     def __init__(
@@ -583,9 +727,35 @@ class FmtlStrategy(Strategy):
 
 
 def make_server_app(overrides: Mapping | None = None) -> ServerApp:
-    """A ServerApp whose run config is ``RUN_CONFIG_DEFAULTS``, then the run's own
-    ``run_config``, then ``overrides`` — for Flower's simulation engine, where there is no
-    ``flwr run --run-config``::
+    """A ServerApp with run-config overrides, for Flower's simulation engine.
+
+    Its run config is ``RUN_CONFIG_DEFAULTS``, then the run's own ``run_config``, then
+    ``overrides``: the simulation engine has no ``flwr run --run-config``.
+
+    Parameters
+    ----------
+    overrides : mapping, optional
+        Run config entries (keys of :data:`RUN_CONFIG_DEFAULTS`) that take precedence.
+
+    Returns
+    -------
+    flwr.serverapp.ServerApp
+        The app; pair it with :data:`client_app`.
+
+    Raises
+    ------
+    ValueError
+        Not when built: the run config is read when the app runs, which raises
+        ``ValueError`` for an unknown method or bad settings (as
+        :func:`server_kwargs_from_config`).
+
+    Examples
+    --------
+    >>> app = make_server_app({"inner-iters": 3, "output-dir": "out"})
+    >>> type(app).__name__
+    'ServerApp'
+
+    Running it in the simulation engine (Ray; not run here)::
 
         from flwr.simulation import run_simulation
         run_simulation(make_server_app({"inner-iters": 3, "output-dir": "out"}),
@@ -896,10 +1066,11 @@ def run_loopback(
     task_poll_interval: float = 0.1,
     verbose: bool = False,
 ) -> dict:
-    """Run a federation on 127.0.0.1: a SuperLink, ``n_clients`` SuperNodes (client
-    ``i`` holds task ``i`` of ``data``) and ``flwr run`` of the fmtl Flower app, all as
-    separate processes; stop every process it started (and their children) at the end,
-    whatever happens.
+    """Run a federation of separate processes on 127.0.0.1.
+
+    A SuperLink, ``n_clients`` SuperNodes (client ``i`` holds task ``i`` of ``data``) and
+    ``flwr run`` of the fmtl Flower app; every process it started (and their children) is
+    stopped at the end, whatever happens.
 
     Insecure (no TLS) on purpose: loopback only. Across machines give the SuperLink
     ``--ssl-ca-certfile``, ``--ssl-certfile`` and ``--ssl-keyfile`` and each SuperNode
@@ -908,6 +1079,7 @@ def run_loopback(
     Parameters
     ----------
     n_clients : int
+        Number of SuperNodes (= tasks).
     run_config : mapping, optional
         Run config overrides (keys of :data:`RUN_CONFIG_DEFAULTS`).
     data : str
@@ -926,6 +1098,8 @@ def run_loopback(
         ``FLWR_SUPEREXEC_TASK_POLL_INTERVAL`` of the SuperExec processes (Flower's
         default is 1 s; the SuperNodes themselves poll the SuperLink every 3 s when
         idle, which is hard-coded in Flower 1.42).
+    verbose : bool, default=False
+        Print each command before starting it.
 
     Returns
     -------
@@ -936,6 +1110,24 @@ def run_loopback(
         ``run_time`` (s, ``flwr run``), ``socket_bytes`` (``count_bytes``),
         ``workdir`` (None if it was a deleted temporary one) and ``pids`` (every
         process it started or found below them; all stopped).
+
+    Raises
+    ------
+    TimeoutError
+        If a process does not start listening, or the run does not finish, within
+        ``timeout``.
+    RuntimeError
+        If a process it started exits early, or the ServerApp writes no output (the
+        error names the directory with the logs).
+
+    Examples
+    --------
+    Skipped by the doctests: a run takes about a minute (Flower's 3-second idle polling)
+    and starts a SuperLink, SuperNodes and ``flwr run`` as processes.
+
+    >>> out = run_loopback(3, {"outer-iters": 2, "inner-iters": 3})  # doctest: +SKIP
+    >>> out["coef"].shape[0]  # one model per client  # doctest: +SKIP
+    3
     """
     import os
     import subprocess

@@ -94,12 +94,63 @@ __all__ = [
 
 
 def seed_to_wire(seed) -> int:
-    """A uint64 seed as a signed 64-bit int (what protobuf ``sint64`` fields carry)."""
+    """A uint64 seed as a signed 64-bit int (what protobuf ``sint64`` fields carry).
+
+    Parameters
+    ----------
+    seed : int or numpy.uint64
+        A seed in ``[0, 2**64)``.
+
+    Returns
+    -------
+    int
+        The same 64 bits read as a signed integer, in ``[-2**63, 2**63)``.
+
+    Raises
+    ------
+    OverflowError
+        If ``seed`` is outside ``[0, 2**64)``.
+
+    See Also
+    --------
+    seed_from_wire : The inverse.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> seed_to_wire(5), seed_to_wire(np.uint64(2**64 - 1))
+    (5, -1)
+    """
     return int(np.array(seed, dtype=np.uint64).view(np.int64))
 
 
 def seed_from_wire(value) -> np.uint64:
-    """Inverse of :func:`seed_to_wire`."""
+    """Inverse of :func:`seed_to_wire`.
+
+    Parameters
+    ----------
+    value : int
+        A signed 64-bit integer from the wire.
+
+    Returns
+    -------
+    numpy.uint64
+        The seed.
+
+    Raises
+    ------
+    OverflowError
+        If ``value`` is outside ``[-2**63, 2**63)``.
+    ValueError
+        If ``value`` is a string ``int()`` cannot parse.
+
+    Examples
+    --------
+    >>> int(seed_from_wire(-1)) == 2**64 - 1
+    True
+    >>> int(seed_from_wire(seed_to_wire(12345)))
+    12345
+    """
     return np.array(int(value), dtype=np.int64).view(np.uint64)[()]
 
 
@@ -124,16 +175,56 @@ class MochaClientState:
     Parameters
     ----------
     X : array of shape (n_t, d), dense or scipy sparse
+        The client's design matrix.
     y : array of shape (n_t,)
+        Its targets.
     lam : float
+        Regularisation strength (the server's).
     loss : str or Loss, default="hinge"
+        The loss (see :func:`fmtl.losses.get_loss`).
     gamma : float, default=1.0
+        Smoothing of ``"smoothed_hinge"``.
+
+    Attributes
+    ----------
+    alpha : ndarray of shape (n_t,)
+        Committed dual variables.
+    n, d : int
+        Rows and features of the task.
+    n_commits, n_rollbacks : int
+        Updates committed and rolled back so far.
+
+    Raises
+    ------
+    ValueError
+        For an unknown loss or bad ``gamma``, a ``lam`` that is not positive and finite,
+        or invalid data (``X`` not 2-D, NaN or inf, ``y`` of the wrong length, labels not
+        in {-1, +1} for a classification loss).
+    TypeError
+        For non-numeric ``X`` or ``y``.
+    FloatingPointError
+        From ``train``/``handle``, if the local solve gives a non-finite update.
 
     Notes
     -----
     ``alpha`` (committed) never leaves the client; :meth:`train` returns only the
     d-vector ``db_t = X_t^T (alpha_new - alpha) / n_t`` and scalars, and keeps
     ``alpha_new`` pending until the server acknowledges the update (module docstring).
+    ``handle`` raises ``ValueError`` for an unknown message kind or a missing,
+    ill-shaped or non-finite ``w`` and ``KeyError`` for a missing config entry.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(10, 3))
+    >>> client = MochaClientState(X, np.sign(X[:, 0]), lam=0.1)
+    >>> out = client.train(np.zeros(3), sigma_tt=1.0, rho=1.0, steps=10, seed=1, rnd=1)
+    >>> out["db"].shape, out["steps_done"], client.pending_round
+    ((3,), 10, 1)
+    >>> client.sync(1)  # the server aggregated round 1: commit
+    >>> client.n_commits, bool(np.any(client.alpha != 0))
+    (1, True)
     """
 
     def __init__(self, X, y, lam: float, loss="hinge", gamma: float = 1.0) -> None:
@@ -309,7 +400,42 @@ class MochaClientState:
 
 
 class FedAvgClientState:
-    """One FedAvg client (stateless between rounds): local SGD from the global model."""
+    """One FedAvg client (stateless between rounds): local SGD from the global model.
+
+    Parameters
+    ----------
+    X : array of shape (n_t, d), dense or scipy sparse
+        The client's design matrix.
+    y : array of shape (n_t,)
+        Its targets.
+    lam : float
+        L2 regularisation (the server's).
+    loss : str or Loss, default="logistic"
+        The loss (see :func:`fmtl.losses.get_loss`).
+    gamma : float, default=1.0
+        Smoothing of ``"smoothed_hinge"``.
+
+    Raises
+    ------
+    ValueError
+        For an unknown loss or bad ``gamma``, a ``lam`` that is not positive and finite,
+        or invalid data (``X`` not 2-D, NaN or inf, ``y`` of the wrong length, labels not
+        in {-1, +1} for a classification loss).
+    TypeError
+        For non-numeric ``X`` or ``y``.
+    FloatingPointError
+        From ``train``/``handle``, if local SGD gives a non-finite model.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(10, 3))
+    >>> client = FedAvgClientState(X, np.sign(X[:, 0]), lam=0.1)
+    >>> w = client.train(np.zeros(3), lr=0.1, steps=10, seed=0)
+    >>> w.shape, client.evaluate(w)["loss_mean"] < client.evaluate(np.zeros(3))["loss_mean"]
+    ((3,), True)
+    """
 
     def __init__(self, X, y, lam: float, loss="logistic", gamma: float = 1.0) -> None:
         self.loss = get_loss(loss, gamma)
@@ -388,12 +514,62 @@ def client_handle(
     data: Callable[[], tuple],
     state: tuple[dict, dict] | None,
 ) -> tuple[Message, tuple[dict, dict] | None]:
-    """One client step, engine-agnostic: build the method's client, restore its state,
-    handle the message, return the reply and the state to keep.
+    """One client step, engine-agnostic.
+
+    Builds the method's client, restores its state, handles the message and returns the
+    reply and the state to keep.
 
     ``kind`` is ``"query"`` (handshake: reply ``n``, ``d``), ``"train"`` or
     ``"evaluate"``; ``config["method"]`` picks the client class; ``data()`` returns the
     client's ``(X, y)``; ``state`` is what the previous call returned (None at first).
+
+    Parameters
+    ----------
+    kind : {"query", "train", "evaluate"}
+        The message kind.
+    arrays : mapping of str to ndarray
+        The message's arrays (``w`` for train and evaluate).
+    config : mapping of str to scalar
+        The message's scalars: ``method`` (default ``"mocha"``), ``lam``, ``loss``,
+        ``gamma`` and the kind's own entries (as :meth:`MochaServerState.begin_round`
+        sends them).
+    data : callable
+        Returns the client's ``(X, y)``.
+    state : (dict, dict) or None
+        The state returned by the previous call on this client.
+
+    Returns
+    -------
+    reply : (dict, dict)
+        The reply message ``(arrays, config)``.
+    state : (dict, dict) or None
+        The state to pass to the next call (unchanged for ``"query"``).
+
+    Raises
+    ------
+    ValueError
+        For an unknown ``method`` or ``kind``, invalid data or settings, a missing,
+        ill-shaped or non-finite ``w``, or a stored state of the wrong size.
+    KeyError
+        If ``config`` lacks an entry the message needs (e.g. ``lam`` or ``loss``).
+    TypeError
+        For non-numeric data.
+    FloatingPointError
+        If the local solve gives a non-finite update.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.random.default_rng(0).normal(size=(10, 3))
+    >>> data = lambda: (X, np.sign(X[:, 0]))
+    >>> client_handle("query", {}, {"method": "mocha"}, data, None)
+    (({}, {'n': 10, 'd': 3, 'version': 1}), None)
+    >>> server = make_server("mocha", [10], 3, 0.1, inner_iters=1, random_state=0)
+    >>> arrays, config = server.begin_round()[0]
+    >>> (reply_arrays, reply_config), state = client_handle("train", arrays, config, data,
+    ...                                                     None)
+    >>> reply_arrays["db"].shape, state[1]["pending_round"]
+    ((3,), 1)
     """
     method = str(config.get("method", "mocha"))
     if method not in CLIENT_METHODS:
@@ -418,13 +594,40 @@ def client_handle(
 class ServerResult:
     """What a server state returns at the end of a run (the duals stay on the clients).
 
-    Attributes
+    The fields are also the constructor's parameters (a plain dataclass).
+
+    Parameters
     ----------
     coef : ndarray of shape (n_tasks, n_features)
-    sigma, omega : ndarray of shape (n_tasks, n_tasks) or None (FedAvg)
-    B : ndarray of shape (n_tasks, n_features) or None (FedAvg)
+        Task models (FedAvg: the global model, one row per task).
+    sigma, omega : ndarray of shape (n_tasks, n_tasks) or None
+        Final relationship and its inverse (None for FedAvg).
+    B : ndarray of shape (n_tasks, n_features) or None
+        The server's ``B`` (None for FedAvg).
     history : History
-    never_reported : ndarray of int
+        One record per evaluated round.
+    never_reported : ndarray of int, default=empty
+        Tasks whose node never returned an update.
+
+    Raises
+    ------
+    TypeError
+        If a field other than ``never_reported`` is missing (dataclass constructor).
+
+    See Also
+    --------
+    run_local : Drives a server to its ServerResult.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> Xs = [rng.normal(size=(10, 3)) for _ in range(2)]
+    >>> clients = [MochaClientState(X, np.sign(X[:, 0]), 0.1) for X in Xs]
+    >>> server = make_server("mocha", [10, 10], 3, 0.1, outer_iters=1, inner_iters=2)
+    >>> res = run_local(server, clients)
+    >>> res.coef.shape, res.sigma.shape, len(res.history), res.never_reported.size
+    ((2, 3), (2, 2), 2, 0)
     """
 
     coef: np.ndarray
@@ -470,6 +673,56 @@ class MochaServerState(_ServerBase):
     aside). ``n_samples`` are the tasks' sizes (each client reports its ``n_t`` at the
     handshake); ``check_every`` and ``slowest_node_time`` exist for CoCoA
     (:func:`make_server`).
+
+    Parameters
+    ----------
+    n_samples : array_like of int, shape (n_tasks,)
+        ``n_t`` per task.
+    n_features : int
+        ``d``.
+    lam, loss, gamma, relationship, sigma, outer_iters, inner_iters, local_frac, \
+local_theta, tol, outer_tol, sigma_floor, sigma_prime, random_state, systems, \
+record_local_gaps, eval_every, callback
+        As for :func:`fmtl.federated.mocha`.
+    check_every : int or array_like of int, optional
+        Local-gap check interval per node (CoCoA); None: never check.
+    slowest_node_time : bool, default=False
+        Estimate a round's time by its slowest node (CoCoA's accounting).
+
+    Attributes
+    ----------
+    B : ndarray of shape (n_tasks, n_features)
+        Row ``t`` is the sum of the aggregated ``db_t``.
+    Sigma : ndarray of shape (n_tasks, n_tasks)
+        The current relationship.
+    finished : bool
+        Whether the run is over.
+
+    Raises
+    ------
+    ValueError
+        From the constructor, for the invalid settings :func:`fmtl.federated.mocha`
+        refuses, or no tasks / a negative ``n_samples``.
+    TypeError
+        For a non-numeric ``sigma``/``sigma_prime``, a non-boolean ``record_local_gaps``
+        or a ``systems`` that is not a :class:`~fmtl.federated.SystemsModel`.
+    RuntimeError
+        From ``end_train``: called without ``begin_round``, a node's committed-update
+        count contradicts ``B``, or a node fails more than ``systems.max_failures``
+        times.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> server = MochaServerState([10, 10], 3, 0.1, outer_iters=1, inner_iters=2,
+    ...                           random_state=0)
+    >>> instructions = server.begin_round()
+    >>> sorted(instructions), sorted(instructions[0][0])
+    ([0, 1], ['w'])
+    >>> server.end_train({})  # no reply: both nodes count as failed this round
+    True
+    >>> server.end_eval({})["gap"]  # no node answered: no certificate
+    nan
     """
 
     method = "mocha"
@@ -780,10 +1033,53 @@ class MochaServerState(_ServerBase):
 
 
 class FedAvgServerState(_ServerBase):
-    """The FedAvg server, reproducing :func:`fmtl.federated.fedavg.fedavg` (no
-    fine-tuning): weighted average of the returned models over the nodes that reported.
+    """The FedAvg server, reproducing :func:`fmtl.federated.fedavg.fedavg`.
+
+    No fine-tuning: the weighted average of the returned models over the nodes that
+    reported.
 
     Messages carry the global ``w`` (d,) down and the local model (d,) and ``n_t`` up.
+
+    Parameters
+    ----------
+    n_samples : array_like of int, shape (n_tasks,)
+        ``n_t`` per task (the averaging weights).
+    n_features : int
+        ``d``.
+    lam, loss, gamma, rounds, local_epochs, lr, lr_decay, systems, random_state, \
+eval_every, callback
+        As for :func:`fmtl.federated.fedavg.fedavg`.
+
+    Attributes
+    ----------
+    w : ndarray of shape (n_features,)
+        The current global model.
+    finished : bool
+        Whether the run is over.
+
+    Raises
+    ------
+    ValueError
+        From the constructor, for an unknown loss or bad ``gamma``; ``lam``, ``rounds``,
+        ``eval_every`` or ``local_epochs`` out of range; a negative ``lr_decay``; an
+        ``lr`` that is not positive with ``lr * lam < 1``; or a ``systems`` model that
+        does not fit the tasks.
+    TypeError
+        For a non-numeric ``lr`` or a ``systems`` that is not a
+        :class:`~fmtl.federated.SystemsModel`.
+    RuntimeError
+        From ``end_train``, once a node fails more than ``systems.max_failures`` times.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> Xs = [rng.normal(size=(10, 3)) for _ in range(2)]
+    >>> clients = [FedAvgClientState(X, np.sign(X[:, 0]), 0.1) for X in Xs]
+    >>> server = FedAvgServerState([10, 10], 3, 0.1, rounds=3, random_state=0)
+    >>> res = run_local(server, clients)
+    >>> res.coef.shape, res.sigma is None, len(res.history), server.finished
+    ((2, 3), True, 3, True)
     """
 
     method = "fedavg"
@@ -996,13 +1292,51 @@ SERVER_METHODS: dict[str, Callable] = {
 
 
 def make_server(method: str, n_samples, n_features: int, lam: float, **kw):
-    """A server state for ``method`` (``"mocha"``, ``"local"``, ``"cocoa"``,
-    ``"fedavg"``) with the in-process function's keyword arguments.
+    """A server state for ``method`` with the in-process function's keyword arguments.
+
+    Methods: ``"mocha"``, ``"local"``, ``"cocoa"`` and ``"fedavg"``.
 
     ``"local"`` is MOCHA with ``Sigma = I/m`` fixed (= ``mocha(relationship="fixed")``);
     ``"cocoa"`` takes :func:`fmtl.federated.cocoa.cocoa`'s arguments (``theta``,
     ``max_local_passes``, ``check_every``, ``rounds``, ``sigma``); ``"fedavg"`` those of
     :func:`fmtl.federated.fedavg.fedavg` except ``finetune_epochs``.
+
+    Parameters
+    ----------
+    method : {"mocha", "local", "cocoa", "fedavg"}
+        The federated method.
+    n_samples : array_like of int, shape (n_tasks,)
+        ``n_t`` per task.
+    n_features : int
+        ``d``.
+    lam : float
+        Regularisation strength.
+    **kw
+        The in-process function's other keyword arguments.
+
+    Returns
+    -------
+    MochaServerState or FedAvgServerState
+        A server ready for its first :meth:`~MochaServerState.begin_round`.
+
+    Raises
+    ------
+    ValueError
+        For an unknown ``method``, or settings the server refuses (as
+        :class:`MochaServerState`, :class:`FedAvgServerState`; for ``"cocoa"`` also
+        ``theta`` outside (0, 1) or ``check_every < 1``).
+    TypeError
+        For an argument the method does not take, or of the wrong type.
+
+    Examples
+    --------
+    >>> server = make_server("cocoa", [10, 20], 3, 0.1, theta=0.5, rounds=5)
+    >>> server.method, server.inner_iters, server.finished
+    ('cocoa', 5, False)
+    >>> make_server("newton", [10], 3, 0.1)
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown method 'newton'; known: ['cocoa', 'fedavg', 'local', 'mocha']
     """
     if method not in SERVER_METHODS:
         raise ValueError(f"unknown method {method!r}; known: {sorted(SERVER_METHODS)}")
@@ -1024,6 +1358,30 @@ def run_local(
     makes that client's reply go missing after it did the work (the worst case for dual
     consistency: the client holds a pending update the server never saw).
     ``on_message(kind, task, request, reply)`` sees every message pair (wire tests).
+
+    Parameters
+    ----------
+    server : MochaServerState or FedAvgServerState
+        A fresh server (from :func:`make_server`).
+    clients : list of MochaClientState or FedAvgClientState
+        One per task, in task order.
+    fail : callable, optional
+        ``fail(round, task, phase) -> bool``: drop that reply.
+    on_message : callable, optional
+        ``on_message(kind, task, request, reply)``, called for every message pair.
+
+    Returns
+    -------
+    ServerResult
+        The server's result once it has finished.
+
+    Raises
+    ------
+    RuntimeError
+        If a node fails more than ``systems.max_failures`` times (a client raising
+        ``FloatingPointError`` or ``ValueError`` counts as a missing reply).
+    IndexError
+        If there are fewer clients than tasks.
 
     Examples
     --------

@@ -58,14 +58,23 @@ def cocoa(
         Check the local gap every this many steps (default ``ceil(n_t / 10)`` per node;
         the reference checks every 5 steps).
     rounds : int, default=100
+        Federated rounds.
     tol : float, default=0.0
         Stop once the certified relative duality gap is ``<= tol``.
     systems : SystemsModel, optional
         Drops and cost model (heterogeneity does not apply: CoCoA fixes the accuracy).
+    random_state : int, Generator or None
+        Seeds the per-round coordinate orders and draws.
+    n_threads : int, optional
+        Numba threads for the local solves (results do not depend on it).
     executor : DaskExecutor, optional
         Runs each round's local solves elsewhere instead of in this process, e.g. on a
         ``dask.distributed`` cluster (:class:`fmtl.distributed.dask.DaskExecutor`, extra
         ``dask``); results are bit-identical to the in-process fit.
+    eval_every : int, default=1
+        Evaluate certificates every this many rounds (and at the last one).
+    callback : callable, optional
+        Called with each History record.
 
     checkpoint_dir, checkpoint_every, resume
         Checkpoint / resume, as :func:`fmtl.federated.mocha`.
@@ -74,6 +83,24 @@ def cocoa(
     -------
     MochaResult
         History records also carry ``local_gap_ratio`` (realised theta per node).
+
+    Raises
+    ------
+    ValueError
+        For an unknown loss or bad ``gamma``; ``lam``, ``rounds`` or ``eval_every`` out
+        of range; invalid data (no tasks, mismatched lengths, non-2-D or non-finite
+        arrays, labels not in {-1, +1} for a classification loss); a ``sigma`` of the
+        wrong shape or not symmetric positive definite;
+        ``theta`` outside (0, 1), a non-positive ``max_local_passes``, ``check_every``
+        < 1 or a negative ``tol``; a ``systems`` model that does
+        not fit the tasks; a negative ``checkpoint_every`` or one without
+        ``checkpoint_dir``; or an unreadable checkpoint or one of another problem.
+    TypeError
+        For non-numeric data or ``sigma``, ``ys`` None with unpacked ``Xs``, a
+        ``systems`` that is not a :class:`~fmtl.federated.SystemsModel`, or an
+        ``executor`` without ``bind``, ``sdca_round`` and ``minibatch_gradients``.
+    RuntimeError
+        If a node fails its local solve more than ``systems.max_failures`` times.
 
     Examples
     --------

@@ -40,14 +40,40 @@ from .systems import SystemsModel, SystemsRuntime
 class FedAvgResult:
     """What :func:`fedavg` returns.
 
-    Attributes
+    The fields are also the constructor's parameters (a plain dataclass).
+
+    Parameters
     ----------
     coef : ndarray of shape (n_tasks, n_features)
         Per-task models: every row is ``global_coef`` unless ``finetune_epochs > 0``.
     global_coef : ndarray of shape (n_features,)
+        The final global model.
     history : History
         One record per evaluated round: ``primal`` is ``F`` at the global model.
-    never_reported : ndarray of int
+    never_reported : ndarray of int, default=empty
+        Nodes that returned nothing in any round (dead or always dropped).
+
+    Raises
+    ------
+    TypeError
+        If a field other than ``never_reported`` is missing (dataclass constructor).
+
+    See Also
+    --------
+    fedavg : Produces it.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fmtl.federated import fedavg
+    >>> rng = np.random.default_rng(0)
+    >>> Xs = [rng.normal(size=(20, 3)) for _ in range(2)]
+    >>> ys = [np.sign(X[:, 0]) for X in Xs]
+    >>> res = fedavg(Xs, ys, lam=0.01, rounds=5, finetune_epochs=1.0, random_state=0)
+    >>> res.coef.shape, res.global_coef.shape, len(res.history)
+    ((2, 3), (3,), 5)
+    >>> bool(np.allclose(res.coef[0], res.global_coef))
+    False
     """
 
     coef: np.ndarray
@@ -109,11 +135,22 @@ def fedavg(
     Returns
     -------
     FedAvgResult
+        Per-task (fine-tuned) models, the global model and History.
 
     Raises
     ------
     ValueError
-        For invalid data or parameters (named).
+        For an unknown loss or bad ``gamma``; ``lam``, ``rounds``, ``eval_every`` or
+        ``local_epochs`` out of range; a negative ``finetune_epochs`` or ``lr_decay``;
+        an ``lr`` that is not positive with ``lr * lam < 1``; invalid data (no tasks,
+        mismatched lengths, non-2-D or non-finite arrays, labels not in {-1, +1} for a
+        classification loss); or a ``systems`` model that does not fit the tasks.
+    TypeError
+        For non-numeric data or ``lr``, ``ys`` None with unpacked ``Xs``, a ``systems``
+        that is not a :class:`SystemsModel`, or an ``executor`` that lacks ``bind``,
+        ``sdca_round``, ``minibatch_gradients`` or ``local_sgd_round``.
+    RuntimeError
+        If a node fails its local solve more than ``systems.max_failures`` times.
 
     Examples
     --------

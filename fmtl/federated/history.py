@@ -18,6 +18,27 @@ class History:
     ``history["gap"]`` returns the column as an ndarray (per-node columns stack to
     ``(n_records, n_tasks)``).
 
+    Parameters
+    ----------
+    None
+        A History starts empty; records are added with ``append(**record)``.
+
+    Attributes
+    ----------
+    records : list of dict
+        The records, oldest first.
+    columns : list of str
+        The keys of the first record (empty for an empty History).
+    last : dict
+        The newest record.
+
+    Raises
+    ------
+    KeyError
+        ``history[key]`` for a column the records do not have (or on an empty History).
+    IndexError
+        ``history.last`` on an empty History.
+
     Examples
     --------
     >>> from fmtl.federated import History

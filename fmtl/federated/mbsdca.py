@@ -47,12 +47,22 @@ def mbsdca(
         Local steps per round as a fraction of ``n_t`` (the mini-batch size).
     scaling : float, default=10.0
         Aggregation ``s = scaling / total steps`` (capped at 1 to keep duals feasible).
+    rounds : int, default=100
+        Federated rounds.
     systems : SystemsModel, optional
         Heterogeneous mini-batch sizes, drops, cost (flops factor 6).
+    random_state : int, Generator or None
+        Seeds the per-round coordinate orders and draws.
+    n_threads : int, optional
+        Numba threads for the local solves (results do not depend on it).
     executor : DaskExecutor, optional
         Runs each round's local solves elsewhere instead of in this process, e.g. on a
         ``dask.distributed`` cluster (:class:`fmtl.distributed.dask.DaskExecutor`, extra
         ``dask``); results are bit-identical to the in-process fit.
+    eval_every : int, default=1
+        Evaluate certificates every this many rounds (and at the last one).
+    callback : callable, optional
+        Called with each History record.
 
     checkpoint_dir, checkpoint_every, resume
         Checkpoint / resume, as :func:`fmtl.federated.mocha`.
@@ -60,6 +70,24 @@ def mbsdca(
     Returns
     -------
     MochaResult
+        Models, dual variables and History (records carry the aggregation ``scale``).
+
+    Raises
+    ------
+    ValueError
+        For an unknown loss or bad ``gamma``; ``lam``, ``rounds`` or ``eval_every`` out
+        of range; invalid data (no tasks, mismatched lengths, non-2-D or non-finite
+        arrays, labels not in {-1, +1} for a classification loss); a ``sigma`` of the
+        wrong shape or not symmetric positive definite;
+        a non-positive ``local_frac`` or ``scaling``; a ``systems`` model that does
+        not fit the tasks; a negative ``checkpoint_every`` or one without
+        ``checkpoint_dir``; or an unreadable checkpoint or one of another problem.
+    TypeError
+        For non-numeric data or ``sigma``, ``ys`` None with unpacked ``Xs``, a
+        ``systems`` that is not a :class:`~fmtl.federated.SystemsModel`, or an
+        ``executor`` without ``bind``, ``sdca_round`` and ``minibatch_gradients``.
+    RuntimeError
+        If a node fails its local solve more than ``systems.max_failures`` times.
 
     Examples
     --------

@@ -44,18 +44,47 @@ from .systems import SystemsModel, SystemsRuntime
 class MochaResult:
     """What :func:`mocha` returns.
 
-    Attributes
+    The fields are also the constructor's parameters (a plain dataclass).
+
+    Parameters
     ----------
     coef : ndarray of shape (n_tasks, n_features)
         Task models (``W^T``), equal to ``Sigma B / lam``.
-    sigma, omega : ndarray of shape (n_tasks, n_tasks)
-        Final relationship and its inverse (``coef`` is the W-step solution for them).
+    sigma : ndarray of shape (n_tasks, n_tasks) or LowRankSigma
+        Final relationship (``coef`` is the W-step solution for it); a
+        :class:`~fmtl.relationships.LowRankSigma` with ``sigma_step="lowrank"``.
+    omega : ndarray of shape (n_tasks, n_tasks) or LowRankSigma
+        Its inverse.
     dual_coef : ndarray of shape (n_samples_total,)
         Dual variables, stacked task after task.
+    B : ndarray of shape (n_tasks, n_features)
+        Row ``t`` is ``b_t = X_t^T a_t / n_t`` (so ``coef = sigma @ B / lam``).
     history : History
         One record per evaluated federated round.
-    never_reported : ndarray of int
+    never_reported : ndarray of int, default=empty
         Nodes that returned nothing in any round (dead or always dropped).
+
+    Raises
+    ------
+    TypeError
+        If a field other than ``never_reported`` is missing (dataclass constructor).
+
+    See Also
+    --------
+    mocha : Produces it.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fmtl.federated import mocha
+    >>> rng = np.random.default_rng(0)
+    >>> Xs = [rng.normal(size=(10, 2)) for _ in range(3)]
+    >>> ys = [np.sign(X[:, 0]) for X in Xs]
+    >>> res = mocha(Xs, ys, lam=0.1, outer_iters=2, inner_iters=5, random_state=0)
+    >>> res.coef.shape, res.sigma.shape, res.dual_coef.shape, len(res.history)
+    ((3, 2), (3, 3), (30,), 10)
+    >>> bool(np.allclose(res.coef, res.sigma @ res.B / 0.1)), res.never_reported.size
+    (True, 0)
     """
 
     coef: np.ndarray
@@ -104,6 +133,55 @@ def certificates(
     terms equal ``<W, B> / 2``. With ``sigma_floor`` given, also the joint bound
     ``joint_dual = sum_t mean(-l*(-a)) - (eps tr(B B^T) + (1 - m eps) lmax(B B^T)) /
     (2 lam)`` on ``min_{W, Sigma >= eps I, tr Sigma = 1} P`` and ``joint_gap``.
+
+    Parameters
+    ----------
+    tasks : PackedTasks
+        The data, from :func:`fmtl.solvers.pack_tasks` (validated beforehand).
+    alpha : ndarray of shape (n_samples_total,)
+        Dual variables, stacked task after task.
+    B : ndarray of shape (n_tasks, n_features)
+        ``b_t = X_t^T a_t / n_t`` per row.
+    Sigma : ndarray of shape (n_tasks, n_tasks) or LowRankSigma
+        The relationship.
+    lam : float
+        Regularisation strength.
+    loss : Loss
+        A resolved loss (:func:`fmtl.losses.get_loss`), not a name.
+    sigma_floor : float, optional
+        ``eps`` of the learned relationship's constraint; adds ``joint_dual`` and
+        ``joint_gap``.
+    Wt : ndarray of shape (n_tasks, n_features), optional
+        ``Sigma B / lam`` if already computed.
+
+    Returns
+    -------
+    dict
+        ``primal``, ``dual``, ``gap`` and ``rel_gap`` (``gap / |primal|``) as floats, plus
+        ``joint_dual`` and ``joint_gap`` when ``sigma_floor`` is given. ``dual`` is
+        ``-inf`` for a dual-infeasible ``alpha``.
+
+    Raises
+    ------
+    AttributeError
+        If ``tasks`` is not a :class:`~fmtl.solvers.PackedTasks` or ``loss`` is a name
+        instead of a :class:`~fmtl.losses.Loss`.
+    ValueError
+        From numpy, if ``Sigma`` and ``B`` do not have matching shapes. The shapes of
+        ``alpha`` and ``Wt`` are not checked (this is the round loops' fast path).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fmtl.federated import certificates
+    >>> from fmtl.losses import get_loss
+    >>> from fmtl.solvers import pack_tasks
+    >>> rng = np.random.default_rng(0)
+    >>> Xs = [rng.normal(size=(10, 2)) for _ in range(2)]
+    >>> tasks = pack_tasks(Xs, [np.sign(X[:, 0]) for X in Xs])
+    >>> certificates(tasks, np.zeros(20), np.zeros((2, 2)), np.eye(2) / 2, 0.1,
+    ...              get_loss("hinge"))
+    {'primal': 2.0, 'dual': 0.0, 'gap': 2.0, 'rel_gap': 1.0}
     """
     if Wt is None:
         Wt = Sigma @ B / lam
@@ -246,6 +324,27 @@ def mocha(
     Returns
     -------
     MochaResult
+        Task models, final ``sigma``/``omega``, dual variables and History.
+
+    Raises
+    ------
+    ValueError
+        For an unknown loss or bad ``gamma``; ``lam``, ``outer_iters``, ``inner_iters``,
+        ``eval_every`` or ``local_frac`` out of range; ``local_theta`` outside [0, 1);
+        an unknown ``relationship``, ``sigma_step`` or ``sigma_prime``; a ``sigma`` of the
+        wrong shape or not symmetric positive definite; ``sigma_floor`` outside
+        ``[0, 1 / n_tasks)``; invalid data (no tasks, mismatched lengths, non-2-D or
+        non-finite arrays, labels not in {-1, +1} for a classification loss); a
+        ``systems`` model that does not fit the tasks; a negative ``checkpoint_every`` or
+        one without ``checkpoint_dir``; or an unreadable checkpoint or one of another
+        problem.
+    TypeError
+        For non-numeric data, ``ys`` None with unpacked ``Xs``, a non-numeric
+        ``sigma``/``sigma_floor``/``sigma_prime``, a non-boolean ``record_local_gaps``,
+        a ``systems`` that is not a :class:`SystemsModel`, or an ``executor`` without
+        ``bind``, ``sdca_round`` and ``minibatch_gradients``.
+    RuntimeError
+        If a node fails its local solve more than ``systems.max_failures`` times.
 
     Examples
     --------

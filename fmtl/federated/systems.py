@@ -48,11 +48,34 @@ class SystemsModel:
         round, its dual block left as it was; after more than ``max_failures`` failures of
         one node the fit stops with an error naming it (None: never stop).
 
+    Attributes
+    ----------
+    work_range : (float, float) or None
+        ``(bottom, top)`` of the per-round work fraction, None without heterogeneity.
+    comm_cost : float
+        The network's cost per round.
+
+    Raises
+    ------
+    ValueError
+        From the constructor, for an unknown ``heterogeneity`` preset or network, a
+        ``(bottom, top)`` without ``0 < bottom <= top < inf``, a ``drop_prob`` outside
+        ``[0, 1)`` or not 1-D, a negative or non-finite ``flops_factor`` or network cost,
+        or a ``max_failures`` that is not None or an integer >= 0. A fit raises
+        ``ValueError`` if ``drop_prob`` has the wrong length or ``dead_nodes`` holds a bad
+        index, and ``RuntimeError`` once a node fails more than ``max_failures`` times.
+
     Examples
     --------
     >>> from fmtl.federated import SystemsModel
     >>> SystemsModel(heterogeneity="high", network="3g").comm_cost
     1000.0
+    >>> SystemsModel(heterogeneity="low").work_range
+    (0.9, 1.0)
+    >>> SystemsModel(drop_prob=1.0)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: drop_prob must be a number or a 1-D sequence of numbers in [0, 1) ...
     """
 
     heterogeneity: str | tuple[float, float] | None = None

@@ -24,7 +24,9 @@ __all__ = ["LOSS_NAMES", "Loss", "get_loss"]
 class Loss:
     """A loss resolved from its name: the code the jitted solvers dispatch on.
 
-    Attributes
+    Build it with :func:`get_loss`; the constructor does not validate its arguments.
+
+    Parameters
     ----------
     name : str
         One of :data:`LOSS_NAMES`.
@@ -34,6 +36,28 @@ class Loss:
         Smoothing ``gamma`` for ``"smoothed_hinge"``; unused (0.0) otherwise.
     classification : bool
         Whether labels must be in {-1, +1}.
+
+    Raises
+    ------
+    dataclasses.FrozenInstanceError
+        On assigning to a field (the instance is immutable).
+
+    See Also
+    --------
+    get_loss : Resolves a loss by name.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fmtl.losses import get_loss
+    >>> hinge = get_loss("hinge")
+    >>> hinge.name, hinge.classification
+    ('hinge', True)
+    >>> y, z = np.array([1.0, -1.0]), np.array([0.5, 0.5])
+    >>> hinge.value(y, z), hinge.derivative(y, z)
+    (array([0.5, 1.5]), array([-1.,  1.]))
+    >>> hinge.neg_conjugate(y, np.array([0.5, -0.5]))
+    array([0.5, 0.5])
     """
 
     name: str

@@ -8,6 +8,27 @@ import numpy as np
 def identity_sigma(n_tasks: int) -> np.ndarray:
     """``Sigma = I / m``: tasks decouple (each a ridge problem with strength ``lam * m``).
 
+    Parameters
+    ----------
+    n_tasks : int
+        Number of tasks ``m``.
+
+    Returns
+    -------
+    ndarray of shape (n_tasks, n_tasks)
+        ``I / m`` (trace 1).
+
+    Raises
+    ------
+    ValueError
+        If ``n_tasks`` is negative (from :func:`numpy.eye`).
+    TypeError
+        If ``n_tasks`` is not an integer (from :func:`numpy.eye`).
+
+    See Also
+    --------
+    mean_regularized_sigma : Couples the tasks through their mean.
+
     Examples
     --------
     >>> from fmtl.relationships import identity_sigma
@@ -28,6 +49,29 @@ def mean_regularized_sigma(n_tasks: int, kappa: float) -> np.ndarray:
 
     ``kappa = 0`` gives :func:`identity_sigma`; ``kappa -> inf`` forces all ``w_t`` to their
     mean (a global model).
+
+    Parameters
+    ----------
+    n_tasks : int
+        Number of tasks ``m``.
+    kappa : float
+        Weight ``>= 0`` of the pull towards the mean model.
+
+    Returns
+    -------
+    ndarray of shape (n_tasks, n_tasks)
+        ``Sigma``, symmetric positive definite with trace 1.
+
+    Raises
+    ------
+    TypeError
+        If ``kappa`` is not a number (booleans included) or ``n_tasks`` is not an integer.
+    ValueError
+        If ``kappa`` is negative or not finite, or ``n_tasks`` is negative.
+
+    See Also
+    --------
+    proximal_as_mean_regularized : The same structure from Ditto's/pFedMe's parameters.
 
     Examples
     --------
@@ -55,10 +99,28 @@ def proximal_as_mean_regularized(n_tasks: int, lam: float, mu: float):
     (I - 11^T/m)) V^T)``, ``kappa = mu / lam``: :func:`mean_regularized_sigma` with that
     ``kappa`` and ``lam_fmtl = lam / c``, ``c = 1 + (m - 1)/(1 + kappa)``.
 
+    Parameters
+    ----------
+    n_tasks : int
+        Number of tasks ``m``.
+    lam : float
+        The per-task ridge strength of ``F_t`` (> 0).
+    mu : float
+        The proximal weight (>= 0).
+
     Returns
     -------
     lam_fmtl : float
+        ``lam / c``, the ``lam`` to pass to :func:`fmtl.federated.mocha`.
     Sigma : ndarray of shape (n_tasks, n_tasks)
+        :func:`mean_regularized_sigma` with ``kappa = mu / lam``.
+
+    Raises
+    ------
+    ValueError
+        Unless ``lam > 0`` and ``mu >= 0`` are finite.
+    TypeError
+        If ``lam`` or ``mu`` is not a number.
 
     Examples
     --------
@@ -73,7 +135,42 @@ def proximal_as_mean_regularized(n_tasks: int, lam: float, mu: float):
 
 
 def check_sigma(Sigma, n_tasks: int, name: str = "sigma") -> np.ndarray:
-    """Validate a user-given relationship matrix: finite, symmetric, positive definite."""
+    """Validate a user-given relationship matrix: finite, symmetric, positive definite.
+
+    Parameters
+    ----------
+    Sigma : array_like of shape (n_tasks, n_tasks)
+        The matrix to check.
+    n_tasks : int
+        The number of tasks it must match.
+    name : str, default="sigma"
+        Name used in the error messages.
+
+    Returns
+    -------
+    ndarray of shape (n_tasks, n_tasks)
+        ``Sigma`` as float64, exactly symmetrised (``(S + S^T) / 2``).
+
+    Raises
+    ------
+    TypeError
+        If ``Sigma`` is not numeric.
+    ValueError
+        If it has the wrong shape, contains NaN or inf, is not symmetric or is not
+        positive definite.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fmtl.relationships import check_sigma
+    >>> check_sigma([[2.0, 1.0], [1.0, 2.0]], 2)
+    array([[2., 1.],
+           [1., 2.]])
+    >>> check_sigma(np.array([[1.0, 2.0], [2.0, 1.0]]), 2)
+    Traceback (most recent call last):
+    ...
+    ValueError: sigma must be positive definite (smallest eigenvalue -1)
+    """
     try:
         S = np.asarray(Sigma, dtype=np.float64)
     except (TypeError, ValueError) as e:

@@ -48,9 +48,20 @@ def omega_update(Wt: np.ndarray, sigma_floor: float = 1e-6) -> tuple[np.ndarray,
 
     Returns
     -------
-    Sigma, Omega : ndarray of shape (n_tasks, n_tasks)
-        The relationship matrix (trace 1) and its inverse, both from one
-        eigendecomposition.
+    Sigma : ndarray of shape (n_tasks, n_tasks)
+        The relationship matrix (trace 1).
+    Omega : ndarray of shape (n_tasks, n_tasks)
+        Its inverse, from the same eigendecomposition.
+
+    Raises
+    ------
+    ValueError
+        If ``Wt`` is not 2-D with at least one row, contains NaN or inf, or
+        ``sigma_floor`` is outside ``[0, 1 / n_tasks)``.
+
+    See Also
+    --------
+    omega_update_lowrank : The same step in identity-plus-low-rank form.
 
     Examples
     --------
@@ -100,6 +111,33 @@ def safety_rho(Sigma: np.ndarray) -> float:
 
     It bounds ``tr(dB Sigma dB^T) <= sigma' sum_t Sigma_tt ||db_t||^2`` for any ``dB``,
     so adding all local updates never decreases the dual objective.
+
+    Parameters
+    ----------
+    Sigma : array_like of shape (m, m)
+        Relationship matrix with a positive diagonal (not validated: see
+        :func:`check_sigma`).
+
+    Returns
+    -------
+    float
+        ``sigma'`` (at least 1).
+
+    Raises
+    ------
+    numpy.exceptions.AxisError
+        If ``Sigma`` is 1-D.
+
+    See Also
+    --------
+    spectral_rho : The smallest safe value (never larger than this one).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fmtl.relationships import safety_rho
+    >>> safety_rho(np.array([[2.0, 1.0], [1.0, 2.0]]))
+    1.5
     """
     Sigma = np.asarray(Sigma, dtype=np.float64)
     return float(np.max(np.abs(Sigma).sum(axis=1) / np.diag(Sigma)))
@@ -111,6 +149,32 @@ def spectral_rho(Sigma: np.ndarray) -> float:
     ``tr(dB^T Sigma dB) <= sigma' sum_t Sigma_tt ||db_t||^2`` holds for every ``dB`` iff
     ``Sigma <= sigma' D``, i.e. iff ``sigma'`` is at least this value; :func:`safety_rho`
     (a Gershgorin bound on the same eigenvalue) is never smaller.
+
+    Parameters
+    ----------
+    Sigma : array_like of shape (m, m)
+        Symmetric relationship matrix with a positive diagonal (not validated: see
+        :func:`check_sigma`).
+
+    Returns
+    -------
+    float
+        ``lambda_max(D^{-1/2} Sigma D^{-1/2})``.
+
+    Raises
+    ------
+    ValueError
+        If ``Sigma`` is not square (numpy cannot broadcast the scaling).
+    numpy.linalg.LinAlgError
+        If the eigensolver does not converge (e.g. NaN from a non-positive diagonal).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fmtl.relationships import spectral_rho
+    >>> S = np.array([[2.0, 1.0, 1.0], [1.0, 2.0, -1.0], [1.0, -1.0, 2.0]])
+    >>> round(spectral_rho(S), 10), safety_rho(S)
+    (1.5, 2.0)
     """
     Sigma = np.asarray(Sigma, dtype=np.float64)
     r = 1.0 / np.sqrt(np.diag(Sigma))
@@ -123,6 +187,37 @@ def resolve_sigma_prime(rule, Sigma: np.ndarray) -> float:
 
     For a :class:`~fmtl.relationships.LowRankSigma`, ``"spectral"`` is a safe upper bound
     (Weyl) computed in ``O(m r^2)`` and ``"gershgorin"`` is exact in ``O(m^2 r)``.
+
+    Parameters
+    ----------
+    rule : {"gershgorin", "spectral"} or float
+        :func:`safety_rho`, :func:`spectral_rho`, or a positive number used as is.
+    Sigma : ndarray of shape (m, m) or LowRankSigma
+        The relationship matrix.
+
+    Returns
+    -------
+    float
+        The subproblems' ``sigma'``.
+
+    Raises
+    ------
+    ValueError
+        For an unknown string or a number that is not positive and finite.
+    TypeError
+        If ``rule`` is neither a string nor a number (booleans are refused).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fmtl.relationships import resolve_sigma_prime
+    >>> S = np.array([[2.0, 1.0], [1.0, 2.0]])
+    >>> resolve_sigma_prime("gershgorin", S), resolve_sigma_prime(3, S)
+    (1.5, 3.0)
+    >>> resolve_sigma_prime("exact", S)
+    Traceback (most recent call last):
+    ...
+    ValueError: sigma_prime must be 'gershgorin', 'spectral' or a number, got 'exact'
     """
     if isinstance(rule, str):
         if hasattr(Sigma, "row_abs_sums"):  # LowRankSigma: no m x m matrix

@@ -31,6 +31,23 @@ class LowRankSigma:
         Extra weight on each column's direction (eigenvalue ``c0 + c_i``; must keep
         every eigenvalue > 0).
 
+    Attributes
+    ----------
+    shape : tuple of int
+        ``(m, m)``.
+    rank : int
+        ``r``, the number of directions off the floor.
+
+    Raises
+    ------
+    ValueError
+        If ``U`` is not 2-D with as many columns as ``c`` has entries, ``c0`` is not
+        positive and finite, ``c`` is not finite, or some ``c0 + c_i <= 0``.
+
+    See Also
+    --------
+    omega_update_lowrank : Builds one by MOCHA's Sigma-step.
+
     Examples
     --------
     >>> import numpy as np
@@ -136,12 +153,15 @@ class LowRankSigma:
 
 
 def omega_update_lowrank(Wt: np.ndarray, sigma_floor: float = 1e-6) -> LowRankSigma:
-    """The closed-form Sigma-step of :func:`fmtl.relationships.omega_update` in
-    identity-plus-low-rank form (same matrix, ``O(m d^2)`` time, ``O(m d)`` memory).
+    """MOCHA's closed-form Sigma-step in identity-plus-low-rank form.
+
+    The same matrix as :func:`fmtl.relationships.omega_update`, in ``O(m d^2)`` time and
+    ``O(m d)`` memory.
 
     Parameters
     ----------
     Wt : ndarray of shape (n_tasks, n_features)
+        Task models, one row per task.
     sigma_floor : float, default=1e-6
         ``0 <= sigma_floor < 1 / n_tasks``; with 0, ``A``'s eigenvalues are floored at
         ``1e-7 max(a)`` as in :func:`omega_update`.
@@ -149,12 +169,13 @@ def omega_update_lowrank(Wt: np.ndarray, sigma_floor: float = 1e-6) -> LowRankSi
     Returns
     -------
     LowRankSigma
-        Its ``inverse()`` is Omega.
+        Sigma; its ``inverse()`` is Omega.
 
     Raises
     ------
     ValueError
-        For a non-finite ``Wt`` or a floor outside its range.
+        If ``Wt`` is not 2-D with at least one row, is not finite, or the floor is outside
+        its range.
 
     Examples
     --------

@@ -17,7 +17,54 @@ class PackedTasks:
 
     Exactly one of the dense block ``Xd`` (C-contiguous float64) or the CSR triplet
     (``data``, ``indices``, ``indptr``; sorted indices) is populated; the other holds
-    zero-size placeholders so a single kernel signature serves both layouts.
+    zero-size placeholders so a single kernel signature serves both layouts. Build it with
+    :func:`pack_tasks`; the constructor does not validate its arguments.
+
+    Parameters
+    ----------
+    Xd : ndarray of shape (n_samples_total, n_features) or (0, n_features)
+        All rows stacked (dense layout), or an empty placeholder.
+    data, indices, indptr : ndarray
+        The CSR triplet of all rows stacked (sparse layout, int64 indices), or empty
+        placeholders.
+    sparse : bool
+        Which layout is populated.
+    y : ndarray of shape (n_samples_total,)
+        Targets, stacked task after task.
+    sqnorm : ndarray of shape (n_samples_total,)
+        ``||x_i||^2`` per row.
+    offsets : ndarray of shape (n_tasks + 1,)
+        Task ``t`` owns rows ``offsets[t]:offsets[t+1]``.
+    n_features : int
+        Number of columns ``d``.
+
+    Attributes
+    ----------
+    n_tasks : int
+        ``len(offsets) - 1``.
+    n_samples : ndarray of shape (n_tasks,)
+        Rows per task.
+    kernel_args : tuple
+        The data arguments every SDCA/objective kernel takes, in order.
+
+    Raises
+    ------
+    dataclasses.FrozenInstanceError
+        On assigning to a field (the instance is immutable).
+
+    See Also
+    --------
+    pack_tasks : Builds one from per-task arrays.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fmtl.solvers import pack_tasks
+    >>> p = pack_tasks([np.ones((2, 3)), np.zeros((1, 3))], [np.ones(2), -np.ones(1)])
+    >>> p.n_tasks, p.n_samples.tolist(), p.offsets.tolist(), p.sparse
+    (2, [2, 1], [0, 2, 3], False)
+    >>> p.sqnorm
+    array([3., 3., 0.])
     """
 
     Xd: np.ndarray
@@ -58,6 +105,40 @@ def pack_tasks(Xs: list, ys: list) -> PackedTasks:
 
     All tasks must be dense or all CSR-convertible sparse; mixing dense and sparse
     tasks converts the dense ones to CSR.
+
+    Parameters
+    ----------
+    Xs : list of arrays or sparse matrices, shape (n_t, d) each
+        Per-task design matrices (same ``d``).
+    ys : list of arrays, shape (n_t,) each
+        Per-task targets.
+
+    Returns
+    -------
+    PackedTasks
+        Sparse (CSR, sorted indices, duplicates summed) if any task is sparse, else dense.
+
+    Raises
+    ------
+    ValueError
+        If the tasks have different numbers of features, or an ``X`` or ``y`` is not
+        numeric (from numpy's conversion to float64).
+    IndexError
+        If an ``X`` is 1-D.
+
+    Notes
+    -----
+    Only the layout is handled here: lengths, finiteness and labels are checked by the
+    callers (``fmtl.federated`` validates its inputs before packing).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import scipy.sparse as sp
+    >>> from fmtl.solvers import pack_tasks
+    >>> p = pack_tasks([sp.eye(3, format="csr"), np.ones((1, 3))], [np.ones(3), np.ones(1)])
+    >>> p.sparse, p.n_samples.tolist(), p.indptr.tolist()
+    (True, [3, 1], [0, 1, 2, 3, 6])
     """
     n = np.array([X.shape[0] for X in Xs], dtype=np.int64)
     offsets = np.zeros(len(Xs) + 1, dtype=np.int64)
