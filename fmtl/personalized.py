@@ -260,6 +260,18 @@ _FEDAVG_DOC = """FedAvg {kind}: one global model (optionally fine-tuned per task
     history_ : fmtl.federated.History
         ``primal`` is the pooled objective at the global model.
 
+    Raises
+    ------
+    ValueError
+        From ``fit``: an invalid parameter, named (``alpha <= 0``, an unknown ``loss``,
+        ``rounds < 1``, ...); NaN or inf in ``X`` or ``y``; ``y`` or ``tasks`` of the wrong
+        length; for classifiers, fewer than two classes. From ``predict``/``score``: a task
+        not seen during ``fit``, or ``X`` with another number of features.
+    TypeError
+        Non-numeric ``X`` or ``y``, or a parameter of the wrong type.
+    sklearn.exceptions.NotFittedError
+        ``predict``, ``decision_function`` or ``score`` before ``fit``.
+
     Examples
     --------
     >>> from fmtl.personalized import FedAvg{cls}
@@ -292,6 +304,18 @@ _DITTO_DOC = """Ditto {kind}: personal models kept near a FedAvg global model.
     local_gap_ : ndarray of shape (n_tasks,)
     tasks_ : ndarray of shape (n_tasks,)
     history_ : fmtl.federated.History
+
+    Raises
+    ------
+    ValueError
+        From ``fit``: an invalid parameter, named (``alpha <= 0``, an unknown ``loss``,
+        ``rounds < 1``, ...); NaN or inf in ``X`` or ``y``; ``y`` or ``tasks`` of the wrong
+        length; for classifiers, fewer than two classes. From ``predict``/``score``: a task
+        not seen during ``fit``, or ``X`` with another number of features.
+    TypeError
+        Non-numeric ``X`` or ``y``, or a parameter of the wrong type.
+    sklearn.exceptions.NotFittedError
+        ``predict``, ``decision_function`` or ``score`` before ``fit``.
 
     Examples
     --------
@@ -369,6 +393,18 @@ _PFEDME_DOC = """pFedMe {kind}: personal models from the Moreau envelopes of the
     global_coef_ : ndarray of shape (n_features,)
     tasks_ : ndarray of shape (n_tasks,)
     history_ : fmtl.federated.History
+
+    Raises
+    ------
+    ValueError
+        From ``fit``: an invalid parameter, named (``alpha <= 0``, an unknown ``loss``,
+        ``rounds < 1``, ...); NaN or inf in ``X`` or ``y``; ``y`` or ``tasks`` of the wrong
+        length; for classifiers, fewer than two classes. From ``predict``/``score``: a task
+        not seen during ``fit``, or ``X`` with another number of features.
+    TypeError
+        Non-numeric ``X`` or ``y``, or a parameter of the wrong type.
+    sklearn.exceptions.NotFittedError
+        ``predict``, ``decision_function`` or ``score`` before ``fit``.
 
     Examples
     --------
@@ -654,6 +690,18 @@ _FEDREP_DOC = """FedRep {kind}: a shared representation and personal heads, ``w_
     tasks_ : ndarray of shape (n_tasks,)
     history_ : fmtl.federated.History{hist}
 
+    Raises
+    ------
+    ValueError
+        From ``fit``: an invalid parameter, named (``alpha <= 0``, an unknown ``loss``,
+        ``rounds < 1``, ...); NaN or inf in ``X`` or ``y``; ``y`` or ``tasks`` of the wrong
+        length; for classifiers, fewer than two classes. From ``predict``/``score``: a task
+        not seen during ``fit``, or ``X`` with another number of features.
+    TypeError
+        Non-numeric ``X`` or ``y``, or a parameter of the wrong type.
+    sklearn.exceptions.NotFittedError
+        ``predict``, ``decision_function`` or ``score`` before ``fit``.
+
     Examples
     --------
     >>> from fmtl.personalized import FedRep{cls}
@@ -691,6 +739,18 @@ _SIMPLE_DOC = """{method} {kind} (see :func:`fmtl.federated.{func}`).
         Personal models.
     tasks_ : ndarray of shape (n_tasks,)
     history_ : fmtl.federated.History
+
+    Raises
+    ------
+    ValueError
+        From ``fit``: an invalid parameter, named (``alpha <= 0``, an unknown ``loss``,
+        ``rounds < 1``, ...); NaN or inf in ``X`` or ``y``; ``y`` or ``tasks`` of the wrong
+        length; for classifiers, fewer than two classes. From ``predict``/``score``: a task
+        not seen during ``fit``, or ``X`` with another number of features.
+    TypeError
+        Non-numeric ``X`` or ``y``, or a parameter of the wrong type.
+    sklearn.exceptions.NotFittedError
+        ``predict``, ``decision_function`` or ``score`` before ``fit``.
 
     Examples
     --------
@@ -759,6 +819,18 @@ _PFEDHN_DOC = """pFedHN {kind}: a server hypernetwork maps client embeddings to 
     tasks_ : ndarray of shape (n_tasks,)
     history_ : fmtl.federated.History
     never_reported_ : ndarray
+
+    Raises
+    ------
+    ValueError
+        From ``fit``: an invalid parameter, named (``alpha <= 0``, an unknown ``loss``,
+        ``rounds < 1``, ...); NaN or inf in ``X`` or ``y``; ``y`` or ``tasks`` of the wrong
+        length; for classifiers, fewer than two classes. From ``predict``/``score``: a task
+        not seen during ``fit``, or ``X`` with another number of features.
+    TypeError
+        Non-numeric ``X`` or ``y``, or a parameter of the wrong type.
+    sklearn.exceptions.NotFittedError
+        ``predict``, ``decision_function`` or ``score`` before ``fit``.
 
     Examples
     --------
