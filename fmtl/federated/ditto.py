@@ -36,7 +36,9 @@ from .history import History
 class DittoResult:
     """What :func:`ditto` returns.
 
-    Attributes
+    The fields are also the constructor's parameters (a plain dataclass).
+
+    Parameters
     ----------
     coef : ndarray of shape (n_tasks, n_features)
         Personal models ``v_t``.
@@ -46,6 +48,28 @@ class DittoResult:
         Each personal problem's final duality gap (a certificate of ``v_t``).
     history : History
         FedAvg's History (empty when ``global_coef`` was given).
+
+    Raises
+    ------
+    TypeError
+        If a field is missing (dataclass constructor).
+
+    See Also
+    --------
+    ditto : Produces it.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fmtl.federated import ditto
+    >>> rng = np.random.default_rng(0)
+    >>> Xs = [rng.normal(size=(20, 3)) for _ in range(2)]
+    >>> ys = [np.sign(X[:, 0]) for X in Xs]
+    >>> res = ditto(Xs, ys, lam=0.1, mu=1.0, rounds=5, random_state=0)
+    >>> res.coef.shape, res.global_coef.shape, res.local_gap.shape, len(res.history)
+    ((2, 3), (3,), (2,), 5)
+    >>> bool(np.all(res.local_gap < 1e-8))
+    True
     """
 
     coef: np.ndarray
@@ -68,30 +92,50 @@ def personal_models(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact ``argmin_v F_t(v) + (mu/2) ||v - w||^2`` for every task, and its duality gap.
 
+    Each task's problem is solved by SDCA (:func:`prox_sdca`) from zero duals, with
+    ``F_t(v) = mean_i l(y_ti, v.x_ti) + (lam/2) ||v||^2``.
+
     Parameters
     ----------
     Xs, ys : lists of per-task arrays, or Xs a PackedTasks and ys None
+        Per-task design matrices (dense or sparse) and targets (labels in {-1, +1} for a
+        classification loss).
     lam : float
         ``lam > 0`` of ``F_t``.
     mu : float
         Proximal weight ``mu >= 0`` (0: purely local models).
     w : ndarray of shape (n_features,)
         The centre.
-    loss : str, default="logistic"
+    loss : {"logistic", "squared", "smoothed_hinge", "hinge"}, default="logistic"
+        The loss ``l``.
     gamma : float, default=1.0
+        Smoothing of ``"smoothed_hinge"``.
     tol : float, default=1e-10
         Stop once each task's local duality gap is at most ``tol`` times its start.
     max_passes : int, default=10000
+        Cap on each task's SDCA passes over its data (not validated).
 
     Returns
     -------
     V : ndarray of shape (n_tasks, n_features)
+        The personal models ``v_t`` (rows).
     gaps : ndarray of shape (n_tasks,)
+        Each task's final local duality gap (a certificate of ``v_t``).
 
     Raises
     ------
     ValueError
-        For invalid data or parameters.
+        For an unknown ``loss`` or bad ``gamma``; ``lam`` not positive and finite; ``mu``
+        negative or not finite; ``w`` not a finite vector of shape ``(n_features,)``; or
+        invalid data (no tasks, mismatched lengths, non-2-D or non-finite arrays, labels
+        not in {-1, +1} for a classification loss).
+    TypeError
+        For non-numeric ``Xs`` or ``ys``, or ``ys`` None with ``Xs`` not a PackedTasks.
+
+    See Also
+    --------
+    ditto : Uses it around FedAvg's global model.
+    fmtl.federated.pfedme.pfedme : Uses it for pFedMe's exact personal steps.
 
     Examples
     --------
@@ -144,8 +188,64 @@ def prox_sdca(
     ``lam + mu``. ``state = (alpha, b)`` warm-starts from earlier duals (``b`` rows
     ``X_t^T alpha_t / n_t``; both updated in place); without it the duals start at zero.
     Task ``t`` runs ``steps[t]`` coordinate steps or stops at local gap ``<= tol`` times its
-    start. Returns the primal points ``V`` (rows of inactive tasks: their centre's point at
-    the current duals), the final local gaps and the steps each task made.
+    start. A low-level kernel driver: it validates nothing (the callers do).
+
+    Parameters
+    ----------
+    tasks : PackedTasks
+        Packed per-task data (:func:`fmtl.federated._loop.as_tasks`).
+    lam : float
+        L2 weight of ``F_t`` (``> 0``).
+    mu : float
+        Proximal weight (``>= 0``).
+    centres : ndarray of shape (n_tasks, n_features)
+        The centres ``c_t`` (rows).
+    loss : Loss
+        A resolved loss (:func:`fmtl.losses.get_loss`).
+    steps : ndarray of int of shape (n_tasks,)
+        Coordinate-step budget of each task.
+    seeds : ndarray of uint64 of shape (n_tasks,)
+        Seeds of each task's coordinate order.
+    active : ndarray of bool of shape (n_tasks,)
+        Tasks that run; the others keep their duals.
+    tol : float, default=0.0
+        Relative local duality gap at which a task stops early (0: run the budget).
+    state : tuple (alpha, b), optional
+        Warm-start duals, updated in place.
+
+    Returns
+    -------
+    V : ndarray of shape (n_tasks, n_features)
+        Primal points (rows of inactive tasks: their centre's point at the current duals).
+    gaps : ndarray of shape (n_tasks,)
+        The final local duality gaps.
+    done : ndarray of int of shape (n_tasks,)
+        The coordinate steps each task made.
+
+    Raises
+    ------
+    ValueError
+        Only from numpy (e.g. ``centres`` whose shape does not broadcast to ``(n_tasks,
+        n_features)``); nothing is validated: bad ``lam``, ``mu``, ``loss`` or array
+        types/lengths are not checked and may give numba typing errors or wrong results.
+
+    See Also
+    --------
+    personal_models : The validated, exact-solve front end.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fmtl.federated._loop import as_tasks
+    >>> from fmtl.losses import get_loss
+    >>> rng = np.random.default_rng(0)
+    >>> tasks = as_tasks([rng.normal(size=(20, 3)) for _ in range(2)],
+    ...                  [rng.normal(size=20) for _ in range(2)])
+    >>> V, gaps, done = prox_sdca(tasks, 0.1, 1.0, np.zeros((2, 3)), get_loss("squared"),
+    ...                           steps=np.full(2, 20_000), seeds=np.array([1, 2], np.uint64),
+    ...                           active=np.ones(2, dtype=bool), tol=1e-10)
+    >>> V.shape, bool(np.all(gaps < 1e-8)), bool(np.all(done > 0))
+    ((2, 3), True, True)
     """
     m, d = tasks.n_tasks, tasks.n_features
     lam2 = lam + mu
@@ -198,31 +298,59 @@ def ditto(
 ) -> DittoResult:
     """Fit Ditto: FedAvg's global model, then exact personal models around it.
 
+    The centre ``w`` is :func:`fmtl.federated.fedavg.fedavg`'s global model (or
+    ``global_coef``); each personal model ``v_t`` then solves ``F_t(v) + (mu/2) ||v -
+    w||^2`` exactly (:func:`personal_models`).
+
     Parameters
     ----------
     Xs, ys : lists of per-task arrays
+        Per-task design matrices (dense or sparse) and targets (labels in {-1, +1} for a
+        classification loss).
     lam : float
         L2 weight in every ``F_t``.
     mu : float, default=1.0
         Proximal weight: 0 gives local models, ``mu -> inf`` the global one.
-    loss : str, default="logistic"
+    loss : {"logistic", "squared", "smoothed_hinge", "hinge"}, default="logistic"
+        The loss ``l``.
     gamma : float, default=1.0
+        Smoothing of ``"smoothed_hinge"``.
     global_coef : ndarray of shape (n_features,), optional
         Use this centre instead of running FedAvg.
     tol : float, default=1e-10
         Relative local duality gap of the personal solves.
     random_state : int, Generator or None
+        Seeds FedAvg (unused when ``global_coef`` is given).
     **fedavg_kw
         Passed to :func:`fmtl.federated.fedavg.fedavg` (``rounds``, ``lr``, ...).
 
     Returns
     -------
     DittoResult
+        Personal models, the centre, the personal problems' duality gaps and FedAvg's
+        History.
 
     Raises
     ------
     ValueError
-        For invalid data or parameters.
+        For an unknown ``loss`` or bad ``gamma``; ``lam`` not positive and finite; ``mu``
+        negative or not finite; a ``global_coef`` that is not a finite vector of shape
+        ``(n_features,)``; invalid data (no tasks, mismatched lengths, non-2-D or
+        non-finite arrays, labels not in {-1, +1} for a classification loss); or any
+        FedAvg argument in ``fedavg_kw`` out of range (see
+        :func:`fmtl.federated.fedavg.fedavg`).
+    TypeError
+        For non-numeric data, an unknown keyword in ``fedavg_kw``, or the
+        ``TypeError`` cases of :func:`fmtl.federated.fedavg.fedavg` (``lr``,
+        ``systems``, ``executor``).
+    RuntimeError
+        If a FedAvg node fails its local solve more than ``systems.max_failures`` times.
+
+    See Also
+    --------
+    DittoResult : The result.
+    personal_models : The personal step alone, for a given centre.
+    fmtl.federated.pfedme.pfedme : The same personal problem, with the centre learned.
 
     Examples
     --------

@@ -38,7 +38,9 @@ from .systems import SystemsModel
 class FedRepResult:
     """What :func:`fedrep` returns.
 
-    Attributes
+    The fields are also the constructor's parameters (a plain dataclass).
+
+    Parameters
     ----------
     coef : ndarray of shape (n_tasks, n_features)
         ``w_t = B h_t``.
@@ -49,12 +51,35 @@ class FedRepResult:
     history : History
         ``primal``: the weighted mean loss plus the heads' penalty, per recorded round;
         and the systems columns (``est_time``, ``local_steps``, ``dropped``, ``failed``).
-    head_gap : ndarray of shape (n_tasks,)
+    head_gap : ndarray of shape (n_tasks,), default=empty
         Duality gap of each final head's problem: SDCA's certificate for the
         classification losses; for the squared loss (closed form) the gap at the dual
         point ``a_i = y_i - z_i`` when ``lam > 0``, NaN when ``lam == 0``.
-    never_reported : ndarray of int
+    never_reported : ndarray of int, default=empty
         Nodes that never reported a round (the systems model dropped them every time).
+
+    Raises
+    ------
+    TypeError
+        If a field other than ``head_gap`` or ``never_reported`` is missing (dataclass
+        constructor).
+
+    See Also
+    --------
+    fedrep : Produces it.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fmtl.federated import fedrep
+    >>> rng = np.random.default_rng(0)
+    >>> Xs = [rng.normal(size=(20, 4)) for _ in range(3)]
+    >>> ys = [X @ rng.normal(size=4) for X in Xs]
+    >>> res = fedrep(Xs, ys, rank=2, lam=0.1, rounds=5, random_state=0)
+    >>> res.coef.shape, res.representation.shape, res.heads.shape, res.head_gap.shape
+    ((3, 4), (4, 2), (3, 2), (3,))
+    >>> bool(np.allclose(res.coef, res.heads @ res.representation.T))
+    True
     """
 
     coef: np.ndarray
@@ -111,23 +136,51 @@ def _sdca_head(Z, y, alpha, lam, loss, tol, seed):
 
 
 def head_problem_gap(Z, y, h, lam: float, loss="squared", gamma: float = 1.0) -> float:
-    """Duality gap of ``min_h mean_i l(y_i, h.z_i) + (lam/2) ||h||^2`` at ``h``, with the
-    dual point ``a_i = -l'(y_i, h.z_i)`` (an upper bound on ``h``'s suboptimality for the
-    smooth losses; ``lam > 0``).
+    """Duality gap of a FedRep head problem at a given head ``h``.
+
+    The problem is ``min_h mean_i l(y_i, h.z_i) + (lam/2) ||h||^2``; the gap is taken at
+    the dual point ``a_i = -l'(y_i, h.z_i)`` (an upper bound on ``h``'s suboptimality for
+    the smooth losses; ``lam > 0``).
 
     Parameters
     ----------
     Z : ndarray of shape (n, k)
         Projected data ``X_t B``.
     y : ndarray of shape (n,)
+        Targets (labels in {-1, +1} for a classification loss; not checked).
     h : ndarray of shape (k,)
+        The head at which the gap is evaluated (an ndarray: a list is not converted).
     lam : float
-    loss : str, default="squared"
+        L2 weight of the head problem (``> 0``).
+    loss : {"squared", "logistic", "smoothed_hinge", "hinge"}, default="squared"
+        The loss ``l``.
     gamma : float, default=1.0
+        Smoothing of ``"smoothed_hinge"``.
 
     Returns
     -------
     float
+        Primal minus dual objective at ``h`` (``0.0`` when ``Z`` has no rows).
+
+    Raises
+    ------
+    ValueError
+        For an unknown ``loss`` or bad ``gamma``, or ``lam`` not positive and finite
+        (the only arguments validated). Shapes are not checked: a ``Z``, ``y`` or ``h``
+        whose sizes do not match gives numpy's ``ValueError`` (``matmul: ... mismatch in
+        its core dimension``), as does non-numeric ``Z`` or ``y`` (``could not convert
+        string to float``).
+    TypeError
+        From numpy, for an ``h`` that is a list rather than an ndarray (``h @ h``).
+
+    See Also
+    --------
+    fedrep : Reports this gap for the squared loss's closed-form heads.
+
+    Notes
+    -----
+    Nothing else is checked: NaN or inf in the inputs propagate to the result, and labels
+    outside {-1, +1} for a classification loss give an ``inf`` gap rather than an error.
 
     Examples
     --------
@@ -172,6 +225,10 @@ def fedrep(
 ) -> FedRepResult:
     """Fit FedRep: shared ``B`` of the given rank, exact personal heads.
 
+    Each round every reporting node solves its head exactly for the current ``B``, takes
+    ``rep_steps`` gradient steps on ``B``, and the server averages and re-orthonormalises
+    the ``B_t`` (see the module docstring).
+
     Parameters
     ----------
     Xs, ys : lists of per-task arrays (dense or sparse)
@@ -185,6 +242,7 @@ def fedrep(
     gamma : float, default=1.0
         Smoothing of ``"smoothed_hinge"``.
     rounds : int, default=100
+        Federated rounds.
     rep_steps : int, default=1
         Local (sub)gradient steps on ``B`` per round at full speed (the systems model
         scales them with the node's drawn work fraction, at least one).
@@ -208,19 +266,34 @@ def fedrep(
     Returns
     -------
     FedRepResult
+        Personal models, the representation, the heads and their gaps, and the History.
 
     Raises
     ------
     ValueError
-        For invalid data or parameters (named): an unknown ``loss``, ``rank`` outside
-        ``[1, d]``, ``lam < 0`` (``lam <= 0`` for a classification loss), labels other
-        than -1/+1 for a classification loss, ...
+        For invalid data or parameters (named): an unknown ``loss`` or bad ``gamma``;
+        ``rank`` not an integer in ``[1, n_features]``; ``lam`` negative or not finite
+        (not positive, for a classification loss); ``rounds``, ``rep_steps`` or
+        ``eval_every`` not an integer >= 1; ``lr`` or ``head_tol`` not positive and
+        finite; invalid data (no tasks, mismatched lengths, non-2-D or non-finite arrays,
+        labels not in {-1, +1} for a classification loss); or a ``systems`` model that
+        does not fit the tasks (``drop_prob`` length, ``dead_nodes``).
+    TypeError
+        For non-numeric data, ``ys`` None, or a ``systems`` that is not a
+        :class:`SystemsModel`.
+    RuntimeError
+        If a node fails its update more than ``systems.max_failures`` times.
 
     Warns
     -----
     RuntimeWarning
         If some node never reported a round (its head is still fitted on the final
         ``B``).
+
+    See Also
+    --------
+    FedRepResult : The result.
+    head_problem_gap : The head problem's duality gap.
 
     Examples
     --------

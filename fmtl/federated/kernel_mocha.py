@@ -75,7 +75,9 @@ _PSD_CHECK_MAX = 2_000  # a callable kernel's Gram is checked PSD (eigvalsh) up 
 class KernelMochaResult:
     """What :func:`kernel_mocha` returns.
 
-    Attributes
+    The fields are also the constructor's parameters (a plain dataclass).
+
+    Parameters
     ----------
     dual_coef : ndarray of shape (n_samples_total,)
         Dual variables ``alpha``, stacked task after task (as :class:`MochaResult`'s).
@@ -89,14 +91,45 @@ class KernelMochaResult:
     history : History
         One record per evaluated federated round (``primal``, ``dual``, ``gap``,
         ``rel_gap``, ``rho``, and ``joint_dual``, ``joint_gap`` for a learned Sigma).
-    never_reported : ndarray of int
-        Nodes that returned nothing in any round.
     X_fit : ndarray or sparse matrix of shape (n_samples_total, n_features)
         Training rows, stacked task after task (needed to evaluate the kernel).
     offsets : ndarray of int
         Task ``t`` owns rows ``offsets[t]:offsets[t+1]``.
-    kernel, kernel_params, lam, loss
-        The fit's settings.
+    kernel : str or callable
+        The fit's kernel.
+    kernel_params : dict
+        The kernel's keyword arguments.
+    lam : float
+        The fit's regularisation strength.
+    loss : Loss
+        The fit's loss.
+    never_reported : ndarray of int, default=empty
+        Nodes that returned nothing in any round.
+
+    Raises
+    ------
+    TypeError
+        If a field other than ``never_reported`` is missing (dataclass constructor).
+
+    See Also
+    --------
+    kernel_mocha : Produces it.
+    decision_function : Evaluates its task functions.
+    predict : Its labels or predictions.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fmtl.federated import kernel_mocha
+    >>> rng = np.random.default_rng(0)
+    >>> Xs = [rng.normal(size=(10, 2)) for _ in range(2)]
+    >>> ys = [np.sign(X[:, 0]) for X in Xs]
+    >>> res = kernel_mocha(Xs, ys, lam=0.1, kernel="rbf", outer_iters=2, inner_iters=3,
+    ...                    random_state=0)
+    >>> res.dual_coef.shape, res.sigma.shape, res.expansion_coef.shape, res.X_fit.shape
+    ((20,), (2, 2), (20, 2), (20, 2))
+    >>> res.n_tasks, res.offsets.tolist(), bool(np.allclose(res.sigma @ res.omega, np.eye(2)))
+    (2, [0, 10, 20], True)
     """
 
     dual_coef: np.ndarray
@@ -513,8 +546,34 @@ def kernel_mocha(
     Raises
     ------
     ValueError
-        On invalid input; the message names the argument (``kernel``, ``kernel_params``,
-        ``max_samples``, ``Xs``/``ys`` for NaN or shape errors, ``lam``, ``sigma``, ...).
+        On invalid input; the message names the argument: an unknown ``loss`` or bad
+        ``gamma``; ``lam`` not positive and finite; an unknown ``kernel``, or
+        ``kernel_params`` that are not a dict, do not fit the kernel or leave its positive
+        semi-definite range; a kernel whose Gram matrix is not finite, of the wrong shape,
+        not symmetric or not positive semi-definite; ``max_samples``, ``outer_iters``,
+        ``inner_iters`` or ``eval_every`` not an integer >= 1; ``local_frac`` not positive
+        and finite; ``local_theta`` not in [0, 1); ``relationship`` not ``"learned"`` or
+        ``"fixed"``; ``tol`` or ``outer_tol`` negative; ``sigma_floor`` not in
+        ``[0, 1/n_tasks)`` (learned relationship); a ``sigma`` of the wrong shape, not
+        finite, not symmetric or not positive definite; an unknown ``sigma_prime`` string
+        or a non-positive number; ``Xs`` a PackedTasks or ``ys`` None; invalid data (no
+        tasks, mismatched lengths, non-2-D or non-finite arrays, labels not in {-1, +1}
+        for a classification loss); more than ``max_samples`` rows in total; or a
+        ``systems`` model that does not fit the tasks (``drop_prob`` length,
+        ``dead_nodes``).
+    TypeError
+        If ``sigma_floor`` is not a number, ``record_local_gaps`` not a bool or None,
+        ``sigma`` not numeric, ``sigma_prime`` neither a string nor a number, ``systems``
+        not a :class:`SystemsModel`, or the data not numeric.
+    RuntimeError
+        If a node fails its local solve more than ``systems.max_failures`` times.
+
+    See Also
+    --------
+    KernelMochaResult : The result.
+    decision_function : Evaluates the fitted task functions.
+    predict : Labels (classification) or predictions (squared loss).
+    fmtl.federated.mocha : The linear (primal-model) MOCHA it reproduces.
 
     Notes
     -----
@@ -680,10 +739,15 @@ def _task_rows(task_index, n_rows: int, m: int) -> np.ndarray:
 def decision_function(result: KernelMochaResult, X, task_index) -> np.ndarray:
     """Task functions ``f_t(x) = sum_j expansion_coef[j, t] k(x, x_j)`` at the rows of ``X``.
 
+    The kernel between ``X`` and the training rows is formed (``n x N``) and combined with
+    the fit's expansion coefficients.
+
     Parameters
     ----------
     result : KernelMochaResult
+        A fit of :func:`kernel_mocha`.
     X : array_like or sparse matrix of shape (n, n_features)
+        Rows to score (a 1-D array is one row).
     task_index : int or array_like of int of shape (n,)
         The task whose function scores each row (one for all rows, or one per row).
 
@@ -691,6 +755,35 @@ def decision_function(result: KernelMochaResult, X, task_index) -> np.ndarray:
     -------
     ndarray of shape (n,)
         Margins (classification losses) or predictions (squared loss).
+
+    Raises
+    ------
+    ValueError
+        If ``result`` is not a :class:`KernelMochaResult`; ``X`` is not numeric, not 2-D
+        with the fit's number of features, or contains NaN or inf; ``task_index`` is not an
+        integer (or ``n`` integers) in ``[0, n_tasks)``; or the kernel returns something
+        that is not a finite matrix of shape ``(n, N)`` (or rejects ``kernel_params``).
+
+    See Also
+    --------
+    predict : Thresholded for classification losses.
+    kernel_mocha : The fit.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fmtl.federated.kernel_mocha import decision_function, kernel_mocha
+    >>> rng = np.random.default_rng(0)
+    >>> Xs = [rng.normal(size=(10, 2)) for _ in range(2)]
+    >>> ys = [np.sign(X[:, 0]) for X in Xs]
+    >>> res = kernel_mocha(Xs, ys, lam=0.1, kernel="rbf", outer_iters=2, inner_iters=5,
+    ...                    random_state=0)
+    >>> decision_function(res, Xs[0], 0).shape, decision_function(res, [0.5, 0.0], 1).shape
+    ((10,), (1,))
+    >>> decision_function(res, Xs[0], 2)
+    Traceback (most recent call last):
+    ...
+    ValueError: task_index must be in [0, 2), got values in [2, 2]
     """
     if not isinstance(result, KernelMochaResult):
         raise ValueError(f"result must be a KernelMochaResult, got {type(result).__name__}")
@@ -717,8 +810,51 @@ def decision_function(result: KernelMochaResult, X, task_index) -> np.ndarray:
 
 
 def predict(result: KernelMochaResult, X, task_index) -> np.ndarray:
-    """Labels in {-1, +1} (``+1`` where the margin is > 0) for classification losses,
-    :func:`decision_function` for the squared loss."""
+    """Predict labels or values of the fitted task functions at the rows of ``X``.
+
+    Labels in {-1, +1} (``+1`` where the margin is > 0) for classification losses,
+    :func:`decision_function` itself for the squared loss.
+
+    Parameters
+    ----------
+    result : KernelMochaResult
+        A fit of :func:`kernel_mocha`.
+    X : array_like or sparse matrix of shape (n, n_features)
+        Rows to predict (a 1-D array is one row).
+    task_index : int or array_like of int of shape (n,)
+        The task whose function predicts each row (one for all rows, or one per row).
+
+    Returns
+    -------
+    ndarray of shape (n,)
+        Labels in {-1.0, +1.0}, or real predictions for the squared loss.
+
+    Raises
+    ------
+    ValueError
+        As :func:`decision_function`: ``result`` not a :class:`KernelMochaResult`; ``X``
+        not numeric, not 2-D with the fit's number of features, or not finite;
+        ``task_index`` not an integer (or ``n`` integers) in ``[0, n_tasks)``; or a
+        kernel result that is not a finite ``(n, N)`` matrix.
+
+    See Also
+    --------
+    decision_function : The margins before thresholding.
+    kernel_mocha : The fit.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fmtl.federated.kernel_mocha import kernel_mocha, predict
+    >>> rng = np.random.default_rng(0)
+    >>> Xs = [rng.normal(size=(10, 2)) for _ in range(2)]
+    >>> ys = [np.sign(X[:, 0]) for X in Xs]
+    >>> res = kernel_mocha(Xs, ys, lam=0.1, kernel="rbf", outer_iters=2, inner_iters=5,
+    ...                    random_state=0)
+    >>> labels = predict(res, Xs[1], [1] * 10)
+    >>> labels.shape, set(labels.tolist()) <= {-1.0, 1.0}
+    ((10,), True)
+    """
     s = decision_function(result, X, task_index)
     if result.loss.classification:
         return np.where(s > 0, 1.0, -1.0)

@@ -30,15 +30,40 @@ from .systems import SystemsModel
 class PerFedAvgResult:
     """What :func:`perfedavg` returns.
 
-    Attributes
+    The fields are also the constructor's parameters (a plain dataclass).
+
+    Parameters
     ----------
     coef : ndarray of shape (n_tasks, n_features)
         Personal models after ``adapt_steps`` local steps from ``global_coef``.
     global_coef : ndarray of shape (n_features,)
+        The final global (meta) model ``w``.
     history : History
         ``primal``: the MAML objective at the global model, per round.
-    never_reported : ndarray of int
+    never_reported : ndarray of int, default=empty
         Nodes that never reported a round (the systems model dropped them every time).
+
+    Raises
+    ------
+    TypeError
+        If a field other than ``never_reported`` is missing (dataclass constructor).
+
+    See Also
+    --------
+    perfedavg : Produces it.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fmtl.federated import perfedavg
+    >>> rng = np.random.default_rng(0)
+    >>> Xs = [rng.normal(size=(20, 3)) for _ in range(2)]
+    >>> ys = [X @ np.ones(3) for X in Xs]
+    >>> res = perfedavg(Xs, ys, lam=0.01, rounds=5)
+    >>> res.coef.shape, res.global_coef.shape, len(res.history)
+    ((2, 3), (3,), 5)
+    >>> bool(np.allclose(res.coef[0], res.global_coef))  # adapted by one local step
+    False
     """
 
     coef: np.ndarray
@@ -73,6 +98,34 @@ def maml_squared_optimum(Xs, ys, lam: float, a: float) -> np.ndarray:
     With ``A_t = X_t^T X_t / n_t + lam I`` and ``b_t = X_t^T y_t / n_t``, ``w - a grad
     F_t(w) = M_t w + a b_t`` (``M_t = I - a A_t``), so the optimum solves ``sum_t p_t M_t A_t
     M_t w = sum_t p_t M_t (b_t - a A_t b_t)``.
+
+    Parameters
+    ----------
+    Xs, ys : lists of per-task arrays
+        Per-task design matrices (dense or sparse) and real targets.
+    lam : float
+        L2 weight of every ``F_t`` (``0`` allowed).
+    a : float
+        Adaptation step size of the MAML objective.
+
+    Returns
+    -------
+    ndarray of shape (n_features,)
+        The minimiser ``w``.
+
+    Raises
+    ------
+    numpy.linalg.LinAlgError
+        If the linear system is singular (e.g. ``lam = 0`` with rank-deficient data).
+    ValueError
+        Only from numpy or ``zip``: tasks with different numbers of features, ``Xs`` and
+        ``ys`` of different lengths (``zip(strict=True)``), a ``y`` not as long as its
+        ``X`` has rows, or non-numeric data. Nothing is validated: ``lam``, ``a``, NaN or
+        inf are not checked (NaN propagates), and empty ``Xs`` gives an ``IndexError``.
+
+    See Also
+    --------
+    perfedavg : Its iterative, federated counterpart (any loss it supports).
 
     Examples
     --------
@@ -116,16 +169,24 @@ def perfedavg(
 ) -> PerFedAvgResult:
     """Fit Per-FedAvg with full-batch local steps.
 
+    FedAvg on the MAML objective ``sum_t p_t F_t(w - a grad F_t(w))``; the personal models
+    are ``adapt_steps`` gradient steps of size ``a`` from the final ``w`` (see the module
+    docstring).
+
     Parameters
     ----------
     Xs, ys : lists of per-task arrays
+        Per-task design matrices (dense or sparse) and targets (labels in {-1, +1} for the
+        logistic loss).
     lam : float
+        L2 weight of every ``F_t``.
     loss : {"squared", "logistic"}, default="squared"
     a : float, default=0.1
         Adaptation (inner) step size.
     beta : float, default=0.1
         Local (outer) step size.
-    rounds, local_steps : int
+    rounds, local_steps : int, default=200, 1
+        Federated rounds, and full-batch local steps per round at full speed.
     order : {1, 2}, default=2
         2: exact MAML gradient (Hessian-vector product); 1: first-order approximation.
     adapt_steps : int, default=1
@@ -137,17 +198,35 @@ def perfedavg(
     random_state : int, Generator or None
         Seeds the systems model's draws (the method itself is deterministic).
     eval_every : int, default=1
+        Record the History every this many rounds (and after the last).
     callback : callable, optional
         Called with each History record.
 
     Returns
     -------
     PerFedAvgResult
+        Personal (adapted) models, the global model and the History.
 
     Raises
     ------
     ValueError
-        For invalid data or parameters (named).
+        For invalid data or parameters (named): a ``loss`` other than ``"squared"`` or
+        ``"logistic"``; ``lam`` not positive and finite; ``a`` negative or not finite;
+        ``beta`` not positive and finite; ``rounds``, ``local_steps`` or ``eval_every``
+        not an integer >= 1, ``adapt_steps`` not an integer >= 0; ``order`` not 1 or 2;
+        invalid data (no tasks, mismatched lengths, non-2-D or non-finite arrays, labels
+        not in {-1, +1} for the logistic loss); or a ``systems`` model that does not fit
+        the tasks (``drop_prob`` length, ``dead_nodes``).
+    TypeError
+        For non-numeric data, ``ys`` None, or a ``systems`` that is not a
+        :class:`SystemsModel`.
+    RuntimeError
+        If a node fails its update more than ``systems.max_failures`` times.
+
+    See Also
+    --------
+    PerFedAvgResult : The result.
+    maml_squared_optimum : The closed-form optimum for the squared loss.
 
     Examples
     --------

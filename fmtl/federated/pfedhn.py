@@ -48,7 +48,9 @@ HYPERNETWORKS = ("linear", "rff")
 class PFedHNResult:
     """What :func:`pfedhn` returns.
 
-    Attributes
+    The fields are also the constructor's parameters (a plain dataclass).
+
+    Parameters
     ----------
     coef : ndarray of shape (n_tasks, n_features)
         ``w_t = Phi psi(v_t)``.
@@ -59,12 +61,35 @@ class PFedHNResult:
     history : History
         ``primal``: ``sum_t p_t F_t(w_t)`` per recorded round, with the systems columns
         (``est_time``, ``dropped``, ...).
-    feature_map : tuple of ndarray (omega, b) or None
+    feature_map : tuple of ndarray (omega, b) or None, default=None
         The random-Fourier-feature map of the ``"rff"`` hypernetwork (``omega`` of shape
         (n_components, k), ``b`` of shape (n_components,)); ``None`` for ``"linear"``.
         Pass it to :func:`hypernetwork_features` and :func:`fit_new_embedding`.
-    never_reported : ndarray of int
+    never_reported : ndarray of int, default=empty
         Nodes that never reported a round (their embeddings stayed at the initial ones).
+
+    Raises
+    ------
+    TypeError
+        If a field other than ``feature_map`` or ``never_reported`` is missing (dataclass
+        constructor).
+
+    See Also
+    --------
+    pfedhn : Produces it.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fmtl.federated import pfedhn
+    >>> rng = np.random.default_rng(0)
+    >>> Xs = [rng.normal(size=(20, 3)) for _ in range(2)]
+    >>> ys = [X @ rng.normal(size=3) for X in Xs]
+    >>> res = pfedhn(Xs, ys, lam=0.01, embedding_dim=2, rounds=5, random_state=0)
+    >>> res.coef.shape, res.hypernetwork.shape, res.embeddings.shape, len(res.history)
+    ((2, 3), (3, 2), (2, 2), 5)
+    >>> res.feature_map is None, bool(np.allclose(res.coef, res.embeddings @ res.hypernetwork.T))
+    (True, True)
     """
 
     coef: np.ndarray
@@ -96,11 +121,15 @@ def _check_feature_map(omega, b, k: int | None = None):
 def hypernetwork_features(V, omega=None, b=None) -> np.ndarray:
     """The hypernetwork's features ``psi(v)`` of embeddings (the model is ``Phi psi(v)``).
 
+    The random-Fourier-feature map of the ``"rff"`` hypernetwork, or the identity for the
+    linear one.
+
     Parameters
     ----------
     V : array-like of shape (k,) or (n, k)
         Embeddings.
     omega : ndarray of shape (n_components, k) or None
+        Frequencies of the random-Fourier-feature map.
     b : ndarray of shape (n_components,) or None
         The random-Fourier-feature map (``PFedHNResult.feature_map``); both ``None``: the
         identity (linear hypernetwork).
@@ -111,6 +140,28 @@ def hypernetwork_features(V, omega=None, b=None) -> np.ndarray:
         ``sqrt(2 / n_components) cos(V omega^T + b)`` (``V`` itself for the identity), so
         ``psi(v).psi(v')`` approximates the RBF kernel ``exp(-gamma ||v - v'||^2)`` when
         ``omega ~ N(0, 2 gamma I)`` and ``b ~ U[0, 2 pi]``.
+
+    Raises
+    ------
+    ValueError
+        If exactly one of ``omega`` and ``b`` is None; if ``omega`` is not 2-D or ``b``
+        not of shape ``(n_components,)``; if ``omega`` has not ``k`` (``V.shape[-1]``)
+        columns; or (from numpy) if ``V``, ``omega`` or ``b`` is not numeric (``could not
+        convert string to float``).
+    IndexError
+        From numpy, for a scalar (0-d) ``V`` (``V.shape[-1]``), with or without a
+        feature map.
+
+    See Also
+    --------
+    pfedhn : Fits the hypernetwork and returns the feature map.
+    fit_new_embedding : Embeds a new client through the same map.
+
+    Notes
+    -----
+    Not checked: NaN or inf in ``V``, ``omega`` or ``b`` (they propagate), and the
+    dimension of ``V`` (an array with more than two dimensions is mapped along its last
+    axis; with the identity map ``V`` is returned as a float array of any shape).
 
     Examples
     --------
@@ -161,10 +212,16 @@ def pfedhn(
 ) -> PFedHNResult:
     """Fit pFedHN with a linear or random-Fourier-feature (kernel) hypernetwork.
 
+    The server learns the hypernetwork ``Phi`` and one embedding per client by the chain
+    rule through the clients' local gradient steps (see the module docstring).
+
     Parameters
     ----------
     Xs, ys : lists of per-task arrays
+        Per-task design matrices (dense or sparse) and targets (labels in {-1, +1} for the
+        logistic loss).
     lam : float
+        L2 weight of each client's objective ``F_t``.
     loss : {"squared", "logistic"}, default="squared"
     embedding_dim : int, default=2
         ``k``, the size of each client's embedding.
@@ -199,16 +256,35 @@ def pfedhn(
     Returns
     -------
     PFedHNResult
+        Client models, hypernetwork, embeddings, feature map and History.
 
     Raises
     ------
     ValueError
-        For invalid data or parameters (named).
+        For invalid data or parameters (named): a ``loss`` other than ``"squared"`` or
+        ``"logistic"``; ``lam`` not positive and finite; ``embedding_dim``,
+        ``n_components``, ``rounds``, ``local_steps`` or ``eval_every`` not an integer >=
+        1; ``hypernetwork`` not ``"linear"`` or ``"rff"``; ``kernel_gamma``, ``lr`` or
+        ``eta`` not positive and finite; invalid data (no tasks, mismatched lengths,
+        non-2-D or non-finite arrays, labels not in {-1, +1} for the logistic loss); or a
+        ``systems`` model that does not fit the tasks (``drop_prob`` length,
+        ``dead_nodes``).
+    TypeError
+        For non-numeric data, ``ys`` None, or a ``systems`` that is not a
+        :class:`SystemsModel`.
+    RuntimeError
+        If a node fails its update more than ``systems.max_failures`` times.
 
     Warns
     -----
     RuntimeWarning
         If some node never reported (e.g. a dead node of the systems model).
+
+    See Also
+    --------
+    PFedHNResult : The result.
+    fit_new_embedding : Embeds an unseen client with the fitted hypernetwork.
+    hypernetwork_features : The embedding feature map ``psi``.
 
     Examples
     --------
@@ -318,11 +394,13 @@ def fit_new_embedding(
     Parameters
     ----------
     X : array-like or sparse matrix of shape (n_samples, n_features)
+        The new client's data.
     y : array-like of shape (n_samples,)
         Targets (``{-1, +1}`` for the logistic loss).
     Phi : ndarray of shape (n_features, k) or (n_features, n_components)
         The fitted hypernetwork (``PFedHNResult.hypernetwork``).
     lam : float
+        L2 weight of the client's objective.
     loss : {"squared", "logistic"}, default="squared"
     feature_map : tuple (omega, b) or None, default=None
         ``PFedHNResult.feature_map``: ``None`` for the linear hypernetwork.
@@ -331,7 +409,9 @@ def fit_new_embedding(
         (e.g. the fitted embeddings of the training clients, a good start for the non-convex
         kernel case). Default: zeros.
     rounds : int, default=500
+        Gradient steps on ``v`` (fewer if no step decreases the objective).
     lr : float, default=0.5
+        Initial step size (halved whenever a step would increase the objective).
 
     Returns
     -------
@@ -341,8 +421,20 @@ def fit_new_embedding(
     Raises
     ------
     ValueError
-        For shapes that do not match (naming ``Phi``, ``feature_map`` or ``init``) or
-        invalid parameters.
+        For a ``loss`` other than ``"squared"`` or ``"logistic"``; ``lam`` or ``lr`` not
+        positive and finite; ``rounds`` not an integer >= 1; ``X`` not 2-D with one row
+        per ``y``; ``Phi`` not of shape ``(n_features, k)``; a ``feature_map`` that is not
+        a pair, has only one of ``omega`` and ``b``, has bad shapes or does not match
+        ``Phi``'s columns; an ``init`` not of shape ``(k,)`` or ``(n_starts, k)``; or (from
+        numpy) non-numeric ``X``, ``y``, ``Phi`` or ``init``. NaN in the inputs and the
+        labels of the logistic loss are not checked.
+    TypeError
+        For a ``feature_map`` without a length (``len(feature_map)``).
+
+    See Also
+    --------
+    pfedhn : Fits ``Phi`` and the feature map.
+    hypernetwork_features : Maps the returned ``v`` to ``psi(v)``.
 
     Examples
     --------

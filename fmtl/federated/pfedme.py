@@ -41,15 +41,41 @@ from .systems import SystemsModel
 class PFedMeResult:
     """What :func:`pfedme` returns.
 
-    Attributes
+    The fields are also the constructor's parameters (a plain dataclass).
+
+    Parameters
     ----------
     coef : ndarray of shape (n_tasks, n_features)
         Personal models ``theta_t(w)`` at the final ``w``.
     global_coef : ndarray of shape (n_features,)
+        The final global model ``w``.
     history : History
         ``primal``: ``sum_t p_t Fhat_t(w)`` (envelope objective), ``grad_norm``: the norm of
         its gradient, at the model after each recorded round (evaluated exactly).
-    never_reported : ndarray of int
+    never_reported : ndarray of int, default=empty
+        Nodes that never reported a round (the systems model dropped them every time).
+
+    Raises
+    ------
+    TypeError
+        If a field other than ``never_reported`` is missing (dataclass constructor).
+
+    See Also
+    --------
+    pfedme : Produces it.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fmtl.federated import pfedme
+    >>> rng = np.random.default_rng(0)
+    >>> Xs = [rng.normal(size=(20, 3)) for _ in range(2)]
+    >>> ys = [np.sign(X[:, 0]) for X in Xs]
+    >>> res = pfedme(Xs, ys, lam=0.1, mu=1.0, rounds=5)
+    >>> res.coef.shape, res.global_coef.shape, len(res.history), res.never_reported.size
+    ((2, 3), (3,), 5, 0)
+    >>> bool(res.history["grad_norm"][-1] < res.history["grad_norm"][0])
+    True
     """
 
     coef: np.ndarray
@@ -79,16 +105,25 @@ def pfedme(
 ) -> PFedMeResult:
     """Fit pFedMe with exact personal steps.
 
+    Each round the reporting nodes compute their personal models ``theta_t(w)`` (the
+    Moreau-envelope minimisers, by SDCA) and the server takes a gradient step on the
+    envelope objective (see the module docstring).
+
     Parameters
     ----------
     Xs, ys : lists of per-task arrays
+        Per-task design matrices (dense or sparse) and targets (labels in {-1, +1} for a
+        classification loss).
     lam : float
         L2 weight in every ``F_t``.
     mu : float, default=1.0
         Proximal weight (``mu > 0``).
-    loss : str, default="logistic"
+    loss : {"logistic", "squared", "smoothed_hinge", "hinge"}, default="logistic"
+        The loss ``l``.
     gamma : float, default=1.0
+        Smoothing of ``"smoothed_hinge"``.
     rounds : int, default=100
+        Maximum number of federated rounds.
     beta : float in (0, 1], default=1.0
         Global step ``beta / mu`` on the envelope (``1``: ``w`` becomes the weighted mean of
         the personal models; any ``beta <= 1`` is a safe step for the ``mu``-smooth
@@ -111,17 +146,37 @@ def pfedme(
     random_state : int, Generator or None
         Seeds the systems model's draws and the coordinate orders of inexact passes.
     eval_every : int, default=1
+        Record the History every this many rounds (and after the last).
     callback : callable, optional
         Called with each History record.
 
     Returns
     -------
     PFedMeResult
+        Personal models, the global model and the History.
 
     Raises
     ------
     ValueError
-        For invalid data or parameters (named).
+        For invalid data or parameters (named): an unknown ``loss`` or bad ``gamma``;
+        ``lam`` or ``mu`` not positive and finite; ``rounds`` or ``eval_every`` not an
+        integer >= 1; ``grad_tol`` negative or not finite; ``beta`` not in (0, 1];
+        ``weights`` not ``"samples"`` or ``"uniform"``; ``local_passes`` (when given) not
+        positive and finite; invalid data (no tasks, mismatched lengths, non-2-D or
+        non-finite arrays, labels not in {-1, +1} for a classification loss); or a
+        ``systems`` model that does not fit the tasks (``drop_prob`` length,
+        ``dead_nodes``).
+    TypeError
+        For non-numeric data, ``ys`` None, or a ``systems`` that is not a
+        :class:`SystemsModel`.
+    RuntimeError
+        If a node fails its personal step more than ``systems.max_failures`` times.
+
+    See Also
+    --------
+    PFedMeResult : The result.
+    fmtl.federated.ditto.personal_models : The exact personal step.
+    fmtl.federated.ditto.ditto : Personal models around FedAvg's centre instead.
 
     Examples
     --------
