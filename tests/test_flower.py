@@ -364,7 +364,9 @@ def test_loopback_three_supernodes_equal_in_process_mocha(tmp_path):
 @pytest.mark.slow
 def test_ray_simulation_engine_equals_in_process_mocha(tmp_path):
     """Flower's simulation engine (Ray, 3 virtual SuperNodes) runs the same ServerApp /
-    ClientApp; the model equals in-process mocha() on tasks 0-2 of small (1e-10)."""
+    ClientApp; the model equals in-process mocha() (1e-10). The data set is a copy of small
+    with its tasks reversed, named only in make_server_app's overrides: the clients must
+    get it from the server (the engine gives them the run's default config, i.e. small)."""
     pytest.importorskip("ray")
     import warnings
 
@@ -376,7 +378,12 @@ def test_ray_simulation_engine_equals_in_process_mocha(tmp_path):
     path = find_mocha("small")
     if path is None:
         pytest.skip("small.mat not found (set FMTL_DATA)")
-    cfg = {"outer-iters": 2, "inner-iters": 3, "random-state": 5, "data": str(path)}
+    import scipy.io
+
+    raw = scipy.io.loadmat(path)
+    reversed_path = tmp_path / "small_reversed.mat"
+    scipy.io.savemat(reversed_path, {"X": raw["X"][:, ::-1], "Y": raw["Y"][:, ::-1]})
+    cfg = {"outer-iters": 2, "inner-iters": 3, "random-state": 5, "data": str(reversed_path)}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # run_simulation's deprecation notice, Ray's tips
         run_simulation(
@@ -386,6 +393,8 @@ def test_ray_simulation_engine_equals_in_process_mocha(tmp_path):
             backend_config={"client_resources": {"num_cpus": 1}, "init_args": {"num_cpus": 2}},
         )
     got = np.load(tmp_path / "model.npz")["coef"]
-    ds = load_mocha(path)
+    ds = load_mocha(reversed_path)
     ref = mocha(ds.X[:3], ds.y[:3], 0.01, outer_iters=2, inner_iters=3, random_state=5)
+    small = load_mocha(path)
+    assert not np.array_equal(ds.X[0], small.X[0])  # the reversal changed tasks 0-2
     assert np.abs(got - ref.coef).max() <= 1e-10

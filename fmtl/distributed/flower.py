@@ -360,6 +360,10 @@ class FmtlStrategy(Strategy):
     poll_interval : float
         Seconds between pulls of replies (Flower's ``Grid.send_and_receive`` sleeps 3 s
         between pulls; this strategy pulls itself).
+    data : str, optional
+        The data set every client loads its task from (sent in each message's config; a
+        node's own ``data`` in its node config still wins). ``None``: the clients use
+        their run config's.
     **server_kwargs
         Keyword arguments of the method's in-process function (see
         :func:`fmtl.distributed.protocol.make_server`), e.g. ``outer_iters``,
@@ -407,6 +411,7 @@ class FmtlStrategy(Strategy):
         connect_timeout: float = 120.0,
         round_timeout: float = 600.0,
         poll_interval: float = 0.05,
+        data: str | None = None,
         **server_kwargs,
     ) -> None:
         if method not in SERVER_METHODS:
@@ -417,6 +422,7 @@ class FmtlStrategy(Strategy):
         self.connect_timeout = float(connect_timeout)
         self.round_timeout = float(round_timeout)
         self.poll_interval = float(poll_interval)
+        self.data = None if data is None else str(data)
         self.server_kwargs = server_kwargs
         self.server = None
         self.task_of_node: dict[int, int] = {}
@@ -436,6 +442,10 @@ class FmtlStrategy(Strategy):
             num_clients=n if n > 0 else None,
             connect_timeout=float(c["connect-timeout"]),
             round_timeout=float(c["round-timeout"]),
+            # the ServerApp's run config (with make_server_app's overrides) reaches the
+            # clients only through the messages: the simulation engine gives them the
+            # run's own config
+            data=str(c["data"]),
             **kw,
         )
 
@@ -460,6 +470,8 @@ class FmtlStrategy(Strategy):
     def _message(self, t_or_node: int, payload, kind: str, rnd: int, by_node=False) -> Message:
         node = t_or_node if by_node else self.node_of_task[t_or_node]
         arrays, config = payload
+        if self.data is not None:
+            config = {**config, "data": self.data}
         msg = Message(
             to_recorddict(arrays, config),
             dst_node_id=int(node),
@@ -815,7 +827,9 @@ def _task_data(context: Context, config: Mapping) -> tuple:
     if "partition-id" not in node:
         raise ValueError("this SuperNode has no partition-id in its --node-config")
     t = int(node["partition-id"])
-    data = str(node.get("data", context.run_config.get("data", RUN_CONFIG_DEFAULTS["data"])))
+    # node config > the server's (in every message) > this run's config
+    default = context.run_config.get("data", RUN_CONFIG_DEFAULTS["data"])
+    data = str(node.get("data", config.get("data", default)))
     Xs, ys = _load_dataset(data)
     if data.endswith(".npz"):
         return Xs[0], ys[0]
