@@ -26,7 +26,6 @@ or from a shell: ``python examples/flower_loopback.py --clients 5`` (see
 # %%
 import json
 import logging
-import os
 import tempfile
 import warnings
 from pathlib import Path
@@ -41,9 +40,8 @@ from fmtl.federated import mocha
 workdir = Path(tempfile.mkdtemp(prefix="fmtl-flower-"))
 path = find_mocha("small")
 if path is None:
-    # Each virtual SuperNode loads task `partition-id` of the data set named by its node
-    # config, "small" by default, through find_mocha (which reads $FMTL_DATA): write a
-    # MOCHA-layout stand-in (cells X and Y) there. Ray's workers inherit the variable.
+    # Each virtual SuperNode loads task `partition-id` of the data set the server names
+    # (``data`` below): write a MOCHA-layout stand-in (cells X and Y).
     print("small.mat not found (set FMTL_DATA): writing a synthetic stand-in")
     ds = make_multitask_classification(n_tasks=3, n_samples=50, n_features=9, random_state=0)
     cells = {k: np.empty((1, ds.n_tasks), dtype=object) for k in ("X", "Y")}
@@ -51,7 +49,6 @@ if path is None:
         cells["X"][0, t], cells["Y"][0, t] = X_t, y_t[:, None]
     path = workdir / "small.mat"
     scipy.io.savemat(path, cells)
-    os.environ["FMTL_DATA"] = str(workdir)
 print("data:", path)
 
 # %%
