@@ -246,8 +246,8 @@ def mocha(
     (:func:`fmtl.relationships.omega_update`), so the returned ``coef`` is always the
     W-step solution for the returned ``sigma``.
 
-    In each federated round every node runs ``ceil(local_frac * n_t)`` SDCA steps on its
-    local subproblem with ``sigma' = rho = max_t sum_s |Sigma_ts| / Sigma_tt`` and
+    In each federated round every node runs ``max(1, floor(local_frac * n_t))`` SDCA steps
+    on its local subproblem with ``sigma' = rho = max_t sum_s |Sigma_ts| / Sigma_tt`` and
     returns ``db_t``; the server sets ``B += dB`` and ``W = Sigma B / lam``.
 
     Parameters
