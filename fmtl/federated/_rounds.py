@@ -37,6 +37,10 @@ class RoundLoop:
     slowest_node_time : bool, default=False
         Estimated time from the slowest node's work (methods that solve to an accuracy and
         report their work in :attr:`steps_done`) instead of the round's fixed budget.
+    local_frac : float, default=1.0
+        Work budget at full speed in passes (the systems model's ``local_frac``): methods
+        that count work in single-sample steps (FedAvg's SGD) use their epochs here and
+        read ``steps_t`` directly; full-batch methods keep 1 and use :meth:`local_steps`.
     """
 
     def __init__(
@@ -48,10 +52,15 @@ class RoundLoop:
         eval_every: int = 1,
         callback=None,
         slowest_node_time: bool = False,
+        local_frac: float = 1.0,
     ) -> None:
         self.n = np.asarray(n_samples)
         self.runtime = SystemsRuntime(
-            systems, self.n, 1.0, flops_factor=flops_factor, slowest_node_time=slowest_node_time
+            systems,
+            self.n,
+            local_frac,
+            flops_factor=flops_factor,
+            slowest_node_time=slowest_node_time,
         )
         self.recorder = Recorder(self.runtime, callback)
         self.rng = np.random.default_rng(random_state)

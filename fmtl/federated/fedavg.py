@@ -20,7 +20,6 @@ import numpy as np
 from ..losses import get_loss
 from ..solvers.sgd import local_sgd_round
 from ._loop import (
-    Recorder,
     as_tasks,
     bind_executor,
     check_frac,
@@ -31,9 +30,10 @@ from ._loop import (
     numba_threads,
     parallel_worth_it,
 )
+from ._rounds import RoundLoop
 from .history import History
 from .mocha import objective_terms
-from .systems import SystemsModel, SystemsRuntime
+from .systems import SystemsModel
 
 
 @dataclass
@@ -182,8 +182,9 @@ def fedavg(
     n = tasks.n_samples.astype(np.float64)
     weights = n / n.sum()
     rng = np.random.default_rng(random_state)
-    runtime = SystemsRuntime(systems, tasks.n_samples, local_epochs, flops_factor=4.0)
-    rec = Recorder(runtime, callback)
+    loop = RoundLoop(
+        tasks.n_samples, systems, 4.0, rng, eval_every, callback, local_frac=local_epochs
+    )
     no_dual = np.zeros(tasks.y.shape[0])
     w = np.zeros(d)
     W0 = np.zeros((m, d))
@@ -196,22 +197,22 @@ def fedavg(
         else:
             executor.local_sgd_round(tasks, *args)
 
+    def client(active, steps, h):
+        W0[:] = w
+        sgd(W0, lr / (1.0 + lr_decay * h), steps, draw_seeds(rng, m), active, Wout)
+        return Wout
+
+    def server(W, ok, h):
+        nonlocal w
+        w = (weights[ok] / weights[ok].sum()) @ W[ok]
+
+    def evaluate():
+        W0[:] = w
+        loss_mean, _ = objective_terms(tasks, no_dual, W0, loss)
+        return {"primal": float(weights @ loss_mean + 0.5 * lam * (w @ w))}
+
     with numba_threads(n_threads):
-        for h in range(rounds):
-            steps, active = runtime.draw(rng)
-            W0[:] = w
-            sgd(W0, lr / (1.0 + lr_decay * h), steps, draw_seeds(rng, m), active, Wout)
-            failed = ~np.all(np.isfinite(Wout), axis=1)
-            runtime.fail(failed, active)
-            ok = active & ~failed
-            if ok.any():
-                w = (weights[ok] / weights[ok].sum()) @ Wout[ok]
-            rec.tick(np.where(ok, steps, 0))
-            if (h + 1) % eval_every == 0 or h + 1 == rounds:
-                W0[:] = w
-                loss_mean, _ = objective_terms(tasks, no_dual, W0, loss)
-                primal = float(weights @ loss_mean + 0.5 * lam * (w @ w))
-                rec.add(h + 1, 0, {"primal": primal}, steps, active)
+        loop.run(rounds, client, server, evaluate, batched=True)
         coef = np.tile(w, (m, 1))
         if finetune_epochs > 0:
             ft = np.where(n > 0, np.maximum(1, np.floor(finetune_epochs * n)), 0)
@@ -224,5 +225,5 @@ def fedavg(
                 np.ones(m, dtype=bool),
                 coef,
             )
-    silent = rec.warn_silent_nodes()
-    return FedAvgResult(coef=coef, global_coef=w, history=rec.history, never_reported=silent)
+    silent = loop.finish()
+    return FedAvgResult(coef=coef, global_coef=w, history=loop.history, never_reported=silent)
