@@ -262,31 +262,38 @@ class DualRound:
 
     def _local_progress(self, alpha_before, Wt, sigma_diag, rho, active) -> None:
         # G_t(da_t) - G_t(0): the increase of node t's subproblem objective this round
-        tasks, n = self.tasks, self.tasks.n_samples
-        moved = self.alpha != alpha_before
-        diff = np.zeros_like(self.alpha)
-        y = tasks.y[moved]
-        diff[moved] = self.loss.neg_conjugate(y, self.alpha[moved]) - self.loss.neg_conjugate(
-            y, alpha_before[moved]
-        )
-        owner = np.repeat(np.arange(n.size), n)
-        conj = np.bincount(owner, weights=diff, minlength=n.size) / np.maximum(n, 1)
+        conj = conjugate_increase(self.loss, self.tasks, self.alpha, alpha_before)
         dB = self.dB
         quad = rho * np.asarray(sigma_diag) / (2.0 * self.lam) * np.einsum("ij,ij->i", dB, dB)
         self.progress[:] = conj - np.einsum("ij,ij->i", Wt, dB) - quad
         self.progress[~np.asarray(active, dtype=bool)] = np.nan
 
     def gap_columns(self) -> dict:
-        if not self.record:
-            return {}
-        with np.errstate(invalid="ignore", divide="ignore"):
-            ratio = np.where(self.gap0 > 0, self.gap1 / self.gap0, 0.0)
-        return {
-            "local_gap_start": self.gap0.copy(),
-            "local_gap_end": self.gap1.copy(),
-            "local_gap_ratio": ratio,
-            "local_progress": self.progress.copy(),
-        }
+        return local_gap_columns(self) if self.record else {}
+
+
+def conjugate_increase(loss, tasks: PackedTasks, alpha, alpha_before) -> np.ndarray:
+    """Per task, ``(1/n_t) sum_i [-l*(-a_i) - (-l*(-a_i^before))]``: the conjugate part of
+    a round's local subproblem increase (only the moved coordinates are evaluated)."""
+    n = tasks.n_samples
+    moved = alpha != alpha_before
+    diff = np.zeros_like(alpha)
+    y = tasks.y[moved]
+    diff[moved] = loss.neg_conjugate(y, alpha[moved]) - loss.neg_conjugate(y, alpha_before[moved])
+    owner = np.repeat(np.arange(n.size), n)
+    return np.bincount(owner, weights=diff, minlength=n.size) / np.maximum(n, 1)
+
+
+def local_gap_columns(state) -> dict:
+    """History columns of the nodes' local gaps (``state.gap0``, ``gap1``, ``progress``)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = np.where(state.gap0 > 0, state.gap1 / state.gap0, 0.0)
+    return {
+        "local_gap_start": state.gap0.copy(),
+        "local_gap_end": state.gap1.copy(),
+        "local_gap_ratio": ratio,
+        "local_progress": state.progress.copy(),
+    }
 
 
 def check_dual_feasible(alpha: np.ndarray, y: np.ndarray, loss, tol: float = 1e-12) -> None:

@@ -45,7 +45,9 @@ from ._loop import (
     check_lam,
     check_nonneg,
     check_positive_int,
+    conjugate_increase,
     draw_seeds,
+    local_gap_columns,
     numba_threads,
 )
 from .history import History
@@ -367,14 +369,8 @@ class _KernelState:
     def _local_progress(self, alpha_before, margins, sigma_diag, rho, active) -> None:
         # G_t(da_t) - G_t(0) in kernel form: w_t.db_t = sum_i z_i d_beta_i and
         # ||db_t||^2 = d_beta_t^T K_tt d_beta_t
-        m, n = self.tasks.n_tasks, self.tasks.n_samples
-        moved = self.alpha != alpha_before
-        diff = np.zeros_like(self.alpha)
-        y = self.y[moved]
-        diff[moved] = self.loss.neg_conjugate(y, self.alpha[moved]) - self.loss.neg_conjugate(
-            y, alpha_before[moved]
-        )
-        conj = np.bincount(self.owner, weights=diff, minlength=m) / np.maximum(n, 1)
+        m = self.tasks.n_tasks
+        conj = conjugate_increase(self.loss, self.tasks, self.alpha, alpha_before)
         dbeta = (self.alpha - alpha_before) * self.inv_n
         lin = np.bincount(self.owner, weights=margins * dbeta, minlength=m)
         sq = np.zeros(m)
@@ -388,16 +384,7 @@ class _KernelState:
         self.progress[~np.asarray(active, dtype=bool)] = np.nan
 
     def gap_columns(self) -> dict:
-        if not self.record:
-            return {}
-        with np.errstate(invalid="ignore", divide="ignore"):
-            ratio = np.where(self.gap0 > 0, self.gap1 / self.gap0, 0.0)
-        return {
-            "local_gap_start": self.gap0.copy(),
-            "local_gap_end": self.gap1.copy(),
-            "local_gap_ratio": ratio,
-            "local_progress": self.progress.copy(),
-        }
+        return local_gap_columns(self) if self.record else {}
 
     def certificates(self, margins, Sigma, sigma_floor: float | None) -> dict:
         """As :func:`fmtl.federated.mocha.certificates`, from margins and Gram blocks."""
