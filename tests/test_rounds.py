@@ -161,3 +161,30 @@ def test_eval_every_and_early_stop():
         10, lambda t, s, h: np.zeros(1), lambda *a: None, lambda: {"v": 0.0}, lambda v: True
     )
     assert n_run == 1
+
+
+def test_personalisation_phase_is_costed(data):
+    # the local phase after the last round: slowest node, m * max steps * flops, no comm
+    from fmtl.federated import ditto, fedavg, fedrep, pfedhn
+    from fmtl.federated.systems import local_phase_time
+
+    Xs, ys = data
+    n = np.array([len(y) for y in ys])
+    m = len(ys)
+    ft = fedavg(Xs, ys, LAM, rounds=2, finetune_epochs=2.0)
+    assert ft.personalization_time == 4.0 * m * 2 * n.max()
+    assert fedavg(Xs, ys, LAM, rounds=2).personalization_time == 0.0
+    pa = perfedavg(Xs, ys, LAM, "logistic", rounds=2, adapt_steps=3)
+    assert pa.personalization_time == 4.0 * m * 3 * n.max()
+    # exact solves: their SDCA steps, at least one pass on the largest task
+    assert ditto(Xs, ys, LAM, 0.5, rounds=2).personalization_time >= 8.0 * m * n.max()
+    assert pfedme(Xs, ys, LAM, 0.5, rounds=2).personalization_time >= 8.0 * m * n.max()
+    assert fedrep(Xs, ys, 2, LAM, "logistic", rounds=2).personalization_time == 4.0 * m * n.max()
+    assert pfedhn(Xs, ys, LAM, "logistic", rounds=2).personalization_time == 0.0
+    # a systems model's flops factor replaces the method's
+    sm = SystemsModel(flops_factor=1.0)
+    assert fedavg(Xs, ys, LAM, rounds=2, finetune_epochs=1.0, systems=sm).personalization_time == (
+        m * n.max()
+    )
+    with pytest.raises(ValueError, match="steps"):
+        local_phase_time([1, -1], 4.0)

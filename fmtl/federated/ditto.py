@@ -30,6 +30,7 @@ from ..solvers.sdca import sdca_round
 from ._loop import as_tasks, check_lam, check_nonneg, parallel_worth_it
 from .fedavg import FedAvgResult, fedavg
 from .history import History
+from .systems import local_phase_time
 
 
 @dataclass
@@ -48,11 +49,15 @@ class DittoResult:
         Each personal problem's final duality gap (a certificate of ``v_t``).
     history : History
         FedAvg's History (empty when ``global_coef`` was given).
+    personalization_time : float, default=0.0
+        Estimated time of the personal solves after FedAvg's last round (the slowest
+        node's SDCA steps; :func:`fmtl.federated.systems.local_phase_time`): add it to
+        ``history["est_time"][-1]`` for the time the personal models cost.
 
     Raises
     ------
     TypeError
-        If a field is missing (dataclass constructor).
+        If a field other than ``personalization_time`` is missing (dataclass constructor).
 
     See Also
     --------
@@ -76,6 +81,7 @@ class DittoResult:
     global_coef: np.ndarray
     local_gap: np.ndarray
     history: History
+    personalization_time: float = 0.0
 
 
 def personal_models(
@@ -89,7 +95,8 @@ def personal_models(
     gamma: float = 1.0,
     tol: float = 1e-10,
     max_passes: int = 10_000,
-) -> tuple[np.ndarray, np.ndarray]:
+    return_steps: bool = False,
+) -> tuple[np.ndarray, ...]:
     """Exact ``argmin_v F_t(v) + (mu/2) ||v - w||^2`` for every task, and its duality gap.
 
     Each task's problem is solved by SDCA (:func:`prox_sdca`) from zero duals, with
@@ -114,6 +121,8 @@ def personal_models(
         Stop once each task's local duality gap is at most ``tol`` times its start.
     max_passes : int, default=10000
         Cap on each task's SDCA passes over its data (not validated).
+    return_steps : bool, default=False
+        Also return the SDCA steps each task made (its work, for the cost model).
 
     Returns
     -------
@@ -121,6 +130,8 @@ def personal_models(
         The personal models ``v_t`` (rows).
     gaps : ndarray of shape (n_tasks,)
         Each task's final local duality gap (a certificate of ``v_t``).
+    steps : ndarray of int, shape (n_tasks,)
+        Only with ``return_steps=True``.
 
     Raises
     ------
@@ -155,7 +166,7 @@ def personal_models(
     w = np.asarray(w, dtype=np.float64)
     if w.shape != (d,) or not np.all(np.isfinite(w)):
         raise ValueError(f"w must be a finite vector of shape ({d},), got shape {w.shape}")
-    V, gaps, _ = prox_sdca(
+    V, gaps, done = prox_sdca(
         tasks,
         lam,
         mu,
@@ -166,7 +177,7 @@ def personal_models(
         active=np.ones(m, dtype=bool),
         tol=tol,
     )
-    return V, gaps
+    return (V, gaps, done) if return_steps else (V, gaps)
 
 
 def prox_sdca(
@@ -369,5 +380,10 @@ def ditto(
         w, history = fa.global_coef, fa.history
     else:
         w, history = np.asarray(global_coef, dtype=np.float64), History()
-    V, gaps = personal_models(Xs, ys, lam, mu, w, loss, gamma=gamma, tol=tol)
-    return DittoResult(coef=V, global_coef=w, local_gap=gaps, history=history)
+    V, gaps, steps = personal_models(
+        Xs, ys, lam, mu, w, loss, gamma=gamma, tol=tol, return_steps=True
+    )
+    cost = local_phase_time(steps, 8.0, fedavg_kw.get("systems"))
+    return DittoResult(
+        coef=V, global_coef=w, local_gap=gaps, history=history, personalization_time=cost
+    )

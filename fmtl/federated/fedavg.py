@@ -33,7 +33,7 @@ from ._loop import (
 from ._rounds import RoundLoop
 from .history import History
 from .mocha import objective_terms
-from .systems import SystemsModel
+from .systems import SystemsModel, local_phase_time
 
 
 @dataclass
@@ -52,6 +52,11 @@ class FedAvgResult:
         One record per evaluated round: ``primal`` is ``F`` at the global model.
     never_reported : ndarray of int, default=empty
         Nodes that returned nothing in any round (dead or always dropped).
+    personalization_time : float, default=0.0
+        Estimated time of the local phase after the last round that makes the personal
+        models (``finetune_epochs`` of local SGD; 0 without fine-tuning;
+        :func:`fmtl.federated.systems.local_phase_time`): add it to
+        ``history["est_time"][-1]`` for the time the personal models cost.
 
     Raises
     ------
@@ -80,6 +85,7 @@ class FedAvgResult:
     global_coef: np.ndarray
     history: History
     never_reported: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    personalization_time: float = 0.0
 
 
 def fedavg(
@@ -214,6 +220,7 @@ def fedavg(
     with numba_threads(n_threads):
         loop.run(rounds, client, server, evaluate, batched=True)
         coef = np.tile(w, (m, 1))
+        personal_time = 0.0
         if finetune_epochs > 0:
             ft = np.where(n > 0, np.maximum(1, np.floor(finetune_epochs * n)), 0)
             W0[:] = w
@@ -225,5 +232,12 @@ def fedavg(
                 np.ones(m, dtype=bool),
                 coef,
             )
+            personal_time = local_phase_time(ft, 4.0, systems)
     silent = loop.finish()
-    return FedAvgResult(coef=coef, global_coef=w, history=loop.history, never_reported=silent)
+    return FedAvgResult(
+        coef=coef,
+        global_coef=w,
+        history=loop.history,
+        never_reported=silent,
+        personalization_time=personal_time,
+    )

@@ -31,7 +31,7 @@ from ._loop import as_tasks, check_frac, check_lam, check_nonneg, check_positive
 from ._rounds import RoundLoop
 from .ditto import prox_sdca
 from .history import History
-from .systems import SystemsModel
+from .systems import SystemsModel, local_phase_time
 
 
 @dataclass
@@ -57,6 +57,11 @@ class FedRepResult:
         point ``a_i = y_i - z_i`` when ``lam > 0``, NaN when ``lam == 0``.
     never_reported : ndarray of int, default=empty
         Nodes that never reported a round (the systems model dropped them every time).
+    personalization_time : float, default=0.0
+        Estimated time of the local phase after the last round that makes the personal
+        models (each node's head solve at the final ``B``, counted as one pass;
+        :func:`fmtl.federated.systems.local_phase_time`): add it to
+        ``history["est_time"][-1]`` for the time the personal models cost.
 
     Raises
     ------
@@ -88,6 +93,7 @@ class FedRepResult:
     history: History
     head_gap: np.ndarray = field(default_factory=lambda: np.zeros(0))
     never_reported: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    personalization_time: float = 0.0
 
 
 _MAX_PASSES = 100_000  # safeguard cap on a head solve's SDCA passes
@@ -391,4 +397,6 @@ def fedrep(
         history=loop.history,
         head_gap=gaps,
         never_reported=silent,
+        # each node's head at the final B: counted as one pass over its data
+        personalization_time=local_phase_time(tasks.n_samples, 4.0, systems),
     )

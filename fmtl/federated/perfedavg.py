@@ -23,7 +23,7 @@ from ..losses import get_loss
 from ._loop import as_tasks, check_frac, check_lam, check_nonneg, check_positive_int
 from ._rounds import RoundLoop
 from .history import History
-from .systems import SystemsModel
+from .systems import SystemsModel, local_phase_time
 
 
 @dataclass
@@ -42,6 +42,11 @@ class PerFedAvgResult:
         ``primal``: the MAML objective at the global model, per round.
     never_reported : ndarray of int, default=empty
         Nodes that never reported a round (the systems model dropped them every time).
+    personalization_time : float, default=0.0
+        Estimated time of the local phase after the last round that makes the personal
+        models (``adapt_steps`` full-batch gradient steps;
+        :func:`fmtl.federated.systems.local_phase_time`): add it to
+        ``history["est_time"][-1]`` for the time the personal models cost.
 
     Raises
     ------
@@ -70,6 +75,7 @@ class PerFedAvgResult:
     global_coef: np.ndarray
     history: History
     never_reported: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    personalization_time: float = 0.0
 
 
 def _grad(X, y, w, loss, lam):
@@ -286,4 +292,10 @@ def perfedavg(
             v = v - a * _grad(X, y, v, loss, lam)
         coef[t] = v
     silent = loop.finish()
-    return PerFedAvgResult(coef=coef, global_coef=w, history=loop.history, never_reported=silent)
+    return PerFedAvgResult(
+        coef=coef,
+        global_coef=w,
+        history=loop.history,
+        never_reported=silent,
+        personalization_time=local_phase_time(adapt_steps * tasks.n_samples, 4.0, systems),
+    )

@@ -67,6 +67,11 @@ class PFedHNResult:
         Pass it to :func:`hypernetwork_features` and :func:`fit_new_embedding`.
     never_reported : ndarray of int, default=empty
         Nodes that never reported a round (their embeddings stayed at the initial ones).
+    personalization_time : float, default=0.0
+        Estimated time of the local phase after the last round that makes the personal
+        models (none: ``w_t = Phi psi(v_t)`` is computed by the server, so 0;
+        :func:`fmtl.federated.systems.local_phase_time`): add it to
+        ``history["est_time"][-1]`` for the time the personal models cost.
 
     Raises
     ------
@@ -98,6 +103,7 @@ class PFedHNResult:
     history: History
     feature_map: tuple[np.ndarray, np.ndarray] | None = None
     never_reported: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    personalization_time: float = 0.0
 
 
 def _check_feature_map(omega, b, k: int | None = None):

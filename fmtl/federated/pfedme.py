@@ -34,7 +34,7 @@ from ._loop import (
 from ._rounds import RoundLoop
 from .ditto import personal_models, prox_sdca
 from .history import History
-from .systems import SystemsModel
+from .systems import SystemsModel, local_phase_time
 
 
 @dataclass
@@ -54,6 +54,11 @@ class PFedMeResult:
         its gradient, at the model after each recorded round (evaluated exactly).
     never_reported : ndarray of int, default=empty
         Nodes that never reported a round (the systems model dropped them every time).
+    personalization_time : float, default=0.0
+        Estimated time of the local phase after the last round that makes the personal
+        models (each node's exact personal solve at the final ``w``;
+        :func:`fmtl.federated.systems.local_phase_time`): add it to
+        ``history["est_time"][-1]`` for the time the personal models cost.
 
     Raises
     ------
@@ -82,6 +87,7 @@ class PFedMeResult:
     global_coef: np.ndarray
     history: History
     never_reported: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    personalization_time: float = 0.0
 
 
 def pfedme(
@@ -260,9 +266,17 @@ def pfedme(
 
     with numba_threads(None):
         loop.run(rounds, client, server, evaluate, lambda v: v["grad_norm"] <= grad_tol, True)
-        theta = _exact(w)
+        theta, _, steps = personal_models(
+            tasks, None, lam, mu, w, loss, tol=tol, return_steps=True
+        )
     silent = loop.finish()
-    return PFedMeResult(coef=theta, global_coef=w, history=loop.history, never_reported=silent)
+    return PFedMeResult(
+        coef=theta,
+        global_coef=w,
+        history=loop.history,
+        never_reported=silent,
+        personalization_time=local_phase_time(steps, 8.0, systems),
+    )
 
 
 def _margins(tasks, rows: np.ndarray) -> np.ndarray:

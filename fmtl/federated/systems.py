@@ -136,6 +136,47 @@ class SystemsModel:
         return c
 
 
+def local_phase_time(steps, flops_factor: float, systems: SystemsModel | None = None) -> float:
+    """Estimated time of a purely local phase after the last round (personalisation:
+    fine-tuning, Ditto's personal solve, Per-FedAvg's adaptation, FedRep's final heads).
+
+    Every node works at once and nothing is sent, so it costs the slowest node's work in the
+    slowest-node accounting of a round, ``flops * m * max_t steps_t``, with no
+    communication term (``flops`` is the systems model's ``flops_factor`` if set).
+
+    Parameters
+    ----------
+    steps : array-like of int, shape (n_tasks,)
+        Sample visits (or coordinate steps) each node makes in the phase.
+    flops_factor : float
+        The method's cost per step (4 for SGD-type passes, 8 for SDCA).
+    systems : SystemsModel, optional
+        Its ``flops_factor``, when set, replaces the method's.
+
+    Returns
+    -------
+    float
+
+    Raises
+    ------
+    ValueError
+        If ``steps`` holds a negative or non-finite value.
+
+    Examples
+    --------
+    >>> from fmtl.federated.systems import local_phase_time
+    >>> local_phase_time([30, 50, 40], 4.0)
+    600.0
+    """
+    steps = np.asarray(steps, dtype=np.float64).ravel()
+    if steps.size and (not np.all(np.isfinite(steps)) or np.any(steps < 0)):
+        raise ValueError(f"steps must be finite and >= 0, got {steps!r}")
+    flops = float(flops_factor)
+    if systems is not None and systems.flops_factor is not None:
+        flops = float(systems.flops_factor)
+    return flops * steps.size * float(steps.max(initial=0.0))
+
+
 class SystemsRuntime:
     """Per-round draws and cost accounting of a :class:`SystemsModel` for one run."""
 
