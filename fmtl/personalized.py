@@ -438,6 +438,7 @@ class _PerFedAvgBase(_FedAvgBase):
         local_steps: int = 1,
         order: int = 2,
         adapt_steps: int = 1,
+        inner_steps: int = 1,
         systems=None,
         random_state=None,
         verbose: int = 0,
@@ -450,6 +451,7 @@ class _PerFedAvgBase(_FedAvgBase):
         self.local_steps = local_steps
         self.order = order
         self.adapt_steps = adapt_steps
+        self.inner_steps = inner_steps
         self.systems = systems
         self.random_state = random_state
         self.verbose = verbose
@@ -467,6 +469,7 @@ class _PerFedAvgBase(_FedAvgBase):
             local_steps=self.local_steps,
             order=self.order,
             adapt_steps=self.adapt_steps,
+            inner_steps=self.inner_steps,
             systems=self.systems,
             random_state=self.random_state,
             callback=_progress_printer(self.verbose),
@@ -723,7 +726,7 @@ _FEDREP_CLF = dict(
 _FEDREP_REG = dict(ovr="", lead="", hist="", loss_note="", **_REG)
 
 
-_SIMPLE_DOC = """{method} {kind} (see :func:`fmtl.federated.{func}`).
+_PERFEDAVG_DOC = """{method} {kind} (see :func:`fmtl.federated.{func}`).
 
     Parameters
     ----------
@@ -731,14 +734,38 @@ _SIMPLE_DOC = """{method} {kind} (see :func:`fmtl.federated.{func}`).
         L2 weight ``lambda`` of every task's objective.
     loss : {losses} or None, default=None
         ``None`` means ``"{default}"``.
-    Other parameters: those of :func:`fmtl.federated.{func}`.
+    a : float, default=0.1
+        Adaptation step size of the MAML objective and of the personal models.
+    beta : float, default=0.1
+        Local (outer) step size.
+    rounds : int, default=200
+        Federated rounds.
+    local_steps : int, default=1
+        Local MAML steps per round (fewer under systems heterogeneity, at least one).
+    order : {{1, 2}}, default=2
+        2: exact MAML gradient (Hessian-vector products); 1: first-order MAML.
+    adapt_steps : int, default=1
+        Gradient steps of size ``a`` from the global model that make each personal model.
+    inner_steps : int, default=1
+        Adaptation steps inside the MAML objective (k-step MAML).
+    systems : fmtl.federated.SystemsModel, optional
+        Heterogeneous work, drops and the cost model of the federated rounds.
+    random_state : int, Generator or None
+        Seeds the systems model's draws.
+    verbose : int, default=0
+        Print progress every ``verbose`` recorded rounds.
 
     Attributes
     ----------
     coef_ : ndarray of shape (n_tasks, n_features)
         Personal models.
+    global_coef_ : ndarray of shape (n_features,)
+        The meta-model ``w``.
     tasks_ : ndarray of shape (n_tasks,)
     history_ : fmtl.federated.History
+        ``primal``: the MAML objective at the global model, per recorded round.
+    never_reported_ : ndarray
+        Tasks whose node never reported a round.
 
     Raises
     ------
@@ -766,14 +793,14 @@ _CLF2 = {**_CLF, "losses": '{"logistic"}', "default": "logistic"}
 
 
 class PerFedAvgClassifier(_TaskClassifierMixin, _PerFedAvgBase):
-    __doc__ = _SIMPLE_DOC.format(
+    __doc__ = _PERFEDAVG_DOC.format(
         method="Per-FedAvg (MAML)", func="perfedavg.perfedavg", name="PerFedAvgClassifier", **_CLF2
     )
     _loss_choices = ("logistic",)
 
 
 class PerFedAvgRegressor(_TaskRegressorMixin, _PerFedAvgBase):
-    __doc__ = _SIMPLE_DOC.format(
+    __doc__ = _PERFEDAVG_DOC.format(
         method="Per-FedAvg (MAML)", func="perfedavg.perfedavg", name="PerFedAvgRegressor", **_REG
     )
 

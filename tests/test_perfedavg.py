@@ -5,7 +5,15 @@ Hessian-vector products match finite differences; a = 0 is FedAvg on the pooled 
 import numpy as np
 import pytest
 
-from fmtl.federated.perfedavg import _grad, _hvp, _value, maml_squared_optimum, perfedavg
+from fmtl.federated.perfedavg import (
+    _adapt,
+    _grad,
+    _hvp,
+    _maml_grad,
+    _value,
+    maml_squared_optimum,
+    perfedavg,
+)
 from fmtl.losses import get_loss
 
 LAM, A = 0.05, 0.2
@@ -80,3 +88,43 @@ def test_bad_inputs_are_named(data):
         perfedavg(Xs, ys, LAM, loss="hinge")
     with pytest.raises(ValueError, match="beta"):
         perfedavg(Xs, ys, LAM, beta=0.0)
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_k_step_maml_reaches_its_closed_form_optimum(data, k):
+    """k-step MAML (squared loss): the exact version converges to the minimiser of
+    sum_t p_t F_t(P_t w + q_t), P_t = (I - a A_t)^k (1e-6); first-order stops away."""
+    Xs, ys = data
+    ref = maml_squared_optimum(Xs, ys, LAM, A, inner_steps=k)
+    assert np.abs(ref - maml_squared_optimum(Xs, ys, LAM, A)).max() > 1e-4  # k matters
+    res = perfedavg(Xs, ys, LAM, a=A, beta=0.5, rounds=3000, inner_steps=k)
+    np.testing.assert_allclose(res.global_coef, ref, atol=1e-6)
+    assert np.all(np.diff(res.history["primal"]) <= 1e-14)
+    fo = perfedavg(Xs, ys, LAM, a=A, beta=0.5, rounds=3000, inner_steps=k, order=1)
+    assert np.abs(fo.global_coef - ref).max() > 1e-6
+
+
+@pytest.mark.parametrize("name", ["squared", "logistic"])
+@pytest.mark.parametrize("k", [1, 3])
+def test_k_step_maml_gradient_matches_finite_differences(data, name, k):
+    X, y = data[0][1], np.sign(data[1][1]) if name == "logistic" else data[1][1]
+    loss = get_loss(name)
+    w = np.random.default_rng(2).normal(size=4)
+    eps = 1e-6
+
+    def objective(v):
+        return _value(X, y, _adapt(X, y, v, A, k, loss, LAM)[-1], loss, LAM)
+
+    fd = np.array(
+        [(objective(w + eps * e) - objective(w - eps * e)) / (2 * eps) for e in np.eye(4)]
+    )
+    np.testing.assert_allclose(_maml_grad(X, y, w, A, k, loss, LAM, order=2), fd, atol=1e-8)
+
+
+def test_inner_steps_one_is_the_one_step_objective(data):
+    Xs, ys = data
+    a = perfedavg(Xs, ys, LAM, a=A, rounds=30)
+    b = perfedavg(Xs, ys, LAM, a=A, rounds=30, inner_steps=1)
+    np.testing.assert_array_equal(a.global_coef, b.global_coef)
+    with pytest.raises(ValueError, match="inner_steps"):
+        perfedavg(Xs, ys, LAM, inner_steps=0)

@@ -7,6 +7,9 @@ size ``beta`` on its term, with the exact gradient ``(I - a hess F_t(w)) grad F_
 grad F_t(w))`` (``order=2``, Hessian-vector product) or the first-order approximation
 ``grad F_t(w - a grad F_t(w))`` (``order=1``, FO-MAML); the server averages with ``p_t``.
 Personal models: ``adapt_steps`` gradient steps of size ``a`` from the final ``w``.
+``inner_steps = k > 1`` scores the model after ``k`` adaptation steps instead (k-step
+MAML): ``F_t(u^k)``, ``u^{j+1} = u^j - a grad F_t(u^j)``, exact gradient ``prod_j (I - a
+hess F_t(u^j)) grad F_t(u^k)`` by ``k`` backward Hessian-vector products.
 
 For the squared loss ``F_t`` is quadratic, the MAML objective is a convex quadratic, and
 :func:`maml_squared_optimum` gives its minimiser in closed form (the reference the tests
@@ -98,12 +101,33 @@ def _value(X, y, w, loss, lam):
     return float(np.mean(loss.value(y, np.asarray(X @ w).ravel())) + lam / 2 * w @ w)
 
 
-def maml_squared_optimum(Xs, ys, lam: float, a: float) -> np.ndarray:
-    """Closed-form minimiser of ``sum_t p_t F_t(w - a grad F_t(w))`` for the squared loss.
+def _adapt(X, y, w, a, k, loss, lam):
+    """The inner loop ``u_0 = w``, ``u_{j+1} = u_j - a grad F(u_j)``: all ``k + 1`` points."""
+    us = [w]
+    for _ in range(k):
+        us.append(us[-1] - a * _grad(X, y, us[-1], loss, lam))
+    return us
 
-    With ``A_t = X_t^T X_t / n_t + lam I`` and ``b_t = X_t^T y_t / n_t``, ``w - a grad
-    F_t(w) = M_t w + a b_t`` (``M_t = I - a A_t``), so the optimum solves ``sum_t p_t M_t A_t
-    M_t w = sum_t p_t M_t (b_t - a A_t b_t)``.
+
+def _maml_grad(X, y, w, a, k, loss, lam, order):
+    """Gradient of ``F(u_k(w))``: ``prod_j (I - a H(u_j)) grad F(u_k)`` applied backwards by
+    Hessian-vector products (``order=2``), or ``grad F(u_k)`` (first-order MAML)."""
+    us = _adapt(X, y, w, a, k, loss, lam)
+    g = _grad(X, y, us[-1], loss, lam)
+    if order == 2:
+        for u in reversed(us[:-1]):
+            g = g - a * _hvp(X, y, u, g, loss, lam)
+    return g
+
+
+def maml_squared_optimum(Xs, ys, lam: float, a: float, inner_steps: int = 1) -> np.ndarray:
+    """Closed-form minimiser of the MAML objective ``sum_t p_t F_t(u_t^k(w))`` for the
+    squared loss, ``u^k`` being ``k = inner_steps`` gradient steps of size ``a`` from ``w``.
+
+    With ``A_t = X_t^T X_t / n_t + lam I`` and ``b_t = X_t^T y_t / n_t``, one step maps
+    ``u`` to ``M_t u + a b_t`` (``M_t = I - a A_t``), so ``u^k = P_t w + q_t`` with ``P_t =
+    M_t^k`` and ``q_t = a sum_{j<k} M_t^j b_t``, and the optimum solves ``sum_t p_t P_t A_t
+    P_t w = sum_t p_t P_t (b_t - A_t q_t)`` (for ``k = 1``: ``M_t (b_t - a A_t b_t)``).
 
     Parameters
     ----------
@@ -113,6 +137,8 @@ def maml_squared_optimum(Xs, ys, lam: float, a: float) -> np.ndarray:
         L2 weight of every ``F_t`` (``0`` allowed).
     a : float
         Adaptation step size of the MAML objective.
+    inner_steps : int, default=1
+        ``k``, the adaptation steps inside the objective.
 
     Returns
     -------
@@ -151,8 +177,11 @@ def maml_squared_optimum(Xs, ys, lam: float, a: float) -> np.ndarray:
         A = X.T @ X / len(y) + lam * np.eye(d)
         b = X.T @ np.asarray(y, dtype=np.float64) / len(y)
         M = np.eye(d) - a * A
-        lhs += pt * M @ A @ M
-        rhs += pt * M @ (b - a * A @ b)
+        P, q = np.eye(d), np.zeros(d)
+        for _ in range(inner_steps):
+            P, q = M @ P, M @ q + a * b
+        lhs += pt * P.T @ A @ P
+        rhs += pt * P.T @ (b - A @ q)
     return np.linalg.solve(lhs, rhs)
 
 
@@ -168,6 +197,7 @@ def perfedavg(
     local_steps: int = 1,
     order: int = 2,
     adapt_steps: int = 1,
+    inner_steps: int = 1,
     systems: SystemsModel | None = None,
     random_state=None,
     eval_every: int = 1,
@@ -197,6 +227,10 @@ def perfedavg(
         2: exact MAML gradient (Hessian-vector product); 1: first-order approximation.
     adapt_steps : int, default=1
         Local steps of size ``a`` that make the personal models.
+    inner_steps : int, default=1
+        ``k``: the MAML objective scores the model after ``k`` adaptation steps,
+        ``sum_t p_t F_t(u_t^k(w))``; its exact gradient multiplies ``grad F_t(u^k)`` by
+        ``(I - a H(u_j))`` for ``j = k-1, ..., 0`` (``k`` Hessian-vector products).
     systems : SystemsModel, optional
         Heterogeneous local work (fewer local steps, at least one), drops and the cost
         model (a local step costs ``4 * 3`` per sample with the Hessian-vector product,
@@ -253,6 +287,7 @@ def perfedavg(
     rounds = check_positive_int("rounds", rounds)
     local_steps = check_positive_int("local_steps", local_steps)
     adapt_steps = check_positive_int("adapt_steps", adapt_steps, lo=0)
+    inner_steps = check_positive_int("inner_steps", inner_steps)
     if order not in (1, 2):
         raise ValueError(f"order must be 1 or 2, got {order!r}")
     tasks = as_tasks(Xs, ys, loss)
@@ -260,13 +295,14 @@ def perfedavg(
     ys = [np.asarray(y, dtype=np.float64) for y in ys]
     n = tasks.n_samples.astype(np.float64)
     p = n / n.sum()
-    passes = local_steps * (3 if order == 2 else 2)  # gradient/HVP evaluations per round
+    # gradient/HVP evaluations per local step: k inner gradients, the outer one, k HVPs
+    passes = local_steps * (2 * inner_steps + 1 if order == 2 else inner_steps + 1)
     loop = RoundLoop(tasks.n_samples, systems, 4.0 * passes, random_state, eval_every, callback)
     w = np.zeros(d)
 
     def maml_value(w):
         return sum(
-            pt * _value(X, y, w - a * _grad(X, y, w, loss, lam), loss, lam)
+            pt * _value(X, y, _adapt(X, y, w, a, inner_steps, loss, lam)[-1], loss, lam)
             for pt, X, y in zip(p, Xs, ys, strict=True)
         )
 
@@ -274,10 +310,7 @@ def perfedavg(
         X, y = Xs[t], ys[t]
         v = w.copy()
         for _ in range(loop.local_steps(t, steps_t, local_steps)):
-            g = _grad(X, y, v - a * _grad(X, y, v, loss, lam), loss, lam)
-            if order == 2:
-                g = g - a * _hvp(X, y, v, g, loss, lam)
-            v = v - beta * g
+            v = v - beta * _maml_grad(X, y, v, a, inner_steps, loss, lam, order)
         return v
 
     def server(W, ok, h):
