@@ -30,6 +30,7 @@ MODULES = [
     "fmtl",
     "fmtl.estimators",
     "fmtl.personalized",
+    "fmtl.kernel_estimators",
     "fmtl.federated",
     "fmtl.relationships",
     "fmtl.losses",

@@ -34,6 +34,12 @@ _PERSONALIZED = (
     "FedRepClassifier",
 )
 
+# kernel MOCHA's estimators (fmtl.kernel_estimators)
+_KERNEL_ESTIMATORS = (
+    "KernelMochaClassifier",
+    "KernelMochaRegressor",
+)
+
 
 def __getattr__(name: str):
     if name in _ESTIMATORS:
@@ -44,6 +50,10 @@ def __getattr__(name: str):
         from . import personalized
 
         return getattr(personalized, name)
+    if name in _KERNEL_ESTIMATORS:
+        from . import kernel_estimators
+
+        return getattr(kernel_estimators, name)
     raise AttributeError(f"module 'fmtl' has no attribute {name!r}")
 
 
@@ -60,6 +70,8 @@ __all__ = [
     "FedAvgRegressor",
     "GlobalClassifier",
     "GlobalRegressor",
+    "KernelMochaClassifier",
+    "KernelMochaRegressor",
     "LocalClassifier",
     "LocalRegressor",
     "LOSS_NAMES",

@@ -55,6 +55,7 @@ import zipfile
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.base import ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
@@ -67,7 +68,9 @@ from .estimators import (
     MochaRegressor,
 )
 from .federated.history import History
+from .federated.kernel_mocha import KERNELS, _check_kernel
 from .federated.systems import SystemsModel
+from .kernel_estimators import KernelMochaClassifier, KernelMochaRegressor
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "load_model", "save_model"]
 
@@ -105,8 +108,15 @@ _CLASSES: dict[str, type] = {
         GlobalClassifier,
         GlobalRegressor,
         *_personalized_classes(),
+        KernelMochaClassifier,
+        KernelMochaRegressor,
     )
 }
+
+# kernel MOCHA: no coef_; the training rows, their task offsets and the kernel expansion
+_KERNEL_CLASSES = (KernelMochaClassifier, KernelMochaRegressor)
+_KERNEL_FITTED = ("expansion_coef_", "X_fit_", "task_offsets_", "kernel_", "kernel_params_")
+_CSR_PARTS = ("data", "indices", "indptr")
 
 # pFedHN's hypernetwork, embeddings and (kernel hypernetwork only) random-feature map
 _HYPERNETWORK = ("hypernetwork_", "embeddings_", "feature_map_omega_", "feature_map_offset_")
@@ -131,6 +141,7 @@ _FITTED = frozenset(
         "local_gap_",
         *_HYPERNETWORK,
         *_REPRESENTATION,
+        *_KERNEL_FITTED,
     }
 )
 
@@ -235,6 +246,8 @@ def _decode_param(enc: Any, arrays: dict[str, np.ndarray]) -> Any:
         if t in ("tuple", "list") and type(enc.get("v")) is list:
             items = [_decode_param(x, arrays) for x in enc["v"]]
             return tuple(items) if t == "tuple" else items
+        if t == "dict" and isinstance(enc.get("v"), dict):
+            return {k: _decode_param(x, arrays) for k, x in enc["v"].items()}
         if t == "ndarray" and enc.get("key") in arrays:
             return arrays[enc["key"]].copy()
         if t == "SystemsModel" and isinstance(enc.get("v"), dict):
@@ -243,6 +256,28 @@ def _decode_param(enc: Any, arrays: dict[str, np.ndarray]) -> Any:
                 raise ValueError(f"unknown SystemsModel fields {sorted(set(enc['v']) - names)}")
             return SystemsModel(**{k: _decode_param(x, arrays) for k, x in enc["v"].items()})
     return _decode_label(enc)
+
+
+def _encode_kernel_params(v: Any, name: str, arrays: dict[str, np.ndarray]) -> Any:
+    """Tagged JSON of a kernel's keyword arguments: None or a dict with string keys."""
+    if v is None:
+        return {"t": "none"}
+    if type(v) is not dict or not all(type(k) is str for k in v):
+        raise TypeError(
+            f"cannot save parameter {name!r}: value {v!r} of type {type(v).__name__} "
+            "(supported: None or a dict with string keys)"
+        )
+    return {"t": "dict", "v": {k: _encode_param(x, f"{name}.{k}", arrays) for k, x in v.items()}}
+
+
+def _check_saveable_kernel(estimator: Any) -> None:
+    """ValueError naming ``kernel`` if the estimator's kernel is a callable (no portable form)."""
+    for where, k in (("parameter", estimator.kernel), ("fitted kernel_", estimator.kernel_)):
+        if not isinstance(k, str):
+            raise ValueError(
+                f"cannot save kernel={k!r} ({where}): a callable kernel has no portable "
+                f"form without pickle; save models fitted with a named kernel {KERNELS}"
+            )
 
 
 # --------------------------------------------------------------------------- history
@@ -366,9 +401,13 @@ def save_model(estimator: Any, path: str | os.PathLike) -> None:
 
     Parameters
     ----------
-    estimator : MochaClassifier, MochaRegressor, LocalClassifier, LocalRegressor, \
-GlobalClassifier or GlobalRegressor
-        A fitted estimator (exactly one of these classes, not a subclass).
+    estimator : fmtl estimator
+        A fitted estimator of :mod:`fmtl.estimators` (``MochaClassifier``,
+        ``MochaRegressor``, ``LocalClassifier``, ``LocalRegressor``, ``GlobalClassifier``,
+        ``GlobalRegressor``), :mod:`fmtl.personalized` or :mod:`fmtl.kernel_estimators`
+        (``KernelMochaClassifier``, ``KernelMochaRegressor``: the training rows, their task
+        offsets, the kernel expansion, the kernel's name and its ``kernel_params``), exactly
+        one of these classes, not a subclass.
     path : str or path-like
         Written exactly as given (no ``.npz`` suffix is appended); overwritten if it
         exists.
@@ -385,7 +424,11 @@ GlobalClassifier or GlobalRegressor
     TypeError
         If it is not an fmtl estimator, or a parameter, task label, class label or
         history value cannot be stored without pickle (e.g. ``random_state`` set to a
-        numpy ``Generator``); the message names the offending value.
+        numpy ``Generator``, or a kernel model's ``kernel_params`` not a dict with string
+        keys); the message names the offending value.
+    ValueError
+        If a kernel model's ``kernel`` is a callable (it has no portable form without
+        pickle); the message names ``kernel``.
 
     See Also
     --------
@@ -414,7 +457,10 @@ GlobalClassifier or GlobalRegressor
             f"save_model saves fmtl estimators ({', '.join(_CLASSES)}), "
             f"not {cls.__module__}.{cls.__qualname__}"
         )
-    check_is_fitted(estimator, "coef_")
+    kernel = isinstance(estimator, _KERNEL_CLASSES)
+    check_is_fitted(estimator, "expansion_coef_" if kernel else "coef_")
+    if kernel:
+        _check_saveable_kernel(estimator)
     unknown = sorted(
         k
         for k in vars(estimator)
@@ -425,7 +471,11 @@ GlobalClassifier or GlobalRegressor
 
     arrays: dict[str, np.ndarray] = {}
     params = {
-        name: _encode_param(value, name, arrays)
+        name: (
+            _encode_kernel_params(value, name, arrays)
+            if kernel and name == "kernel_params"
+            else _encode_param(value, name, arrays)
+        )
         for name, value in estimator.get_params(deep=False).items()
     }
     tasks = [_encode_label(v, "task label") for v in estimator.tasks_.tolist()]
@@ -451,6 +501,21 @@ GlobalClassifier or GlobalRegressor
     if names_in is not None:
         header["feature_names_in"] = [str(v) for v in names_in]
 
+    if kernel:
+        X_fit = estimator.X_fit_
+        header["kernel"] = {
+            "kernel_": estimator.kernel_,
+            "kernel_params_": _encode_kernel_params(
+                estimator.kernel_params_, "fitted_kernel_params", arrays
+            ),
+            "X_fit_sparse": bool(sp.issparse(X_fit)),
+        }
+        if sp.issparse(X_fit):
+            X_fit = sp.csr_matrix(X_fit)
+            for part in _CSR_PARTS:
+                arrays[f"X_fit_/{part}"] = np.asarray(getattr(X_fit, part))
+        else:
+            arrays["X_fit_"] = np.asarray(X_fit)
     for name in (
         "coef_",
         "dual_coef_",
@@ -460,6 +525,8 @@ GlobalClassifier or GlobalRegressor
         "local_gap_",
         *_HYPERNETWORK,
         *_REPRESENTATION,
+        "expansion_coef_",
+        "task_offsets_",
     ):
         value = getattr(estimator, name, None)
         if value is not None:
@@ -600,7 +667,6 @@ def _build(header: dict, arrays: dict[str, np.ndarray], where: str) -> Any:
     if type(n_features) is not int or n_features < 0:
         raise ValueError(f"{where}: malformed n_features_in {n_features!r}")
 
-    coef = arrays["coef_"]
     lead: tuple[int, ...] = ()
     if issubclass(cls, ClassifierMixin):
         dtype, enc = header.get("classes_dtype"), header.get("classes")
@@ -620,12 +686,17 @@ def _build(header: dict, arrays: dict[str, np.ndarray], where: str) -> Any:
         est.classes_ = classes
         if classes.shape[0] > 2:
             lead = (classes.shape[0],)
-    expected = (*lead, m, n_features)
-    if coef.shape != expected or coef.dtype.kind != "f":
-        raise ValueError(
-            f"{where}: coef_ has shape {coef.shape}, expected {expected} from "
-            f"{m} tasks, {n_features} features" + (f", {lead[0]} classes" if lead else "")
-        )
+    kernel = issubclass(cls, _KERNEL_CLASSES)
+    if kernel:
+        kernel_fitted = _build_kernel(header, arrays, where, lead, m, n_features)
+    else:
+        coef = arrays["coef_"]
+        expected = (*lead, m, n_features)
+        if coef.shape != expected or coef.dtype.kind != "f":
+            raise ValueError(
+                f"{where}: coef_ has shape {coef.shape}, expected {expected} from "
+                f"{m} tasks, {n_features} features" + (f", {lead[0]} classes" if lead else "")
+            )
     for name, shape in (
         ("sigma_", (*lead, m, m)),
         ("omega_", (*lead, m, m)),
@@ -667,7 +738,10 @@ def _build(header: dict, arrays: dict[str, np.ndarray], where: str) -> Any:
         raise ValueError(f"{where}: malformed history")
     runs = [_decode_history(h, arrays) for h in hist["runs"]]
     if bool(hist.get("multi")) != bool(lead) or len(runs) != (lead[0] if lead else 1):
-        raise ValueError(f"{where}: {len(runs)} histories for coef_ of shape {coef.shape}")
+        raise ValueError(
+            f"{where}: {len(runs)} histories for "
+            + (f"{lead[0]} classes" if lead else "a single model")
+        )
 
     names_in = header.get("feature_names_in")
     if names_in is not None:
@@ -683,7 +757,11 @@ def _build(header: dict, arrays: dict[str, np.ndarray], where: str) -> Any:
     est.tasks_ = tasks
     est._task_lookup_ = lookup
     est.n_tasks_ = m
-    est.coef_ = coef
+    if kernel:
+        for name, value in kernel_fitted.items():
+            setattr(est, name, value)
+    else:
+        est.coef_ = coef
     est.sigma_ = arrays.get("sigma_")
     est.omega_ = arrays.get("omega_")
     est.dual_coef_ = arrays["dual_coef_"]
@@ -693,6 +771,50 @@ def _build(header: dict, arrays: dict[str, np.ndarray], where: str) -> Any:
         if name in arrays:
             setattr(est, name, arrays[name])
     return est
+
+
+def _build_kernel(
+    header: dict, arrays: dict[str, np.ndarray], where: str, lead: tuple, m: int, d: int
+) -> dict:
+    """Kernel MOCHA's fitted state (training rows, offsets, expansion), checked."""
+    info = header.get("kernel")
+    if not isinstance(info, dict) or not isinstance(info.get("kernel_"), str):
+        raise ValueError(f"{where}: a kernel model needs its kernel")
+    params = _decode_param(info.get("kernel_params_"), arrays)
+    kernel_, kernel_params_ = _check_kernel(info["kernel_"], params)
+    offsets = arrays["task_offsets_"]
+    if (
+        offsets.shape != (m + 1,)
+        or offsets.dtype.kind != "i"
+        or offsets[0] != 0
+        or np.any(np.diff(offsets) < 0)
+    ):
+        raise ValueError(f"{where}: task_offsets_ are not {m + 1} increasing row offsets")
+    n = int(offsets[-1])
+    if info.get("X_fit_sparse") is True:
+        data, indices, indptr = (arrays[f"X_fit_/{p}"] for p in _CSR_PARTS)
+        if indptr.shape != (n + 1,) or data.shape != indices.shape or data.dtype.kind != "f":
+            raise ValueError(f"{where}: X_fit_ is not a CSR matrix with {n} rows")
+        X_fit = sp.csr_matrix((data, indices, indptr), shape=(n, d))
+        X_fit.check_format(full_check=True)
+    elif info.get("X_fit_sparse") is False:
+        X_fit = arrays["X_fit_"]
+        if X_fit.shape != (n, d) or X_fit.dtype.kind != "f":
+            raise ValueError(f"{where}: X_fit_ has shape {X_fit.shape}, expected {(n, d)}")
+    else:
+        raise ValueError(f"{where}: malformed kernel header")
+    expansion = arrays["expansion_coef_"]
+    if expansion.shape != (*lead, n, m) or expansion.dtype.kind != "f":
+        raise ValueError(f"{where}: expansion_coef_ has the wrong shape {expansion.shape}")
+    if arrays["dual_coef_"].shape != (*lead, n):
+        raise ValueError(f"{where}: dual_coef_ has the wrong shape {arrays['dual_coef_'].shape}")
+    return {
+        "kernel_": kernel_,
+        "kernel_params_": kernel_params_,
+        "X_fit_": X_fit,
+        "task_offsets_": offsets,
+        "expansion_coef_": expansion,
+    }
 
 
 def load_model(path: str | os.PathLike) -> Any:

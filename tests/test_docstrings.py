@@ -20,6 +20,7 @@ PUBLIC_MODULES = [
     "fmtl.persistence",
     "fmtl.protocols",
     "fmtl.personalized",
+    "fmtl.kernel_estimators",
     "fmtl.distributed.dask",
     "fmtl.distributed.flower",
     "fmtl.distributed.protocol",
