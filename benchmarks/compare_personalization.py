@@ -32,7 +32,9 @@ error after ``R_max`` rounds (ties: the first grid point, grids list the most re
 first); the chosen setting is refitted on the whole train part for every
 round count R in ``rounds`` (a "communication budget": R rounds of client-server exchange)
 and its mean-over-tasks test error (%) recorded with the systems model's estimated time
-(History ``est_time``). The **time budget** T of a (data set, seed) is the smallest
+(History ``est_time`` plus the result's ``personalization_time``: the local phase after
+the last round -- fine-tuning, Ditto's and pFedMe's personal solves, Per-FedAvg's
+adaptation, FedRep's final heads). The **time budget** T of a (data set, seed) is the smallest
 estimated time any method needs for ``R_max`` rounds; each method is rerun (same seed: runs
 are prefix-consistent) with the largest round count whose estimated time is <= T, read from
 its ``R_max`` run's History (MOCHA: rounded down to whole W-steps). Synthetic data are
@@ -200,7 +202,8 @@ def mocha_rounds(R: int) -> int:
 
 
 def fit_method(method: str, Xs, ys, R: int, p: dict, seed: int, eval_every: int):
-    """Fit ``method`` for ``R`` communication rounds; returns (coef, History)."""
+    """Fit ``method`` for ``R`` communication rounds; returns (coef, History, the estimated
+    time of the local personalisation phase after the last round)."""
     m = len(Xs)
     lam = p.get("lam")
     if method in ("Local", "MTL (mean-reg. Σ)"):
@@ -253,7 +256,7 @@ def fit_method(method: str, Xs, ys, R: int, p: dict, seed: int, eval_every: int)
         )  # fmt: skip
     else:
         raise ValueError(f"unknown method {method!r}")
-    return np.asarray(r.coef), r.history
+    return np.asarray(r.coef), r.history, float(getattr(r, "personalization_time", 0.0))
 
 
 def smoothness(Xs) -> float:
@@ -387,7 +390,7 @@ def run_one(cfg: Config, key: str, label: str, maker, seed: int) -> tuple[list[d
             best = None
             try:
                 for p in grids(cfg, fit.X)[method]:
-                    coef, _ = fit_method(method, fit.X, fit.y, R_max, p, seed, R_max)
+                    coef, _, _ = fit_method(method, fit.X, fit.y, R_max, p, seed, R_max)
                     e = task_error(coef, val.X, val.y)
                     if best is None or e < best[1]:
                         best = (p, e)
@@ -396,26 +399,28 @@ def run_one(cfg: Config, key: str, label: str, maker, seed: int) -> tuple[list[d
             except Exception as exc:  # noqa: BLE001  (a method's API changing under us)
                 notes.append(f"{method} failed on {label}: {type(exc).__name__}: {exc}")
                 chosen.pop(method, None)
-        # the time budget: the cheapest method's estimated time for R_max rounds
+        # the time budget: the cheapest method's estimated time for R_max rounds, its
+        # personalisation phase (fine-tuning, personal solves, adaptation) included
         ends = {
-            mth: float(h["est_time"][-1])
-            for mth, (_c, h) in full.items()
+            mth: float(h["est_time"][-1]) + x
+            for mth, (_c, h, x) in full.items()
             if mth not in no_sys and float(h["est_time"][-1]) > 0
         }
         T = min(ends.values()) if ends else math.nan
         rows = []
         for method, (p, val_err) in chosen.items():
-            coef_max, hist = full[method]
-            r_time = _timed_rounds(hist, T) if np.isfinite(T) and method not in no_sys else 0
+            coef_max, hist, x_max = full[method]
+            fits = np.isfinite(T) and method not in no_sys
+            r_time = _timed_rounds(hist, T - x_max) if fits else 0
             if method == "MOCHA" and r_time > 0:
                 r_time = mocha_rounds(r_time)
             todo = sorted(set(cfg.rounds) | ({r_time} if r_time > 0 else set()))
             for R in todo:
                 if R == R_max:
-                    coef, est = coef_max, float(hist["est_time"][-1])
+                    coef, est = coef_max, float(hist["est_time"][-1]) + x_max
                 else:
-                    coef, h = fit_method(method, train.X, train.y, R, p, seed, R)
-                    est = float(h["est_time"][-1])
+                    coef, h, x = fit_method(method, train.X, train.y, R, p, seed, R)
+                    est = float(h["est_time"][-1]) + x
                 if method in no_sys:
                     est = math.nan
                 elif R == r_time and est > T * (1 + 1e-9):
