@@ -148,13 +148,18 @@ def test_more_regressors_equal_their_functions_and_round_trip(make, fit, kw, tmp
     )
 
 
-@pytest.mark.parametrize("name", ["PerFedAvgClassifier", "PFedHNClassifier"])
-def test_more_classifiers(clf_data, name):
+@pytest.mark.parametrize(
+    "name, rounds, floor",
+    # training accuracy; pFedHN's random initialisation needs rounds: after 30 rounds it
+    # ranged 0.55-0.86 over seeds, after 200 rounds 0.929-0.931 (seeds 0-7)
+    [("PerFedAvgClassifier", 30, 0.6), ("PFedHNClassifier", 200, 0.9)],
+)
+def test_more_classifiers(clf_data, name, rounds, floor):
     import fmtl
 
     X, y, tasks = clf_data.stack()
-    est = getattr(fmtl, name)(rounds=30).fit(X, y, tasks)
-    assert est.score(X, y, tasks) > 0.6
+    est = getattr(fmtl, name)(rounds=rounds, random_state=0).fit(X, y, tasks)
+    assert est.score(X, y, tasks) > floor
     with pytest.raises(ValueError, match="loss"):
         getattr(fmtl, name)(loss="hinge").fit(X, y, tasks)
 
