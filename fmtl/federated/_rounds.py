@@ -1,4 +1,5 @@
-"""The round loop every model-exchanging method shares (pFedMe, Per-FedAvg, FedRep, pFedHN).
+"""The round loop every model-exchanging method shares (FedAvg, pFedMe, Per-FedAvg, FedRep,
+pFedHN).
 
 One round: the systems model draws each node's local work and who reports
 (:class:`fmtl.federated.systems.SystemsRuntime`); every reporting node runs the method's
