@@ -43,12 +43,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from sklearn.base import clone, is_classifier
+from sklearn.base import BaseEstimator, clone, is_classifier
 
 from .datasets import MultiTaskDataset, train_test_split_per_task
 
 __all__ = [
     "BASELINE_SETTINGS",
+    "ConstantBaseline",
     "DEFAULT_ALPHAS",
     "METRICS",
     "MOCHA_SETTINGS",
@@ -426,8 +427,9 @@ def error_table(
     ----------
     datasets : dict of str -> MultiTaskDataset
     methods : dict of str -> estimator
-        Unfitted estimators with an ``alpha`` parameter (e.g. :func:`paper_methods`); all
-        must suit every data set (classifiers for labels, regressors for real targets).
+        Unfitted estimators with an ``alpha`` parameter (e.g. :func:`paper_methods`), or a
+        :class:`ConstantBaseline` (nothing to tune: its ``alpha`` and ``cv_error`` are NaN);
+        all must suit every data set (classifiers for labels, regressors for real targets).
     alphas : iterable of float > 0, default=DEFAULT_ALPHAS
     n_seeds : int >= 1, default=10
     test_size : float in (0, 1), default=0.25
@@ -479,7 +481,8 @@ def error_table(
     for name, ds in datasets.items():
         _check_dataset(ds, f"datasets[{name!r}]")
     for est in methods.values():
-        _check_alpha_param(est)
+        if not isinstance(est, ConstantBaseline):  # the one method with nothing to tune
+            _check_alpha_param(est)
         _resolve_metric(metric, est)
     grid = _check_alphas(alphas)
     n_folds = _check_n_folds(n_folds)
@@ -497,8 +500,13 @@ def error_table(
             train, test = train_test_split_per_task(ds, test_size=test_size, random_state=seed)
             for mname, est in methods.items():
                 t0 = time.perf_counter()
-                best, cv = cross_validate_alpha(est, train, grid, n_folds, metric=metric)
-                final = _fit(clone(est).set_params(alpha=best), train)
+                if isinstance(est, ConstantBaseline):
+                    best, cv_best = math.nan, math.nan
+                    final = _fit(clone(est), train)
+                else:
+                    best, cv = cross_validate_alpha(est, train, grid, n_folds, metric=metric)
+                    cv_best = float(cv[np.flatnonzero(grid == best)[0]])
+                    final = _fit(clone(est).set_params(alpha=best), train)
                 err = per_task_error(final, test, metric)
                 row = {
                     "dataset": dname,
@@ -506,7 +514,7 @@ def error_table(
                     "seed": seed,
                     "alpha": best,
                     "error": err,
-                    "cv_error": float(cv[np.flatnonzero(grid == best)[0]]),
+                    "cv_error": cv_best,
                     "metric": _resolve_metric(metric, est),
                     "rel_gap": _final_rel_gap(final),
                     "seconds": time.perf_counter() - t0,
@@ -555,9 +563,10 @@ def summarize(rows: Iterable[Mapping[str, Any]]) -> list[dict]:
     out = []
     for (dname, mname), rs in groups.items():
         errs = np.array([float(r["error"]) for r in rs])
-        counts = Counter(float(r["alpha"]) for r in rs)
-        top = max(counts.values())
-        alpha = max(a for a, c in counts.items() if c == top)
+        # NaN: a method with nothing to tune (ConstantBaseline)
+        counts = Counter(float(r["alpha"]) for r in rs if not math.isnan(float(r["alpha"])))
+        top = max(counts.values(), default=0)
+        alpha = max((a for a, c in counts.items() if c == top), default=math.nan)
         std = float(errs.std(ddof=1)) if errs.size > 1 else 0.0
         out.append(
             {
@@ -578,9 +587,121 @@ def summarize(rows: Iterable[Mapping[str, Any]]) -> list[dict]:
 # ------------------------------------------------------------------------------ methods
 
 
-def paper_methods(task: str = "classification", random_state: Any = 0) -> dict[str, Any]:
-    """The four methods of the error table, unfitted, keyed by display name.
+class ConstantBaseline(BaseEstimator):
+    """The reference code's "constant" baseline: each task predicts its training labels' mode
+    (classification; ties to the smallest label, as MATLAB's ``mode``) or mean (regression),
+    whatever the features. It is the floor any model of the error table must beat.
 
+    Parameters
+    ----------
+    task : {"classification", "regression"}, default="classification"
+
+    Attributes
+    ----------
+    tasks_ : list
+        Task labels seen in ``fit``.
+    constant_ : dict
+        Task label -> its prediction.
+
+    Raises
+    ------
+    ValueError
+        From ``fit``: an unknown ``task``, ``X``/``y``/``tasks`` of different lengths, or no
+        rows; from ``predict``: a task not seen in ``fit``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.zeros((6, 2))
+    >>> est = ConstantBaseline().fit(X, [1, 1, -1, -1, -1, 1], ["a", "a", "a", "b", "b", "b"])
+    >>> est.predict(X[:2], ["a", "b"]).tolist()
+    [1, -1]
+    """
+
+    def __init__(self, task: str = "classification") -> None:
+        self.task = task
+
+    @property
+    def _estimator_type(self) -> str:  # is_classifier() before scikit-learn 1.6
+        return "classifier" if self.task == "classification" else "regressor"
+
+    def __sklearn_tags__(self):  # is_classifier() from scikit-learn 1.6
+        tags = super().__sklearn_tags__()
+        tags.estimator_type = self._estimator_type
+        return tags
+
+    def fit(self, X, y, tasks) -> ConstantBaseline:
+        """Store each task's mode or mean of ``y``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Ignored but for its length.
+        y : array-like of shape (n_samples,)
+        tasks : array-like of shape (n_samples,)
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        ValueError
+            See the class.
+        """
+        if self.task not in ("classification", "regression"):
+            raise ValueError(f"task must be 'classification' or 'regression', got {self.task!r}")
+        y = np.asarray(y)
+        tasks = np.asarray(tasks, dtype=object)
+        n = len(X)
+        if not (y.shape[0] == n == tasks.shape[0]) or n == 0:
+            raise ValueError(
+                f"X, y and tasks must have the same, non-zero length, got {n}, {y.shape[0]} "
+                f"and {tasks.shape[0]}"
+            )
+        self.constant_ = {}
+        for t in dict.fromkeys(tasks.tolist()):
+            yt = y[tasks == t]
+            if self.task == "regression":
+                self.constant_[t] = float(np.mean(yt.astype(np.float64)))
+            else:
+                labels, counts = np.unique(yt, return_counts=True)
+                self.constant_[t] = labels[np.argmax(counts)].item()
+        self.tasks_ = list(self.constant_)
+        return self
+
+    def predict(self, X, tasks) -> np.ndarray:
+        """Each row's task constant.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Ignored but for its length.
+        tasks : array-like of shape (n_samples,)
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+
+        Raises
+        ------
+        ValueError
+            A task not seen in ``fit``, or ``tasks`` not as long as ``X``.
+        """
+        tasks = np.asarray(tasks, dtype=object)
+        if tasks.shape[0] != len(X):
+            raise ValueError(f"tasks has {tasks.shape[0]} entries for {len(X)} rows of X")
+        unseen = [t for t in dict.fromkeys(tasks.tolist()) if t not in self.constant_]
+        if unseen:
+            raise ValueError(f"tasks contains {unseen[:5]}, not seen during fit")
+        return np.array([self.constant_[t] for t in tasks.tolist()])
+
+
+def paper_methods(task: str = "classification", random_state: Any = 0) -> dict[str, Any]:
+    """The methods of the error table, unfitted, keyed by display name.
+
+    * ``"Constant"``: each task predicts its training labels' mode (or mean): the
+      reference code's constant baseline (:class:`ConstantBaseline`, nothing to tune);
     * ``"Global"``: one model on the pooled data (:class:`fmtl.GlobalClassifier`);
     * ``"Local"``: one independent model per task (:class:`fmtl.LocalClassifier`);
     * ``"MTL (mean-reg. Ω)"``: MOCHA with the fixed mean-regularised relationship,
@@ -607,7 +728,8 @@ def paper_methods(task: str = "classification", random_state: Any = 0) -> dict[s
     Returns
     -------
     dict of str -> estimator
-        ``"Global"``, ``"Local"``, ``"MTL (mean-reg. Ω)"`` and ``"MOCHA"``, in that order.
+        ``"Constant"``, ``"Global"``, ``"Local"``, ``"MTL (mean-reg. Ω)"`` and ``"MOCHA"``,
+        in that order.
 
     Raises
     ------
@@ -618,7 +740,7 @@ def paper_methods(task: str = "classification", random_state: Any = 0) -> dict[s
     --------
     >>> methods = paper_methods()
     >>> list(methods)
-    ['Global', 'Local', 'MTL (mean-reg. Ω)', 'MOCHA']
+    ['Constant', 'Global', 'Local', 'MTL (mean-reg. Ω)', 'MOCHA']
     >>> methods["MOCHA"].get_params()["relationship"]
     'learned'
     >>> type(paper_methods("regression")["Local"]).__name__
@@ -640,6 +762,7 @@ def paper_methods(task: str = "classification", random_state: Any = 0) -> dict[s
     else:
         raise ValueError(f"task must be 'classification' or 'regression', got {task!r}")
     return {
+        "Constant": ConstantBaseline(task),
         "Global": glob(random_state=random_state, **BASELINE_SETTINGS),
         "Local": loc(random_state=random_state, **BASELINE_SETTINGS),
         "MTL (mean-reg. Ω)": mocha(

@@ -7,7 +7,11 @@ import pytest
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 
 from fmtl import GlobalClassifier, LocalClassifier, LocalRegressor, MochaClassifier
-from fmtl.datasets import MultiTaskDataset, make_multitask_classification
+from fmtl.datasets import (
+    MultiTaskDataset,
+    make_multitask_classification,
+    train_test_split_per_task,
+)
 from fmtl.protocols import (
     DEFAULT_ALPHAS,
     cross_validate_alpha,
@@ -275,7 +279,7 @@ def test_mocha_beats_global_on_clustered_tasks():
 
 def test_paper_methods():
     m = paper_methods()
-    assert list(m) == ["Global", "Local", "MTL (mean-reg. Ω)", "MOCHA"]
+    assert list(m) == ["Constant", "Global", "Local", "MTL (mean-reg. Ω)", "MOCHA"]
     assert isinstance(m["Global"], GlobalClassifier)
     p = m["MTL (mean-reg. Ω)"].get_params()
     assert (p["relationship"], p["kappa"], p["outer_iters"], p["inner_iters"]) == (
@@ -336,3 +340,47 @@ def test_bad_input_messages():
         error_table(big, {"s": SignClassifier()}, n_seeds=0)
     with pytest.raises(ValueError, match="alphas"):
         error_table(big, {"s": SignClassifier()}, alphas=())
+
+
+def test_constant_baseline_is_the_reference_mode_and_mean():
+    from sklearn.base import is_classifier, is_regressor
+
+    from fmtl.protocols import ConstantBaseline
+
+    X = np.zeros((7, 2))
+    tasks = ["a", "a", "a", "b", "b", "c", "c"]
+    clf = ConstantBaseline().fit(X, [1, 1, -1, -1, 1, 1, 1], tasks)
+    # ties go to the smallest label, as MATLAB's mode
+    assert clf.constant_ == {"a": 1, "b": -1, "c": 1}
+    assert clf.predict(X[:3], ["b", "c", "a"]).tolist() == [-1, 1, 1]
+    reg = ConstantBaseline("regression").fit(X, [1.0, 2.0, 6.0, 0.0, 1.0, 5.0, 5.0], tasks)
+    assert reg.constant_ == {"a": 3.0, "b": 0.5, "c": 5.0}
+    assert is_classifier(clf) and is_regressor(reg)
+    with pytest.raises(ValueError, match="not seen"):
+        clf.predict(X[:1], ["z"])
+    with pytest.raises(ValueError, match="task must be"):
+        ConstantBaseline("ranking").fit(X, [1] * 7, tasks)
+    with pytest.raises(ValueError, match="same, non-zero length"):
+        clf.fit(X, [1] * 6, tasks)
+
+
+def test_error_table_with_the_constant_baseline():
+    # per-task majority error, no lambda to choose: alpha and cv_error are NaN
+    from fmtl.protocols import ConstantBaseline
+
+    data = make_multitask_classification(n_tasks=3, n_samples=40, n_features=4, random_state=0)
+    rows = error_table({"d": data}, {"Constant": ConstantBaseline()}, n_seeds=2, n_folds=3)
+    for r in rows:
+        train, test = train_test_split_per_task(data, test_size=0.25, random_state=r["seed"])
+        expect = np.mean(
+            [np.mean(yt != _mode(ytr)) for ytr, yt in zip(train.y, test.y, strict=True)]
+        )
+        assert r["error"] == pytest.approx(expect, abs=1e-15)
+        assert np.isnan(r["alpha"]) and np.isnan(r["cv_error"]) and r["metric"] == "error_rate"
+    s = summarize(rows)[0]
+    assert np.isnan(s["alpha"]) and s["alpha_counts"] == {} and s["n"] == 2
+
+
+def _mode(y):
+    labels, counts = np.unique(y, return_counts=True)
+    return labels[np.argmax(counts)]
