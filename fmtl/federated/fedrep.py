@@ -115,6 +115,45 @@ def _dual_gap(Z, y, a, lam, loss):
     return v, float(np.mean(loss.value(y, z) - loss.neg_conjugate(y, a) + a * z))
 
 
+def _curvature(loss, y, z):
+    # second derivative of l(y, .) at z (labels +-1): logistic p(1 - p), smoothed hinge 1/gamma
+    # on its quadratic piece
+    if loss.name == "logistic":
+        p = 1.0 / (1.0 + np.exp(-np.abs(z)))
+        return p * (1.0 - p)
+    r = 1.0 - y * z
+    return np.where((r > 0) & (r < loss.param), 1.0 / loss.param, 0.0)
+
+
+def _newton_head(Z, y, h, lam, loss, tol, max_iter: int = 200):
+    """Exact head of a smooth classification loss (logistic, smoothed hinge) by damped
+    Newton on the ``k``-dimensional problem, from ``h``: SDCA's rate degrades with
+    ``||z||^2 / (lam n)`` (measured: 1e6 steps short of 1e-12 on features scaled by 100),
+    Newton's does not. Stops at gap ``<= tol * mean l(y, 0)``; returns (head, gap)."""
+    n, k = Z.shape
+    if n == 0:
+        return np.zeros(k), 0.0
+    target = tol * float(np.mean(loss.value(y, np.zeros(n))))
+
+    def primal(v):
+        return float(np.mean(loss.value(y, Z @ v)) + lam / 2 * v @ v)
+
+    gap = head_problem_gap(Z, y, h, lam, loss.name, loss.param or 1.0)
+    for _ in range(max_iter):
+        if gap <= target:
+            break
+        z = Z @ h
+        g = Z.T @ loss.derivative(y, z) / n + lam * h
+        H = (Z * _curvature(loss, y, z)[:, None]).T @ Z / n + lam * np.eye(k)
+        step = np.linalg.solve(H, g)
+        f0, t = primal(h), 1.0
+        while primal(h - t * step) > f0 - 1e-4 * t * (g @ step) and t > 1e-12:
+            t /= 2  # Armijo backtracking: the smoothed hinge is only piecewise quadratic
+        h = h - t * step
+        gap = head_problem_gap(Z, y, h, lam, loss.name, loss.param or 1.0)
+    return h, gap
+
+
 def _sdca_head(Z, y, alpha, lam, loss, tol, seed):
     """Exact head of a classification loss by SDCA on ``Z = X_t B``, warm-started from the
     duals ``alpha`` (updated in place): the gap ends ``<= tol * mean l(y, 0)``."""
@@ -345,7 +384,8 @@ def fedrep(
     B = np.linalg.qr(rng.normal(size=(d, rank)))[0]
     loop = RoundLoop(tasks.n_samples, systems, 4.0 * (rep_steps + 1), rng, eval_every, callback)
     heads: dict[int, tuple[np.ndarray, float]] = {}  # node -> (head, gap) at the current B
-    duals = [np.zeros(len(y)) for y in ys]  # SDCA duals of the heads, warm starts
+    duals = [np.zeros(len(y)) for y in ys]  # SDCA duals of the hinge heads, warm starts
+    last = np.zeros((m, rank))  # each node's previous head, the smooth losses' warm start
 
     def head(t):
         if t not in heads:
@@ -353,8 +393,11 @@ def fedrep(
             if loss.name == "squared":
                 h = _ridge_head(Z, ys[t], lam)
                 gap = head_problem_gap(Z, ys[t], h, lam) if lam > 0 else np.nan
-            else:
+            elif loss.name == "hinge":  # not smooth: SDCA on the dual, warm-started
                 h, gap = _sdca_head(Z, ys[t], duals[t], lam, loss, head_tol, seed=t + 1)
+            else:  # smooth: Newton from the node's previous head (B is orthonormal)
+                h, gap = _newton_head(Z, ys[t], last[t], lam, loss, head_tol)
+            last[t] = h
             heads[t] = (h, gap)
         return heads[t][0]
 
