@@ -248,6 +248,23 @@ class _TaskModelBase(BaseEstimator):
         path : str or path-like
             Written exactly as given.
 
+        Returns
+        -------
+        None
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            Before ``fit``.
+        TypeError
+            A parameter or label that cannot be stored without pickle (e.g. ``random_state``
+            set to a numpy ``Generator``); the message names it.
+        ValueError
+            A kernel model with a callable ``kernel`` (see
+            :func:`fmtl.persistence.save_model`).
+        OSError
+            If the file cannot be written.
+
         Examples
         --------
         >>> import tempfile, pathlib
@@ -277,6 +294,16 @@ class _TaskModelBase(BaseEstimator):
         -------
         estimator : cls
             Fitted, predicting bit-identically to the saved model.
+
+        Raises
+        ------
+        TypeError
+            If the file holds a model of another class.
+        ValueError
+            If the file is not an fmtl model file or is malformed (see
+            :func:`fmtl.persistence.load_model`).
+        OSError
+            If the file cannot be read.
 
         Examples
         --------
@@ -398,6 +425,24 @@ class _TaskClassifierMixin(ClassifierMixin):
         Returns
         -------
         self
+
+        Raises
+        ------
+        ValueError
+            An invalid parameter (named), NaN or inf in ``X`` or ``y``, ``y`` or ``tasks``
+            of the wrong length, or a single class in ``y``.
+        TypeError
+            Non-numeric ``X`` or ``y``, or a parameter of the wrong type.
+
+        Examples
+        --------
+        >>> from fmtl import LocalClassifier
+        >>> from fmtl.datasets import make_multitask_classification
+        >>> X, y, tasks = make_multitask_classification(
+        ...     n_tasks=3, n_samples=30, n_features=4, random_state=0).stack()
+        >>> clf = LocalClassifier(alpha=0.1).fit(X, y, tasks)
+        >>> clf.coef_.shape, clf.classes_.tolist()
+        ((3, 4), [-1.0, 1.0])
         """
         X, y, labels, rows = self._validate_fit(X, y, tasks)
         check_classification_targets(y)
@@ -417,19 +462,116 @@ class _TaskClassifierMixin(ClassifierMixin):
         return self
 
     def decision_function(self, X, tasks) -> np.ndarray:
-        """Signed margins ``w_t.x`` (binary: shape (n,), multiclass: (n, n_classes))."""
+        """Signed margins ``w_t.x`` of each row under the model of its task.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+        tasks : array-like of shape (n_samples,)
+            Task label of each row (tasks seen during ``fit``).
+
+        Returns
+        -------
+        ndarray of shape (n_samples,) or (n_samples, n_classes)
+            Binary: positive means ``classes_[1]``; multiclass: one column per class
+            (one-vs-rest).
+
+        Raises
+        ------
+        ValueError
+            A task not seen during ``fit``, ``X`` with another number of features, or
+            ``tasks`` not as long as ``X``.
+        TypeError
+            Non-numeric ``X``.
+        sklearn.exceptions.NotFittedError
+            Before ``fit``.
+
+        Examples
+        --------
+        >>> from fmtl import LocalClassifier
+        >>> from fmtl.datasets import make_multitask_classification
+        >>> X, y, tasks = make_multitask_classification(
+        ...     n_tasks=3, n_samples=30, n_features=4, random_state=0).stack()
+        >>> clf = LocalClassifier(alpha=0.1).fit(X, y, tasks)
+        >>> clf.decision_function(X[:2], tasks[:2]).shape
+        (2,)
+        """
         s = self._margins(X, tasks)
         return s[:, 0] if s.shape[1] == 1 else s
 
     def predict(self, X, tasks) -> np.ndarray:
-        """Predicted class of each row, using the model of its task."""
+        """Predicted class of each row, using the model of its task.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+        tasks : array-like of shape (n_samples,)
+            Task label of each row (tasks seen during ``fit``).
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+            Labels from ``classes_`` (a zero margin predicts ``classes_[0]``).
+
+        Raises
+        ------
+        ValueError
+            A task not seen during ``fit``, ``X`` with another number of features, or
+            ``tasks`` not as long as ``X``.
+        TypeError
+            Non-numeric ``X``.
+        sklearn.exceptions.NotFittedError
+            Before ``fit``.
+
+        Examples
+        --------
+        >>> from fmtl import LocalClassifier
+        >>> from fmtl.datasets import make_multitask_classification
+        >>> X, y, tasks = make_multitask_classification(
+        ...     n_tasks=3, n_samples=30, n_features=4, random_state=0).stack()
+        >>> clf = LocalClassifier(alpha=0.1).fit(X, y, tasks)
+        >>> clf.predict(X[:3], tasks[:3]).shape
+        (3,)
+        """
         s = self._margins(X, tasks)
         if s.shape[1] == 1:
             return self.classes_[(s[:, 0] > 0).astype(int)]
         return self.classes_[np.argmax(s, axis=1)]
 
     def score(self, X, y, tasks, sample_weight=None) -> float:
-        """Accuracy over all rows."""
+        """Accuracy over all rows (each predicted by its task's model).
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+        tasks : array-like of shape (n_samples,)
+        sample_weight : array-like of shape (n_samples,), optional
+
+        Returns
+        -------
+        float
+
+        Raises
+        ------
+        ValueError
+            A task not seen during ``fit``, ``X`` with another number of features, or
+            ``tasks`` not as long as ``X``.
+        TypeError
+            Non-numeric ``X``.
+        sklearn.exceptions.NotFittedError
+            Before ``fit``.
+
+        Examples
+        --------
+        >>> from fmtl import LocalClassifier
+        >>> from fmtl.datasets import make_multitask_classification
+        >>> X, y, tasks = make_multitask_classification(
+        ...     n_tasks=3, n_samples=30, n_features=4, random_state=0).stack()
+        >>> clf = LocalClassifier(alpha=0.1).fit(X, y, tasks)
+        >>> 0.0 <= clf.score(X, y, tasks) <= 1.0
+        True
+        """
         return float(accuracy_score(y, self.predict(X, tasks), sample_weight=sample_weight))
 
 
@@ -437,18 +579,113 @@ class _TaskRegressorMixin(RegressorMixin):
     _loss_choices = ("squared",)
 
     def fit(self, X, y, tasks):
-        """Fit one model per task (``tasks``: one label per row)."""
+        """Fit one model per task.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+            Real targets.
+        tasks : array-like of shape (n_samples,)
+            Task label (any hashable value) of each row.
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        ValueError
+            An invalid parameter (named), NaN or inf in ``X`` or ``y``, or ``y`` or
+            ``tasks`` of the wrong length.
+        TypeError
+            Non-numeric ``X`` or ``y``, or a parameter of the wrong type.
+
+        Examples
+        --------
+        >>> from fmtl import LocalRegressor
+        >>> from fmtl.datasets import make_multitask_regression
+        >>> X, y, tasks = make_multitask_regression(
+        ...     n_tasks=3, n_samples=30, n_features=4, random_state=0).stack()
+        >>> reg = LocalRegressor(alpha=0.1).fit(X, y, tasks)
+        >>> reg.coef_.shape
+        (3, 4)
+        """
         X, y, labels, rows = self._validate_fit(X, y, tasks)
         loss = self._check_loss()
         self._store([self._solve([X[r] for r in rows], [y[r] for r in rows], loss)], labels)
         return self
 
     def predict(self, X, tasks) -> np.ndarray:
-        """``w_t.x`` for each row, using the model of its task."""
+        """``w_t.x`` for each row, using the model of its task.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+        tasks : array-like of shape (n_samples,)
+            Task label of each row (tasks seen during ``fit``).
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+
+        Raises
+        ------
+        ValueError
+            A task not seen during ``fit``, ``X`` with another number of features, or
+            ``tasks`` not as long as ``X``.
+        TypeError
+            Non-numeric ``X``.
+        sklearn.exceptions.NotFittedError
+            Before ``fit``.
+
+        Examples
+        --------
+        >>> from fmtl import LocalRegressor
+        >>> from fmtl.datasets import make_multitask_regression
+        >>> X, y, tasks = make_multitask_regression(
+        ...     n_tasks=3, n_samples=30, n_features=4, random_state=0).stack()
+        >>> reg = LocalRegressor(alpha=0.1).fit(X, y, tasks)
+        >>> reg.predict(X[:3], tasks[:3]).shape
+        (3,)
+        """
         return self._margins(X, tasks)[:, 0]
 
     def score(self, X, y, tasks, sample_weight=None) -> float:
-        """Coefficient of determination R^2 over all rows."""
+        """Coefficient of determination R^2 over all rows (each predicted by its task's
+        model).
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+        tasks : array-like of shape (n_samples,)
+        sample_weight : array-like of shape (n_samples,), optional
+
+        Returns
+        -------
+        float
+
+        Raises
+        ------
+        ValueError
+            A task not seen during ``fit``, ``X`` with another number of features, or
+            ``tasks`` not as long as ``X``.
+        TypeError
+            Non-numeric ``X``.
+        sklearn.exceptions.NotFittedError
+            Before ``fit``.
+
+        Examples
+        --------
+        >>> from fmtl import LocalRegressor
+        >>> from fmtl.datasets import make_multitask_regression
+        >>> X, y, tasks = make_multitask_regression(
+        ...     n_tasks=3, n_samples=30, n_features=4, random_state=0).stack()
+        >>> reg = LocalRegressor(alpha=0.1).fit(X, y, tasks)
+        >>> reg.score(X, y, tasks) <= 1.0
+        True
+        """
         return float(r2_score(y, self.predict(X, tasks), sample_weight=sample_weight))
 
 

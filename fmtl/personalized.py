@@ -564,6 +564,26 @@ class _PFedHNBase(_FedAvgBase):
         coef : ndarray of shape (n_features,) or (n_classes, n_features)
             The new client's linear model (per class for a multiclass classifier, as in
             ``coef_``); its predictions are ``X @ coef`` (the margins of a classifier).
+
+        Raises
+        ------
+        ValueError
+            ``X`` with another number of features, NaN or inf, ``y`` of the wrong length, a
+            label not in ``classes_``, or ``rounds < 1``.
+        sklearn.exceptions.NotFittedError
+            Before ``fit``.
+
+        Examples
+        --------
+        >>> from fmtl import PFedHNRegressor
+        >>> from fmtl.datasets import make_multitask_regression
+        >>> data = make_multitask_regression(n_tasks=4, n_samples=30, n_features=3,
+        ...                                  random_state=0)
+        >>> X, y, tasks = data.stack()
+        >>> hn = PFedHNRegressor(rounds=50, random_state=0).fit(X[tasks != 3], y[tasks != 3],
+        ...                                                    tasks[tasks != 3])
+        >>> hn.fit_new_task(X[tasks == 3], y[tasks == 3], rounds=100).shape
+        (3,)
         """
         from sklearn.base import ClassifierMixin
         from sklearn.utils.validation import check_is_fitted, validate_data

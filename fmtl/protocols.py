@@ -648,6 +648,12 @@ class ConstantBaseline(BaseEstimator):
         ------
         ValueError
             See the class.
+
+        Examples
+        --------
+        >>> ConstantBaseline("regression").fit([[0], [0], [0]], [1.0, 2.0, 6.0],
+        ...                                    [0, 0, 1]).constant_
+        {0: 1.5, 1: 6.0}
         """
         if self.task not in ("classification", "regression"):
             raise ValueError(f"task must be 'classification' or 'regression', got {self.task!r}")
@@ -687,6 +693,12 @@ class ConstantBaseline(BaseEstimator):
         ------
         ValueError
             A task not seen in ``fit``, or ``tasks`` not as long as ``X``.
+
+        Examples
+        --------
+        >>> est = ConstantBaseline().fit([[0], [0], [0]], ["x", "y", "y"], ["a", "a", "a"])
+        >>> est.predict([[5], [7]], ["a", "a"]).tolist()
+        ['y', 'y']
         """
         tasks = np.asarray(tasks, dtype=object)
         if tasks.shape[0] != len(X):

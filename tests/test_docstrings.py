@@ -58,3 +58,37 @@ def test_numpydoc_sections(qualname, obj):
     if ">>>" not in "\n".join(doc["Examples"]):
         missing.append("Examples")
     assert not missing, f"{qualname} lacks numpydoc sections: {missing}"
+
+
+def _public_methods():
+    out = {}
+    for _qualname, cls in PUBLIC:
+        if not inspect.isclass(cls) or not hasattr(cls, "fit"):
+            continue
+        for name, member in inspect.getmembers(
+            cls, lambda m: inspect.isfunction(m) or inspect.ismethod(m)
+        ):
+            meth = getattr(member, "__func__", member)  # classmethods (load)
+            # fmtl's own public methods (scikit-learn's are documented there)
+            if not name.startswith("_") and (meth.__module__ or "").startswith("fmtl"):
+                out.setdefault(meth.__qualname__, (f"{meth.__module__}.{meth.__qualname__}", meth))
+    return sorted(out.values())
+
+
+METHODS = _public_methods()
+
+
+def test_estimator_methods_are_found():
+    assert {m.rsplit(".", 1)[1] for m, _ in METHODS} >= {"fit", "predict", "score", "save"}
+
+
+@pytest.mark.parametrize("qualname, meth", METHODS, ids=[q for q, _ in METHODS])
+def test_estimator_method_numpydoc_sections(qualname, meth):
+    doc = FunctionDoc(meth)
+    params = [p for p in inspect.signature(meth).parameters if p not in ("self", "cls")]
+    missing = [s for s in ("Returns", "Raises") if not doc[s]]
+    if params and not doc["Parameters"]:
+        missing.append("Parameters")
+    if ">>>" not in "\n".join(doc["Examples"]):
+        missing.append("Examples")
+    assert not missing, f"{qualname} lacks numpydoc sections: {missing}"
