@@ -2,20 +2,20 @@
 (d x k) and personal heads ``h_t`` (k), ``w_t = B h_t``.
 
 Round (on :class:`fmtl.federated._rounds.RoundLoop`, so with the systems model's drops,
-heterogeneous work and estimated time): every reporting node solves its head exactly on
-its own data given ``B``,
+heterogeneous work and estimated time): every reporting node solves its head exactly on its
+own data given ``B``,
 
     h_t = argmin_h  mean_i l(y_ti, h . (B^T x_ti)) + (lam/2) ||h||^2,
 
-a k-dimensional convex problem (ridge in closed form for the squared loss; fmtl's SDCA on
-the projected data ``Z_t = X_t B`` to a certified duality gap for the classification
-losses), then takes ``rep_steps`` (sub)gradient steps on ``B`` of ``mean_i l(y_ti, x_ti^T
-B h_t)`` with its head fixed and sends its ``B_t``; the server averages the reporting
-nodes' ``B_t`` (weights ``n_t``, renormalised over those that reported) and
-re-orthonormalises it (QR, as in the paper's analysis: only the column space matters, the
-heads absorb the rest). The objective ``sum_t p_t mean_i l(y_ti, x_ti^T B h_t) + (lam/2)
-sum_t ||h_t||^2`` is not convex in ``(B, h)``; its convex relaxation is low-rank
-(trace-norm) MTL.
+a k-dimensional convex problem (ridge in closed form for the squared loss; damped Newton for
+the logistic and smoothed hinge losses; fmtl's SDCA on the projected data ``Z_t = X_t B``
+for the hinge loss; each to a certified duality gap), then takes ``rep_steps`` (sub)gradient
+steps on ``B`` of ``mean_i l(y_ti, x_ti^T B h_t)`` with its head fixed and sends its
+``B_t``; the server averages the reporting nodes' ``B_t`` (weights ``n_t``, renormalised
+over those that reported) and re-orthonormalises it (QR, as in the paper's analysis: only
+the column space matters, the heads absorb the rest). The objective ``sum_t p_t mean_i
+l(y_ti, x_ti^T B h_t) + (lam/2) sum_t ||h_t||^2`` is not convex in ``(B, h)``; its convex
+relaxation is low-rank (trace-norm) MTL.
 """
 
 from __future__ import annotations
@@ -294,9 +294,10 @@ def fedrep(
     lr : float, default=0.5
         Step size of those steps (on the mean loss).
     head_tol : float, default=1e-12
-        Head solves of the classification losses (SDCA, warm-started from the node's
-        previous duals) stop once their duality gap is at most ``head_tol`` times its
-        value at ``h = 0`` (``mean_i l(y_i, 0)``).
+        Head solves of the classification losses (Newton from the node's previous head for
+        the smooth losses, SDCA from its previous duals for the hinge) stop once their
+        duality gap is at most ``head_tol`` times its value at ``h = 0``
+        (``mean_i l(y_i, 0)``).
     systems : SystemsModel, optional
         Drops, dead nodes, heterogeneous work and the cost model (a round costs ``4 *
         (rep_steps + 1)`` per sample: the head solve plus the representation steps).
