@@ -222,6 +222,22 @@ class _PFedMeBase(_FedAvgBase):
         return _Fit(res.coef, res.history, res.never_reported)
 
 
+# the Raises section every estimator shares (the fit / predict contract of
+# _TaskModelBase), written once
+_RAISES = """    Raises
+    ------
+    ValueError
+        From ``fit``: an invalid parameter, named (``alpha <= 0``, an unknown ``loss``,
+        ``rounds < 1``, ...); NaN or inf in ``X`` or ``y``; ``y`` or ``tasks`` of the wrong
+        length; for classifiers, fewer than two classes. From ``predict``/``score``: a task
+        not seen during ``fit``, or ``X`` with another number of features.
+    TypeError
+        Non-numeric ``X`` or ``y``, or a parameter of the wrong type.
+    sklearn.exceptions.NotFittedError
+        ``predict``, ``decision_function`` or ``score`` before ``fit``.
+
+"""
+
 _COMMON = """
     alpha : float, default=1e-3
         L2 weight ``lambda`` of every task's objective ``F_t``.
@@ -241,7 +257,8 @@ _COMMON = """
     verbose : int, default=0
 """
 
-_FEDAVG_DOC = """FedAvg {kind}: one global model (optionally fine-tuned per task).
+_FEDAVG_DOC = (
+    """FedAvg {kind}: one global model (optionally fine-tuned per task).
 
     Fits ``w`` to ``(1/N) sum_all l(y_i, w.x_i) + (alpha/2) ||w||^2`` by federated averaging
     of local SGD (:func:`fmtl.federated.fedavg.fedavg`); with ``finetune_epochs > 0`` each
@@ -260,19 +277,9 @@ _FEDAVG_DOC = """FedAvg {kind}: one global model (optionally fine-tuned per task
     history_ : fmtl.federated.History
         ``primal`` is the pooled objective at the global model.
 
-    Raises
-    ------
-    ValueError
-        From ``fit``: an invalid parameter, named (``alpha <= 0``, an unknown ``loss``,
-        ``rounds < 1``, ...); NaN or inf in ``X`` or ``y``; ``y`` or ``tasks`` of the wrong
-        length; for classifiers, fewer than two classes. From ``predict``/``score``: a task
-        not seen during ``fit``, or ``X`` with another number of features.
-    TypeError
-        Non-numeric ``X`` or ``y``, or a parameter of the wrong type.
-    sklearn.exceptions.NotFittedError
-        ``predict``, ``decision_function`` or ``score`` before ``fit``.
-
-    Examples
+"""
+    + _RAISES
+    + """    Examples
     --------
     >>> from fmtl.personalized import FedAvg{cls}
     >>> from fmtl.datasets import make_multitask_{data}
@@ -281,8 +288,10 @@ _FEDAVG_DOC = """FedAvg {kind}: one global model (optionally fine-tuned per task
     >>> FedAvg{cls}(rounds=20, random_state=0).fit(X, y, tasks).coef_.shape
     (3, 4)
     """
+)
 
-_DITTO_DOC = """Ditto {kind}: personal models kept near a FedAvg global model.
+_DITTO_DOC = (
+    """Ditto {kind}: personal models kept near a FedAvg global model.
 
     ``v_t = argmin_v F_t(v) + (mu/2) ||v - w||^2`` solved exactly (certified local gaps)
     around FedAvg's ``w`` (:func:`fmtl.federated.ditto.ditto`); ``mu = 0`` gives local
@@ -305,19 +314,9 @@ _DITTO_DOC = """Ditto {kind}: personal models kept near a FedAvg global model.
     tasks_ : ndarray of shape (n_tasks,)
     history_ : fmtl.federated.History
 
-    Raises
-    ------
-    ValueError
-        From ``fit``: an invalid parameter, named (``alpha <= 0``, an unknown ``loss``,
-        ``rounds < 1``, ...); NaN or inf in ``X`` or ``y``; ``y`` or ``tasks`` of the wrong
-        length; for classifiers, fewer than two classes. From ``predict``/``score``: a task
-        not seen during ``fit``, or ``X`` with another number of features.
-    TypeError
-        Non-numeric ``X`` or ``y``, or a parameter of the wrong type.
-    sklearn.exceptions.NotFittedError
-        ``predict``, ``decision_function`` or ``score`` before ``fit``.
-
-    Examples
+"""
+    + _RAISES
+    + """    Examples
     --------
     >>> from fmtl.personalized import Ditto{cls}
     >>> from fmtl.datasets import make_multitask_{data}
@@ -326,6 +325,7 @@ _DITTO_DOC = """Ditto {kind}: personal models kept near a FedAvg global model.
     >>> Ditto{cls}(rounds=20, random_state=0).fit(X, y, tasks).coef_.shape
     (3, 4)
     """
+)
 
 _CLF = dict(
     kind="linear classifier",
@@ -361,7 +361,8 @@ class DittoRegressor(_TaskRegressorMixin, _DittoBase):
     __doc__ = _DITTO_DOC.format(common=_COMMON.format(**_REG), **_REG)
 
 
-_PFEDME_DOC = """pFedMe {kind}: personal models from the Moreau envelopes of the task objectives.
+_PFEDME_DOC = (
+    """pFedMe {kind}: personal models from the Moreau envelopes of the task objectives.
 
     Minimises ``sum_t p_t min_theta [F_t(theta) + (mu/2) ||theta - w||^2]`` over ``w`` by
     gradient steps with exact personal solves (:func:`fmtl.federated.pfedme.pfedme`);
@@ -394,19 +395,9 @@ _PFEDME_DOC = """pFedMe {kind}: personal models from the Moreau envelopes of the
     tasks_ : ndarray of shape (n_tasks,)
     history_ : fmtl.federated.History
 
-    Raises
-    ------
-    ValueError
-        From ``fit``: an invalid parameter, named (``alpha <= 0``, an unknown ``loss``,
-        ``rounds < 1``, ...); NaN or inf in ``X`` or ``y``; ``y`` or ``tasks`` of the wrong
-        length; for classifiers, fewer than two classes. From ``predict``/``score``: a task
-        not seen during ``fit``, or ``X`` with another number of features.
-    TypeError
-        Non-numeric ``X`` or ``y``, or a parameter of the wrong type.
-    sklearn.exceptions.NotFittedError
-        ``predict``, ``decision_function`` or ``score`` before ``fit``.
-
-    Examples
+"""
+    + _RAISES
+    + """    Examples
     --------
     >>> from fmtl.personalized import PFedMe{cls}
     >>> from fmtl.datasets import make_multitask_{data}
@@ -415,6 +406,7 @@ _PFEDME_DOC = """pFedMe {kind}: personal models from the Moreau envelopes of the
     >>> PFedMe{cls}(rounds=10).fit(X, y, tasks).coef_.shape
     (3, 4)
     """
+)
 
 
 class PFedMeClassifier(_TaskClassifierMixin, _PFedMeBase):
@@ -677,7 +669,8 @@ class _FedRepBase(_FedAvgBase):
         return _Fit(res.coef, res.history, res.never_reported)
 
 
-_FEDREP_DOC = """FedRep {kind}: a shared representation and personal heads, ``w_t = B h_t``.
+_FEDREP_DOC = (
+    """FedRep {kind}: a shared representation and personal heads, ``w_t = B h_t``.
 
     Fits :func:`fmtl.federated.fedrep.fedrep`: the server averages an orthonormal ``B``
     (``n_features x rank``) and every task solves its head ``h_t`` exactly (its
@@ -713,19 +706,9 @@ _FEDREP_DOC = """FedRep {kind}: a shared representation and personal heads, ``w_
     tasks_ : ndarray of shape (n_tasks,)
     history_ : fmtl.federated.History{hist}
 
-    Raises
-    ------
-    ValueError
-        From ``fit``: an invalid parameter, named (``alpha <= 0``, an unknown ``loss``,
-        ``rounds < 1``, ...); NaN or inf in ``X`` or ``y``; ``y`` or ``tasks`` of the wrong
-        length; for classifiers, fewer than two classes. From ``predict``/``score``: a task
-        not seen during ``fit``, or ``X`` with another number of features.
-    TypeError
-        Non-numeric ``X`` or ``y``, or a parameter of the wrong type.
-    sklearn.exceptions.NotFittedError
-        ``predict``, ``decision_function`` or ``score`` before ``fit``.
-
-    Examples
+"""
+    + _RAISES
+    + """    Examples
     --------
     >>> from fmtl.personalized import FedRep{cls}
     >>> from fmtl.datasets import make_multitask_{data}
@@ -735,6 +718,7 @@ _FEDREP_DOC = """FedRep {kind}: a shared representation and personal heads, ``w_
     >>> est.coef_.shape, est.representation_.shape, est.heads_.shape
     ((3, 4), (4, 2), (3, 2))
     """
+)
 
 _FEDREP_CLF = dict(
     ovr=" More than two classes: one-vs-rest, one FedRep fit per class.",
@@ -746,7 +730,8 @@ _FEDREP_CLF = dict(
 _FEDREP_REG = dict(ovr="", lead="", hist="", loss_note="", **_REG)
 
 
-_PERFEDAVG_DOC = """{method} {kind} (see :func:`fmtl.federated.{func}`).
+_PERFEDAVG_DOC = (
+    """{method} {kind} (see :func:`fmtl.federated.{func}`).
 
     Parameters
     ----------
@@ -787,19 +772,9 @@ _PERFEDAVG_DOC = """{method} {kind} (see :func:`fmtl.federated.{func}`).
     never_reported_ : ndarray
         Tasks whose node never reported a round.
 
-    Raises
-    ------
-    ValueError
-        From ``fit``: an invalid parameter, named (``alpha <= 0``, an unknown ``loss``,
-        ``rounds < 1``, ...); NaN or inf in ``X`` or ``y``; ``y`` or ``tasks`` of the wrong
-        length; for classifiers, fewer than two classes. From ``predict``/``score``: a task
-        not seen during ``fit``, or ``X`` with another number of features.
-    TypeError
-        Non-numeric ``X`` or ``y``, or a parameter of the wrong type.
-    sklearn.exceptions.NotFittedError
-        ``predict``, ``decision_function`` or ``score`` before ``fit``.
-
-    Examples
+"""
+    + _RAISES
+    + """    Examples
     --------
     >>> from fmtl.personalized import {name}
     >>> from fmtl.datasets import make_multitask_{data}
@@ -808,6 +783,7 @@ _PERFEDAVG_DOC = """{method} {kind} (see :func:`fmtl.federated.{func}`).
     >>> {name}(rounds=10).fit(X, y, tasks).coef_.shape
     (3, 4)
     """
+)
 
 _CLF2 = {**_CLF, "losses": '{"logistic"}', "default": "logistic"}
 
@@ -825,7 +801,8 @@ class PerFedAvgRegressor(_TaskRegressorMixin, _PerFedAvgBase):
     )
 
 
-_PFEDHN_DOC = """pFedHN {kind}: a server hypernetwork maps client embeddings to models.
+_PFEDHN_DOC = (
+    """pFedHN {kind}: a server hypernetwork maps client embeddings to models.
 
     ``w_t = Phi v_t`` (``hypernetwork="linear"``) or ``w_t = Phi psi(v_t)`` with ``psi`` a
     fixed random-Fourier-feature map of the embedding (``"rff"``: an RBF-kernel hypernetwork,
@@ -867,19 +844,9 @@ _PFEDHN_DOC = """pFedHN {kind}: a server hypernetwork maps client embeddings to 
     history_ : fmtl.federated.History
     never_reported_ : ndarray
 
-    Raises
-    ------
-    ValueError
-        From ``fit``: an invalid parameter, named (``alpha <= 0``, an unknown ``loss``,
-        ``rounds < 1``, ...); NaN or inf in ``X`` or ``y``; ``y`` or ``tasks`` of the wrong
-        length; for classifiers, fewer than two classes. From ``predict``/``score``: a task
-        not seen during ``fit``, or ``X`` with another number of features.
-    TypeError
-        Non-numeric ``X`` or ``y``, or a parameter of the wrong type.
-    sklearn.exceptions.NotFittedError
-        ``predict``, ``decision_function`` or ``score`` before ``fit``.
-
-    Examples
+"""
+    + _RAISES
+    + """    Examples
     --------
     >>> import numpy as np
     >>> from fmtl.personalized import {name}
@@ -893,6 +860,7 @@ _PFEDHN_DOC = """pFedHN {kind}: a server hypernetwork maps client embeddings to 
     >>> est.fit_new_task(data.X[0], data.y[0], rounds=20).shape  # a "new" client
     (4,)
     """
+)
 
 
 class PFedHNClassifier(_TaskClassifierMixin, _PFedHNBase):
