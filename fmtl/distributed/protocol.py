@@ -50,7 +50,6 @@ import numpy as np
 from ..federated._loop import (
     Recorder,
     as_tasks,
-    check_flag,
     check_frac,
     check_lam,
     check_nonneg,
@@ -58,11 +57,10 @@ from ..federated._loop import (
     draw_seeds,
 )
 from ..federated.history import History
+from ..federated.mocha import check_schedule, initial_sigma, symmetric_with_precision
 from ..federated.systems import SystemsModel, SystemsRuntime
 from ..losses import get_loss
 from ..relationships import (
-    check_sigma,
-    identity_sigma,
     omega_update,
     resolve_sigma_prime,
 )
@@ -761,32 +759,20 @@ record_local_gaps, eval_every, callback
         self.d = int(n_features)
         if m < 1 or np.any(self.n < 0):
             raise ValueError(f"n_samples must be >= 0 for at least one task, got {n_samples!r}")
-        self.outer_iters = check_positive_int("outer_iters", outer_iters)
-        self.inner_iters = check_positive_int("inner_iters", inner_iters)
-        self.eval_every = check_positive_int("eval_every", eval_every)
-        local_frac = check_frac("local_frac", local_frac)
-        if not (np.isfinite(local_theta) and 0.0 <= local_theta < 1.0):
-            raise ValueError(f"local_theta must be in [0, 1), got {local_theta!r}")
+        # the same checks, in the same order, as mocha() (this server reproduces it)
+        (
+            self.outer_iters, self.inner_iters, self.eval_every, local_frac, self.tol,
+            self.outer_tol, self.record,
+        ) = check_schedule(
+            outer_iters, inner_iters, eval_every, local_frac, local_theta, relationship, tol,
+            outer_tol, record_local_gaps, sigma_floor, sigma_prime, systems,
+        )  # fmt: skip
         self.theta = float(local_theta)
-        if relationship not in ("learned", "fixed"):
-            raise ValueError(f"relationship must be 'learned' or 'fixed', got {relationship!r}")
         self.learned = relationship == "learned"
-        self.tol = check_nonneg("tol", tol)
-        self.outer_tol = check_nonneg("outer_tol", outer_tol)
-        record_local_gaps = check_flag("record_local_gaps", record_local_gaps, allow_none=True)
-        resolve_sigma_prime(sigma_prime, np.eye(1))
         self.sigma_prime = sigma_prime
         self.sigma_floor = float(sigma_floor)
-        if self.learned:
-            if not (0.0 <= sigma_floor < 1.0 / m):
-                raise ValueError(f"sigma_floor must be in [0, 1/n_tasks), got {sigma_floor!r}")
-            self.Sigma = identity_sigma(m)
-        elif sigma is None:
-            self.Sigma = identity_sigma(m)
-        else:
-            self.Sigma = check_sigma(sigma, m)
+        self.Sigma = initial_sigma(relationship, sigma, sigma_floor, m, accept_lowrank=False)
         self.joint_floor = self.sigma_floor if self.learned else None
-        self.record = systems is not None if record_local_gaps is None else record_local_gaps
         if check_every is None:
             self.check_every = np.zeros(m, dtype=np.int64)
         else:
@@ -1019,13 +1005,11 @@ record_local_gaps, eval_every, callback
 
     def result(self) -> ServerResult:
         silent = self.rec.warn_silent_nodes()
-        Sigma = (self.Sigma + self.Sigma.T) / 2.0
-        w, V = np.linalg.eigh(Sigma)
-        Omega = (V / w) @ V.T
+        Sigma, Omega = symmetric_with_precision(self.Sigma)
         return ServerResult(
             coef=self.Sigma @ self.B / self.lam,
             sigma=Sigma,
-            omega=(Omega + Omega.T) / 2,
+            omega=Omega,
             B=self.B.copy(),
             history=self.rec.history,
             never_reported=silent,

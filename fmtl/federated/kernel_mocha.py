@@ -32,7 +32,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..losses import Loss, get_loss
-from ..relationships import check_sigma, identity_sigma, omega_update, resolve_sigma_prime
+from ..relationships import omega_update, resolve_sigma_prime
 from ..solvers.kernel_sdca import kernel_sdca_round, task_margins, task_products
 from ._loop import (
     DEBUG,
@@ -40,10 +40,7 @@ from ._loop import (
     Recorder,
     as_tasks,
     check_dual_feasible,
-    check_flag,
-    check_frac,
     check_lam,
-    check_nonneg,
     check_positive_int,
     conjugate_increase,
     draw_seeds,
@@ -51,6 +48,7 @@ from ._loop import (
     numba_threads,
 )
 from .history import History
+from .mocha import check_schedule, initial_sigma, symmetric_with_precision
 from .systems import SystemsModel, SystemsRuntime
 
 __all__ = [
@@ -592,20 +590,12 @@ def kernel_mocha(
     lam = check_lam(lam)
     kernel, kernel_params = _check_kernel(kernel, kernel_params)
     max_samples = check_positive_int("max_samples", max_samples)
-    outer_iters = check_positive_int("outer_iters", outer_iters)
-    inner_iters = check_positive_int("inner_iters", inner_iters)
-    eval_every = check_positive_int("eval_every", eval_every)
-    local_frac = check_frac("local_frac", local_frac)
-    if not (np.isfinite(local_theta) and 0.0 <= local_theta < 1.0):
-        raise ValueError(f"local_theta must be in [0, 1), got {local_theta!r}")
-    if relationship not in ("learned", "fixed"):
-        raise ValueError(f"relationship must be 'learned' or 'fixed', got {relationship!r}")
-    tol = check_nonneg("tol", tol)
-    outer_tol = check_nonneg("outer_tol", outer_tol)
-    record_local_gaps = check_flag("record_local_gaps", record_local_gaps, allow_none=True)
-    if isinstance(sigma_floor, bool) or not isinstance(sigma_floor, int | float | np.floating):
-        raise TypeError(f"sigma_floor must be a number, got {sigma_floor!r}")
-    resolve_sigma_prime(sigma_prime, np.eye(1))  # validate before any work
+    outer_iters, inner_iters, eval_every, local_frac, tol, outer_tol, record_local_gaps = (
+        check_schedule(
+            outer_iters, inner_iters, eval_every, local_frac, local_theta, relationship, tol,
+            outer_tol, record_local_gaps, sigma_floor, sigma_prime, systems,
+        )
+    )  # fmt: skip
     if hasattr(Xs, "offsets") or ys is None:
         raise ValueError("Xs must be a sequence of per-task arrays and ys their targets")
     tasks = as_tasks(Xs, ys, loss)
@@ -619,17 +609,8 @@ def kernel_mocha(
         )
     rng = np.random.default_rng(random_state)
     learned = relationship == "learned"
-    if learned:
-        if not (0.0 <= sigma_floor < 1.0 / m):
-            raise ValueError(f"sigma_floor must be in [0, 1/n_tasks), got {sigma_floor!r}")
-        Sigma = identity_sigma(m)
-    elif sigma is None:
-        Sigma = identity_sigma(m)
-    else:
-        Sigma = check_sigma(sigma, m)
+    Sigma = initial_sigma(relationship, sigma, sigma_floor, m, accept_lowrank=False)
     joint_floor = sigma_floor if learned else None
-    if record_local_gaps is None:
-        record_local_gaps = systems is not None
     X_fit = _stacked_rows(tasks)
     K = _train_gram(kernel, kernel_params, X_fit)
     runtime = SystemsRuntime(systems, tasks.n_samples, local_frac, flops_factor=8.0)
@@ -673,10 +654,7 @@ def kernel_mocha(
                     break
                 prev_outer_primal = p
     silent = rec.warn_silent_nodes()
-    Sigma = (Sigma + Sigma.T) / 2.0
-    w, V = np.linalg.eigh(Sigma)
-    Omega = (V / w) @ V.T
-    Omega = (Omega + Omega.T) / 2
+    Sigma, Omega = symmetric_with_precision(Sigma)
     beta = state.beta
     expansion = beta[:, None] * Sigma[state.owner, :] / lam
     return KernelMochaResult(

@@ -360,42 +360,21 @@ def mocha(
     """
     loss = get_loss(loss, gamma)
     lam = check_lam(lam)
-    outer_iters = check_positive_int("outer_iters", outer_iters)
-    inner_iters = check_positive_int("inner_iters", inner_iters)
-    eval_every = check_positive_int("eval_every", eval_every)
-    local_frac = check_frac("local_frac", local_frac)
-    if not (np.isfinite(local_theta) and 0.0 <= local_theta < 1.0):
-        raise ValueError(f"local_theta must be in [0, 1), got {local_theta!r}")
     if sigma_step not in ("dense", "lowrank"):
         raise ValueError(f"sigma_step must be 'dense' or 'lowrank', got {sigma_step!r}")
     lowrank = sigma_step == "lowrank"
-    if relationship not in ("learned", "fixed"):
-        raise ValueError(f"relationship must be 'learned' or 'fixed', got {relationship!r}")
-    tol = check_nonneg("tol", tol)
-    outer_tol = check_nonneg("outer_tol", outer_tol)
-    record_local_gaps = check_flag("record_local_gaps", record_local_gaps, allow_none=True)
-    if isinstance(sigma_floor, bool) or not isinstance(sigma_floor, int | float | np.floating):
-        raise TypeError(f"sigma_floor must be a number, got {sigma_floor!r}")
-    resolve_sigma_prime(sigma_prime, np.eye(1))  # validate before any work
+    outer_iters, inner_iters, eval_every, local_frac, tol, outer_tol, record_local_gaps = (
+        check_schedule(
+            outer_iters, inner_iters, eval_every, local_frac, local_theta, relationship, tol,
+            outer_tol, record_local_gaps, sigma_floor, sigma_prime, systems,
+        )
+    )  # fmt: skip
     tasks = as_tasks(Xs, ys, loss)
     m = tasks.n_tasks
     rng = np.random.default_rng(random_state)
     learned = relationship == "learned"
-    if learned:
-        if not (0.0 <= sigma_floor < 1.0 / m):
-            raise ValueError(f"sigma_floor must be in [0, 1/n_tasks), got {sigma_floor!r}")
-        Sigma = LowRankSigma.identity(m) if lowrank else identity_sigma(m)
-    elif sigma is None:
-        Sigma = LowRankSigma.identity(m) if lowrank else identity_sigma(m)
-    elif isinstance(sigma, LowRankSigma):
-        if sigma.shape != (m, m):
-            raise ValueError(f"sigma must be ({m}, {m}), got {sigma.shape}")
-        Sigma = sigma
-    else:
-        Sigma = check_sigma(sigma, m)
+    Sigma = initial_sigma(relationship, sigma, sigma_floor, m, lowrank)
     joint_floor = sigma_floor if learned else None
-    if record_local_gaps is None:
-        record_local_gaps = systems is not None
     runtime = SystemsRuntime(systems, tasks.n_samples, local_frac, flops_factor=8.0)
     dual = DualRound(tasks, loss, lam, record_local_gaps, runtime, executor)
     rec = Recorder(runtime, callback)
@@ -490,10 +469,7 @@ def mocha(
     if isinstance(Sigma, LowRankSigma):
         Omega = Sigma.inverse()
     else:
-        Sigma = (Sigma + Sigma.T) / 2.0
-        w, V = np.linalg.eigh(Sigma)
-        Omega = (V / w) @ V.T
-        Omega = (Omega + Omega.T) / 2
+        Sigma, Omega = symmetric_with_precision(Sigma)
     return MochaResult(
         coef=Wt,
         sigma=Sigma,
@@ -503,6 +479,69 @@ def mocha(
         history=rec.history,
         never_reported=silent,
     )
+
+
+def check_schedule(
+    outer_iters,
+    inner_iters,
+    eval_every,
+    local_frac,
+    local_theta,
+    relationship,
+    tol,
+    outer_tol,
+    record_local_gaps,
+    sigma_floor,
+    sigma_prime,
+    systems,
+) -> tuple:
+    """Validate the schedule and relationship arguments MOCHA's solvers share (linear and
+    kernel form); returns ``(outer_iters, inner_iters, eval_every, local_frac, tol,
+    outer_tol, record_local_gaps)`` with ``record_local_gaps`` resolved (None: record
+    under a systems model)."""
+    outer_iters = check_positive_int("outer_iters", outer_iters)
+    inner_iters = check_positive_int("inner_iters", inner_iters)
+    eval_every = check_positive_int("eval_every", eval_every)
+    local_frac = check_frac("local_frac", local_frac)
+    if not (np.isfinite(local_theta) and 0.0 <= local_theta < 1.0):
+        raise ValueError(f"local_theta must be in [0, 1), got {local_theta!r}")
+    if relationship not in ("learned", "fixed"):
+        raise ValueError(f"relationship must be 'learned' or 'fixed', got {relationship!r}")
+    tol = check_nonneg("tol", tol)
+    outer_tol = check_nonneg("outer_tol", outer_tol)
+    record_local_gaps = check_flag("record_local_gaps", record_local_gaps, allow_none=True)
+    if isinstance(sigma_floor, bool) or not isinstance(sigma_floor, int | float | np.floating):
+        raise TypeError(f"sigma_floor must be a number, got {sigma_floor!r}")
+    resolve_sigma_prime(sigma_prime, np.eye(1))  # validate before any work
+    if record_local_gaps is None:
+        record_local_gaps = systems is not None
+    return outer_iters, inner_iters, eval_every, local_frac, tol, outer_tol, record_local_gaps
+
+
+def initial_sigma(
+    relationship, sigma, sigma_floor, m: int, lowrank: bool = False, accept_lowrank: bool = True
+):
+    """The W-step's first Sigma: identity/m for a learned relationship (after checking
+    ``sigma_floor`` against ``m``) or when none is given (as a LowRankSigma if ``lowrank``),
+    else the user's, checked (a LowRankSigma kept as it is if ``accept_lowrank``)."""
+    if relationship == "learned":
+        if not (0.0 <= sigma_floor < 1.0 / m):
+            raise ValueError(f"sigma_floor must be in [0, 1/n_tasks), got {sigma_floor!r}")
+    if relationship == "learned" or sigma is None:
+        return LowRankSigma.identity(m) if lowrank else identity_sigma(m)
+    if accept_lowrank and isinstance(sigma, LowRankSigma):
+        if sigma.shape != (m, m):
+            raise ValueError(f"sigma must be ({m}, {m}), got {sigma.shape}")
+        return sigma
+    return check_sigma(sigma, m)
+
+
+def symmetric_with_precision(Sigma: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``Sigma`` symmetrised and its inverse ``Omega`` (by ``eigh``, symmetrised)."""
+    Sigma = (Sigma + Sigma.T) / 2.0
+    w, V = np.linalg.eigh(Sigma)
+    Omega = (V / w) @ V.T
+    return Sigma, (Omega + Omega.T) / 2
 
 
 def _sigma_arrays(Sigma) -> dict:
