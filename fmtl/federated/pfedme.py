@@ -209,38 +209,36 @@ def pfedme(
     m, d = tasks.n_tasks, tasks.n_features
     n = tasks.n_samples.astype(np.float64)
     p = n / n.sum() if weights == "samples" else np.full(m, 1.0 / m)
-    exact = local_passes is None
+    exact_mode = local_passes is None
     loop = RoundLoop(
         tasks.n_samples,
         systems,
-        8.0 * (1.0 if exact else local_passes),
+        8.0 * (1.0 if exact_mode else local_passes),
         random_state,
         eval_every,
         callback,
-        slowest_node_time=exact,
+        slowest_node_time=exact_mode,
     )
     owner = np.repeat(np.arange(m), tasks.n_samples)
     w = np.zeros(d)
     warm = (np.zeros(tasks.y.shape[0]), np.zeros((m, d)))
-    # theta_t(w) at the current w, shared by the evaluation and the next round's clients
+    # theta_t(w) at the current w, solved to tol: shared by the evaluation, the next
+    # round's clients (exact mode) and the final personal models
     cache: dict = {}
 
-    def exact_theta(active=None):
+    def exact(w):
         if cache.get("w") is not w:
-            steps = (tasks.n_samples * 10_000).astype(np.int64)
-            seeds = np.arange(1, m + 1, dtype=np.uint64)
             cache["w"] = w
-            cache["theta"], _, cache["done"] = prox_sdca(
-                tasks, lam, mu, np.tile(w, (m, 1)), loss,
-                steps=steps, seeds=seeds, active=np.ones(m, dtype=bool), tol=tol,
-            )  # fmt: skip
-        if active is not None:  # a round's clients, not the evaluation
-            loop.steps_done[:] = np.where(active, cache["done"], 0)
-        return cache["theta"]
+            cache["theta"], _, cache["done"] = personal_models(
+                tasks, None, lam, mu, w, loss, tol=tol, return_steps=True
+            )
+        return cache["theta"], cache["done"]
 
     def client(active, steps, h):
-        if exact:
-            return exact_theta(active)
+        if exact_mode:
+            theta, done = exact(w)
+            loop.steps_done[:] = np.where(active, done, 0)
+            return theta
         budget = np.floor(local_passes * steps).astype(np.int64)
         theta, _, _ = prox_sdca(
             tasks, lam, mu, np.tile(w, (m, 1)), loss,
@@ -255,20 +253,15 @@ def pfedme(
         w = w - beta * (q @ np.where(ok[:, None], w - theta, 0.0))
 
     def evaluate():
-        theta = exact_theta() if exact else _exact(w)
+        theta, _ = exact(w)
         z = _margins(tasks, theta[owner])
         ell = np.bincount(owner, loss.value(tasks.y, z), minlength=m) / np.maximum(n, 1)
         env = ell + lam / 2 * np.sum(theta**2, 1) + mu / 2 * np.sum((theta - w) ** 2, 1)
         return {"primal": float(p @ env), "grad_norm": float(mu * np.linalg.norm(p @ (w - theta)))}
 
-    def _exact(w):
-        return personal_models(tasks, None, lam, mu, w, loss, tol=tol)[0]
-
     with numba_threads(None):
         loop.run(rounds, client, server, evaluate, lambda v: v["grad_norm"] <= grad_tol, True)
-        theta, _, steps = personal_models(
-            tasks, None, lam, mu, w, loss, tol=tol, return_steps=True
-        )
+        theta, steps = exact(w)
     silent = loop.finish()
     return PFedMeResult(
         coef=theta,
