@@ -248,15 +248,9 @@ class DualRound:
     def _handle_failures(self, alpha_before: np.ndarray, active: np.ndarray) -> None:
         """A node whose update is not finite failed: undo its block, report it dropped."""
         failed = ~np.all(np.isfinite(self.dB), axis=1)
-        off = self.tasks.offsets
-        finite = np.isfinite(self.alpha)
-        bad_rows = np.flatnonzero(~finite)
-        if bad_rows.size:
-            failed[np.searchsorted(off, bad_rows, side="right") - 1] = True
-        for t in np.flatnonzero(failed):
-            self.alpha[off[t] : off[t + 1]] = alpha_before[off[t] : off[t + 1]]
-            self.dB[t] = 0.0
-            self.steps_done[t] = 0
+        restore_failed_blocks(self.alpha, alpha_before, self.tasks.offsets, failed)
+        self.dB[failed] = 0.0
+        self.steps_done[failed] = 0
         if self.runtime is not None:
             self.runtime.fail(failed, active)
 
@@ -294,6 +288,17 @@ def local_gap_columns(state) -> dict:
         "local_gap_ratio": ratio,
         "local_progress": state.progress.copy(),
     }
+
+
+def restore_failed_blocks(alpha, alpha_before, offsets, failed) -> np.ndarray:
+    """Mark in ``failed`` every node with a non-finite dual variable, and put the dual
+    blocks of all failed nodes back as they were before the round (both in place)."""
+    bad_rows = np.flatnonzero(~np.isfinite(alpha))
+    if bad_rows.size:
+        failed[np.searchsorted(offsets, bad_rows, side="right") - 1] = True
+    for t in np.flatnonzero(failed):
+        alpha[offsets[t] : offsets[t + 1]] = alpha_before[offsets[t] : offsets[t + 1]]
+    return failed
 
 
 def check_dual_feasible(alpha: np.ndarray, y: np.ndarray, loss, tol: float = 1e-12) -> None:

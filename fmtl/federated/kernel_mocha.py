@@ -46,6 +46,7 @@ from ._loop import (
     draw_seeds,
     local_gap_columns,
     numba_threads,
+    restore_failed_blocks,
 )
 from .history import History
 from .mocha import check_schedule, initial_sigma, symmetric_with_precision
@@ -353,15 +354,9 @@ class _KernelState:
 
     def _handle_failures(self, alpha_before, active) -> None:
         # as DualRound: a node whose update is not finite failed; undo it, report it dropped
-        m = self.tasks.n_tasks
-        failed = np.zeros(m, dtype=bool)
-        bad_rows = np.flatnonzero(~np.isfinite(self.alpha))
-        if bad_rows.size:
-            failed[self.owner[bad_rows]] = True
-        off = self.offsets
-        for t in np.flatnonzero(failed):
-            self.alpha[off[t] : off[t + 1]] = alpha_before[off[t] : off[t + 1]]
-            self.steps_done[t] = 0
+        failed = np.zeros(self.tasks.n_tasks, dtype=bool)
+        restore_failed_blocks(self.alpha, alpha_before, self.offsets, failed)
+        self.steps_done[failed] = 0
         self.runtime.fail(failed, active)
 
     def _local_progress(self, alpha_before, margins, sigma_diag, rho, active) -> None:
