@@ -20,12 +20,13 @@ from ..relationships import (
     omega_update_lowrank,
     resolve_sigma_prime,
 )
-from ..solvers._packing import PackedTasks
+from ..solvers._packing import PackedTasks, dual_sums
 from ..solvers.sdca import task_objective_terms
 from ._loop import (
     DualRound,
     Recorder,
     as_tasks,
+    check_dual_feasible,
     check_flag,
     check_frac,
     check_lam,
@@ -236,6 +237,7 @@ def mocha(
     checkpoint_dir=None,
     checkpoint_every: int = 0,
     resume: bool = True,
+    warm_start: MochaResult | None = None,
 ) -> MochaResult:
     """Fit all task models with MOCHA.
 
@@ -320,6 +322,13 @@ def mocha(
         Continue from the checkpoint in ``checkpoint_dir`` if there is one. The resumed
         fit gives bit-identical ``coef`` and History (``wall_time`` aside) to an
         uninterrupted one; a checkpoint of another problem or settings is refused.
+    warm_start : MochaResult, optional
+        Start from an earlier fit on the same data (any ``lam``, loss parameters unchanged):
+        its dual variables, and its ``sigma`` when ``relationship="learned"``. The dual
+        feasible set does not depend on ``lam``, so a fit along a ``lam`` path (cross-
+        validation, a regularisation path) starts each solve from its neighbour's duals
+        with ``W = Sigma B / lam`` instead of from zero. A checkpoint, when resumed, takes
+        precedence.
 
     Returns
     -------
@@ -336,8 +345,10 @@ def mocha(
         ``[0, 1 / n_tasks)``; invalid data (no tasks, mismatched lengths, non-2-D or
         non-finite arrays, labels not in {-1, +1} for a classification loss); a
         ``systems`` model that does not fit the tasks; a negative ``checkpoint_every`` or
-        one without ``checkpoint_dir``; or an unreadable checkpoint or one of another
-        problem.
+        one without ``checkpoint_dir``; an unreadable checkpoint or one of another
+        problem; or a ``warm_start`` whose dual variables do not fit the data (length,
+        non-finite values, outside the loss's dual domain) or whose ``sigma`` has the
+        wrong shape.
     TypeError
         For non-numeric data, ``ys`` None with unpacked ``Xs``, a non-numeric
         ``sigma``/``sigma_floor``/``sigma_prime``, a non-boolean ``record_local_gaps``,
@@ -418,6 +429,8 @@ def mocha(
         arrays, rng = saved
         dual.alpha[:], B[:] = arrays["alpha"], arrays["B"]
         Sigma = _sigma_from_arrays(arrays)
+    elif warm_start is not None:
+        dual.alpha[:], B[:], Sigma = apply_warm_start(warm_start, tasks, loss, Sigma, learned)
     with numba_threads(n_threads):
         outer = pos["outer"]
         while outer < outer_iters and not pos["finished"]:
@@ -479,6 +492,38 @@ def mocha(
         history=rec.history,
         never_reported=silent,
     )
+
+
+def apply_warm_start(warm_start, tasks: PackedTasks, loss: Loss, Sigma, learned: bool):
+    """Validated ``(alpha, B, Sigma)`` to start a fit from an earlier result's duals (and
+    its ``sigma`` for a learned relationship; ``Sigma`` is kept otherwise)."""
+    alpha = getattr(warm_start, "dual_coef", None)
+    if alpha is None:
+        raise TypeError(
+            f"warm_start must be a MochaResult (with dual_coef), got {type(warm_start).__name__}"
+        )
+    alpha = np.array(alpha, dtype=np.float64)
+    total = tasks.y.shape[0]
+    if alpha.shape != (total,):
+        raise ValueError(
+            f"warm_start.dual_coef has shape {alpha.shape}, the data has {total} rows"
+        )
+    if not np.all(np.isfinite(alpha)):
+        raise ValueError("warm_start.dual_coef contains NaN or inf")
+    try:
+        check_dual_feasible(alpha, tasks.y, loss)
+    except AssertionError as e:
+        raise ValueError(f"warm_start.dual_coef is not dual feasible for this data: {e}") from e
+    if learned:
+        ws = warm_start.sigma
+        if isinstance(Sigma, LowRankSigma) != isinstance(ws, LowRankSigma):
+            ws = ws.to_dense() if isinstance(ws, LowRankSigma) else None
+        if ws is None or ws.shape != Sigma.shape:
+            raise ValueError(
+                f"warm_start.sigma must be a {Sigma.shape} relationship of the same kind"
+            )
+        Sigma = ws if isinstance(ws, LowRankSigma) else np.array(ws, dtype=np.float64)
+    return alpha, dual_sums(tasks, alpha), Sigma
 
 
 def check_schedule(

@@ -164,3 +164,52 @@ def pack_tasks(Xs: list, ys: list) -> PackedTasks:
 
     sqnorm = row_sqnorms(Xd, _EMPTY_F, _EMPTY_I, _EMPTY_I, False, Xd.shape[0])
     return PackedTasks(Xd, _EMPTY_F, _EMPTY_I, _EMPTY_I, False, y, sqnorm, offsets, d)
+
+
+def dual_sums(tasks: PackedTasks, alpha: np.ndarray) -> np.ndarray:
+    """Rows ``b_t = X_t^T a_t / n_t`` of ``B`` for stacked dual variables ``alpha``.
+
+    Parameters
+    ----------
+    tasks : PackedTasks
+        The packed data.
+    alpha : ndarray of shape (n_samples_total,)
+        Dual variables, stacked task after task.
+
+    Returns
+    -------
+    ndarray of shape (n_tasks, n_features)
+        ``B`` (zero rows for empty tasks).
+
+    Raises
+    ------
+    ValueError
+        If ``alpha`` does not have one value per stacked row.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fmtl.solvers import pack_tasks
+    >>> from fmtl.solvers._packing import dual_sums
+    >>> p = pack_tasks([np.eye(2), np.ones((1, 2))], [np.ones(2), np.ones(1)])
+    >>> dual_sums(p, np.array([1.0, 3.0, 2.0]))
+    array([[0.5, 1.5],
+           [2. , 2. ]])
+    """
+    alpha = np.asarray(alpha, dtype=np.float64)
+    total = int(tasks.offsets[-1])
+    if alpha.shape != (total,):
+        raise ValueError(f"alpha must have shape ({total},), got {alpha.shape}")
+    n = tasks.n_samples
+    owner = np.repeat(np.arange(tasks.n_tasks), n)
+    # one sparse (tasks x rows) weighting matrix: B = S X with S[t, i] = a_i / n_t
+    S = sp.csr_matrix(
+        (alpha / np.maximum(n, 1)[owner], (owner, np.arange(total))),
+        shape=(tasks.n_tasks, total),
+    )
+    if tasks.sparse:
+        X = sp.csr_matrix(
+            (tasks.data, tasks.indices, tasks.indptr), shape=(total, tasks.n_features)
+        )
+        return np.ascontiguousarray((S @ X).toarray())
+    return np.ascontiguousarray(S @ tasks.Xd)
