@@ -202,7 +202,27 @@ class _TaskModelBase(BaseEstimator):
             out[i] = j
         return out
 
+    def _warm_results(self, rows: list, n_fits: int) -> list:
+        """The previous fit's results to start from (``warm_start=True`` and the same rows
+        per task and number of one-vs-rest fits), else ``None`` for each fit."""
+        warm_start = getattr(self, "warm_start", False)  # the dual estimators have it
+        if not isinstance(warm_start, bool | np.bool_):
+            raise TypeError(f"warm_start must be True or False, got {warm_start!r}")
+        prev = getattr(self, "_fit_results_", None) if warm_start else None
+        if (
+            prev is None
+            or len(prev) != n_fits
+            or getattr(self, "_fit_rows_", None) != [len(r) for r in rows]
+        ):
+            return [None] * n_fits
+        return prev
+
+    def _solve_maybe_warm(self, Xs: list, ys: list, loss, warm):
+        return self._solve(Xs, ys, loss) if warm is None else self._solve(Xs, ys, loss, warm)
+
     def _store(self, results, labels):
+        # kept for warm starts (not a public attribute, not saved by ``save``)
+        self._fit_results_ = results
         self.tasks_ = np.empty(len(labels), dtype=object)
         self.tasks_[:] = labels
         self._task_lookup_ = {lab: i for i, lab in enumerate(labels)}
@@ -349,6 +369,7 @@ class _MochaBase(_TaskModelBase):
         record_local_gaps: bool | None = None,
         eval_every: int = 1,
         verbose: int = 0,
+        warm_start: bool = False,
     ) -> None:
         self.alpha = alpha
         self.loss = loss
@@ -367,6 +388,7 @@ class _MochaBase(_TaskModelBase):
         self.record_local_gaps = record_local_gaps
         self.eval_every = eval_every
         self.verbose = verbose
+        self.warm_start = warm_start
 
     def _relationship(self, m: int):
         if not isinstance(self.relationship, str) or self.relationship not in _RELATIONSHIPS:
@@ -383,7 +405,7 @@ class _MochaBase(_TaskModelBase):
             raise ValueError("relationship='fixed' needs sigma (an n_tasks x n_tasks matrix)")
         return "fixed", self.sigma
 
-    def _solve(self, Xs: list, ys: list, loss):
+    def _solve(self, Xs: list, ys: list, loss, warm=None):
         """Fit every task's model on per-task data (binary targets in {-1, +1})."""
         mode, sigma = self._relationship(len(Xs))
         return mocha(
@@ -404,6 +426,7 @@ class _MochaBase(_TaskModelBase):
             record_local_gaps=self.record_local_gaps,
             eval_every=self.eval_every,
             callback=_progress_printer(self.verbose),
+            warm_start=warm,
         )
 
 
@@ -457,8 +480,13 @@ class _TaskClassifierMixin(ClassifierMixin):
         else:
             targets = [np.where(y == c, 1.0, -1.0) for c in self.classes_]
         Xs = [X[r] for r in rows]
-        results = [self._solve(Xs, [t[r] for r in rows], loss) for t in targets]
+        warm = self._warm_results(rows, len(targets))
+        results = [
+            self._solve_maybe_warm(Xs, [t[r] for r in rows], loss, w)
+            for t, w in zip(targets, warm, strict=True)
+        ]
         self._store(results, labels)
+        self._fit_rows_ = [len(r) for r in rows]
         return self
 
     def decision_function(self, X, tasks) -> np.ndarray:
@@ -613,7 +641,10 @@ class _TaskRegressorMixin(RegressorMixin):
         """
         X, y, labels, rows = self._validate_fit(X, y, tasks)
         loss = self._check_loss()
-        self._store([self._solve([X[r] for r in rows], [y[r] for r in rows], loss)], labels)
+        (warm,) = self._warm_results(rows, 1)
+        Xs, ys = [X[r] for r in rows], [y[r] for r in rows]
+        self._store([self._solve_maybe_warm(Xs, ys, loss, warm)], labels)
+        self._fit_rows_ = [len(r) for r in rows]
         return self
 
     def predict(self, X, tasks) -> np.ndarray:
@@ -728,6 +759,11 @@ _PARAMS_DOC = """
         on small problems.
     verbose : int, default=0
         Print primal, gap (and joint gap) every ``verbose`` federated rounds.
+    warm_start : bool, default=False
+        Start ``fit`` from the previous fit's dual variables (and learned Sigma) when the
+        data have the same rows per task: cheap refits along an ``alpha`` path (the dual
+        feasible set does not depend on ``alpha``). Otherwise, or on the first fit, start
+        from zero.
 """
 
 _ATTRS_DOC = """
@@ -852,6 +888,7 @@ class _IndependentBase(_TaskModelBase):
         random_state=None,
         n_jobs: int | None = None,
         verbose: int = 0,
+        warm_start: bool = False,
     ) -> None:
         self.alpha = alpha
         self.loss = loss
@@ -862,8 +899,9 @@ class _IndependentBase(_TaskModelBase):
         self.random_state = random_state
         self.n_jobs = n_jobs
         self.verbose = verbose
+        self.warm_start = warm_start
 
-    def _independent_fit(self, Xs: list, ys: list, loss):
+    def _independent_fit(self, Xs: list, ys: list, loss, warm=None):
         if (
             isinstance(self.max_rounds, bool)
             or not isinstance(self.max_rounds, int | np.integer)
@@ -885,18 +923,19 @@ class _IndependentBase(_TaskModelBase):
             random_state=self.random_state,
             n_threads=self.n_jobs,
             callback=_progress_printer(self.verbose),
+            warm_start=warm,
         )
 
 
 class _LocalBase(_IndependentBase):
-    def _solve(self, Xs: list, ys: list, loss):
-        return self._independent_fit(Xs, ys, loss)
+    def _solve(self, Xs: list, ys: list, loss, warm=None):
+        return self._independent_fit(Xs, ys, loss, warm)
 
 
 class _GlobalBase(_IndependentBase):
-    def _solve(self, Xs: list, ys: list, loss):
+    def _solve(self, Xs: list, ys: list, loss, warm=None):
         pooled_X = sp.vstack(Xs, format="csr") if sp.issparse(Xs[0]) else np.vstack(Xs)
-        res = self._independent_fit([pooled_X], [np.concatenate(ys)], loss)
+        res = self._independent_fit([pooled_X], [np.concatenate(ys)], loss, warm)
         m = len(Xs)
         # one model shared by every task (the singular limit Sigma -> 11^T / m)
         res.coef = np.repeat(res.coef, m, axis=0)
@@ -923,6 +962,9 @@ _BASELINE_PARAMS_DOC = """
     n_jobs : int, optional
         Numba threads.
     verbose : int, default=0
+    warm_start : bool, default=False
+        Start ``fit`` from the previous fit's dual variables when the data have the same
+        rows per task (refits along an ``alpha`` path); otherwise from zero.
 """
 
 _LOCAL_DOC = """Local baseline: one independent {kind} per task, no sharing.

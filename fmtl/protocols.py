@@ -323,7 +323,9 @@ def cross_validate_alpha(
     For each fold ``k`` of :func:`per_task_folds` and each candidate, a clone of
     ``estimator`` with ``alpha`` set is fitted on every row outside fold ``k`` (all tasks
     together, as a federated fit would be) and scored with :func:`per_task_error` on fold
-    ``k``. The score of a candidate is the **mean over all folds**; the reference code
+    ``k``. Estimators with a ``warm_start`` parameter (the dual methods) visit the
+    candidates from the largest down, each fit starting from the previous one's duals.
+    The score of a candidate is the **mean over all folds**; the reference code
     resets its score inside the fold loop and so really picks lambda on the last fold
     alone. Tasks with fewer rows than ``n_folds`` are trained on in every fold but never
     scored.
@@ -386,8 +388,16 @@ def cross_validate_alpha(
         fit_part = _select(train, [np.flatnonzero(f != k) for f in folds])
         val_part = _select(train, [np.flatnonzero(f == k) for f in folds])
         X, y, tasks = fit_part.stack()
-        for j, a in enumerate(grid.tolist()):
-            est = clone(estimator).set_params(alpha=a)
+        # one estimator per fold walks the grid from the largest alpha down, each fit
+        # warm-started from the previous one's duals (same rows, feasible for any alpha)
+        est = clone(estimator)
+        warm = "warm_start" in est.get_params()
+        if warm:
+            est.set_params(warm_start=True)
+        for j in np.argsort(-grid, kind="stable").tolist():
+            if not warm:
+                est = clone(estimator)
+            est.set_params(alpha=float(grid[j]))
             est.fit(X, y, tasks)
             errors[j, k] = per_task_error(est, val_part, metric)
     mean_errors = errors.mean(axis=1)

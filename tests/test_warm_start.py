@@ -71,3 +71,40 @@ def test_warm_start_refused_clearly():
     res.dual_coef[0] = 5.0 * ys[0][0]
     with pytest.raises(ValueError, match="dual feasible"):
         mocha(Xs, ys, lam=0.1, warm_start=res)
+
+
+def test_estimator_warm_start_refits_to_the_same_certified_model():
+    from fmtl import LocalClassifier, MochaClassifier, MochaRegressor
+    from fmtl.datasets import make_multitask_classification, make_multitask_regression
+
+    X, y, t = make_multitask_classification(
+        n_tasks=4, n_samples=40, n_features=5, random_state=0
+    ).stack()
+    for est in (
+        MochaClassifier(alpha=0.1, tol=1e-7, inner_iters=2000, random_state=0),
+        LocalClassifier(alpha=0.1, tol=1e-7, max_rounds=2000, random_state=0),
+    ):
+        warm = est.set_params(warm_start=True).fit(X, y, t)
+        prev = warm.dual_coef_.copy()
+        warm.set_params(alpha=0.03).fit(X, y, t)
+        assert not np.array_equal(prev, warm.dual_coef_)
+        cold = est.__class__(**{**est.get_params(), "warm_start": False}).fit(X, y, t)
+        # both certified to a relative gap of 1e-7 (per W-step): primals agree within it
+        pw, pc = warm.history_["primal"][-1], cold.history_["primal"][-1]
+        assert warm.history_["rel_gap"][-1] <= 1e-7 and cold.history_["rel_gap"][-1] <= 1e-7
+        if "joint_gap" in warm.history_.columns:
+            # learned Sigma: both are within their joint gaps of the same optimum J*
+            bound = max(warm.history_["joint_gap"][-1], cold.history_["joint_gap"][-1])
+        else:
+            bound = 2e-7 * abs(pc)
+        assert abs(pw - pc) <= bound
+        # other rows per task: a cold start, no error
+        warm.fit(X[:-3], y[:-3], t[:-3])
+    Xr, yr, tr = make_multitask_regression(
+        n_tasks=3, n_samples=30, n_features=4, random_state=0
+    ).stack()
+    reg = MochaRegressor(alpha=1.0, warm_start=True, random_state=0).fit(Xr, yr, tr)
+    reg.set_params(alpha=0.3).fit(Xr, yr, tr)
+    assert np.all(np.isfinite(reg.coef_))
+    with pytest.raises(TypeError, match="warm_start"):
+        MochaRegressor(warm_start="yes").fit(Xr, yr, tr)
