@@ -56,6 +56,7 @@ from ..federated._loop import (
     check_positive_int,
     draw_seeds,
 )
+from ..federated.engine import certificates_from_terms, gram_terms
 from ..federated.history import History
 from ..federated.mocha import check_schedule, initial_sigma, symmetric_with_precision
 from ..federated.systems import SystemsModel, SystemsRuntime
@@ -960,25 +961,12 @@ record_local_gaps, eval_every, callback
 
     def certificates(self, loss_mean: np.ndarray, conj_mean: np.ndarray) -> dict:
         """As :func:`fmtl.federated.mocha.certificates`, from per-task scalars."""
-        B, Wt, lam = self.B, self.Wt, self.lam
-        quad = 0.5 * float(np.sum(Wt * B))
-        primal = float(loss_mean.sum()) + quad
-        dual = float(conj_mean.sum()) - quad
-        out = {
-            "primal": primal,
-            "dual": dual,
-            "gap": primal - dual,
-            "rel_gap": (primal - dual) / max(abs(primal), np.finfo(float).tiny),
-        }
-        if self.joint_floor is not None:
-            eps, m = self.joint_floor, self.m
-            G = B @ B.T if B.shape[0] <= B.shape[1] else B.T @ B
-            lmax = float(np.linalg.eigvalsh(G)[-1]) if G.size else 0.0
-            tr = float(np.sum(B * B))
-            joint_dual = float(conj_mean.sum()) - (eps * tr + (1 - m * eps) * lmax) / (2 * lam)
-            out["joint_dual"] = joint_dual
-            out["joint_gap"] = primal - joint_dual
-        return out
+        B, Wt = self.B, self.Wt
+        joint = gram_terms(B) if self.joint_floor is not None else (0.0, 0.0)
+        wb = float(np.sum(Wt * B))
+        return certificates_from_terms(
+            loss_mean, conj_mean, wb, self.lam, self.joint_floor, *joint
+        )
 
     def end_round(self) -> None:
         """Advance the loop position (W-step end, tolerances, Sigma-step schedule)."""

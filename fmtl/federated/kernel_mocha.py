@@ -48,6 +48,7 @@ from ._loop import (
     numba_threads,
     restore_failed_blocks,
 )
+from .engine import certificates_from_terms
 from .history import History
 from .mocha import check_schedule, initial_sigma, symmetric_with_precision
 from .systems import SystemsModel, SystemsRuntime
@@ -392,24 +393,12 @@ class _KernelState:
             )
             / denom
         )
-        quad = 0.5 * float(self.beta @ margins)
-        primal = float(loss_mean.sum()) + quad
-        dual = float(conj_mean.sum()) - quad
-        out = {
-            "primal": primal,
-            "dual": dual,
-            "gap": primal - dual,
-            "rel_gap": (primal - dual) / max(abs(primal), np.finfo(float).tiny),
-        }
+        joint = (0.0, 0.0)
         if sigma_floor is not None:
             M = self.task_gram()
-            lmax = float(np.linalg.eigvalsh(M)[-1])
-            tr = float(np.trace(M))
-            out["joint_dual"] = float(conj_mean.sum()) - (
-                sigma_floor * tr + (1 - m * sigma_floor) * lmax
-            ) / (2 * self.lam)
-            out["joint_gap"] = primal - out["joint_dual"]
-        return out
+            joint = (float(np.trace(M)), float(np.linalg.eigvalsh(M)[-1]))
+        wb = float(self.beta @ margins)
+        return certificates_from_terms(loss_mean, conj_mean, wb, self.lam, sigma_floor, *joint)
 
 
 def _sigma_step(M: np.ndarray, Sigma: np.ndarray, lam: float, sigma_floor: float) -> np.ndarray:
