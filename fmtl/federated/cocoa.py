@@ -14,7 +14,6 @@ import numpy as np
 
 from ._fixed import setup
 from ._loop import DualRound, check_nonneg, numba_threads
-from .checkpoint import Checkpointer, fingerprint
 from .engine import DualEngine, run_engine
 from .mocha import MochaResult, dual_result, resume_or_warm_start
 from .systems import SystemsModel, SystemsRuntime
@@ -154,23 +153,22 @@ def cocoa(
         check_every=check,
         callback=callback,
     )
-    ckpt = Checkpointer(
+    ckpt = engine.checkpointer(
         checkpoint_dir,
         checkpoint_every,
-        lambda: fingerprint(
-            tasks,
-            "cocoa",
-            lam=lam,
-            loss=[loss.name, loss.param],
-            sigma=Sigma,
-            theta=theta,
-            max_local_passes=max_local_passes,
-            check=check,
-            rounds=rounds,
-            tol=tol,
-            systems=systems,
-            eval_every=eval_every,
-        ),
+        tasks,
+        "cocoa",
+        random_state,
+        lam=lam,
+        loss=[loss.name, loss.param],
+        sigma=Sigma,
+        theta=theta,
+        max_local_passes=max_local_passes,
+        check=check,
+        rounds=rounds,
+        tol=tol,
+        systems=systems,
+        eval_every=eval_every,
     )
     resume_or_warm_start(engine, pool, ckpt, resume, warm_start, tasks, loss)
     with numba_threads(n_threads):

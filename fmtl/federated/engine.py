@@ -44,7 +44,7 @@ from ..relationships import (
     resolve_sigma_prime,
 )
 from ._loop import Recorder, draw_seeds
-from .checkpoint import Checkpointer
+from .checkpoint import Checkpointer, fingerprint, seed_key
 from .history import History
 from .systems import SystemsRuntime
 
@@ -429,6 +429,17 @@ class DualEngine:
     def load_arrays(self, arrays: dict) -> None:
         self.B[:] = arrays["B"]
         self.Sigma = _sigma_from_arrays(arrays)
+
+    def checkpointer(
+        self, directory, every: int, tasks, algorithm: str, random_state, **settings
+    ) -> Checkpointer:
+        """The fit's :class:`~fmtl.federated.checkpoint.Checkpointer`: a checkpoint is
+        resumed only by a fit of the same data, ``algorithm``, settings and seed."""
+        return Checkpointer(
+            directory,
+            every,
+            lambda: fingerprint(tasks, algorithm, random_state=seed_key(random_state), **settings),
+        )
 
     def resume(self, ckpt: Checkpointer, enabled: bool, pool) -> bool:
         """Restore the engine and ``pool`` from ``ckpt`` if it holds a checkpoint; returns

@@ -12,7 +12,6 @@ import numpy as np
 
 from ._fixed import setup
 from ._loop import DualRound, check_frac, numba_threads
-from .checkpoint import Checkpointer, fingerprint
 from .engine import DualEngine, run_engine
 from .mocha import MochaResult, dual_result, resume_or_warm_start
 from .systems import SystemsModel, SystemsRuntime
@@ -129,21 +128,20 @@ def mbsdca(
         scaling=scaling,
         callback=callback,
     )
-    ckpt = Checkpointer(
+    ckpt = engine.checkpointer(
         checkpoint_dir,
         checkpoint_every,
-        lambda: fingerprint(
-            tasks,
-            "mbsdca",
-            lam=lam,
-            loss=[loss.name, loss.param],
-            sigma=Sigma,
-            local_frac=local_frac,
-            scaling=scaling,
-            rounds=rounds,
-            systems=systems,
-            eval_every=eval_every,
-        ),
+        tasks,
+        "mbsdca",
+        random_state,
+        lam=lam,
+        loss=[loss.name, loss.param],
+        sigma=Sigma,
+        local_frac=local_frac,
+        scaling=scaling,
+        rounds=rounds,
+        systems=systems,
+        eval_every=eval_every,
     )
     resume_or_warm_start(engine, pool, ckpt, resume, warm_start, tasks, loss)
     with numba_threads(n_threads):

@@ -135,6 +135,7 @@ def mbsgd(
         runtime,
         rec,
         rng,
+        random_state,
         state,
         lam=lam,
         loss=[loss.name, loss.param],

@@ -26,7 +26,6 @@ from ._loop import (
     numba_threads,
     objective_terms,
 )
-from .checkpoint import Checkpointer, fingerprint
 from .engine import DualEngine, certificates_from_terms, gram_terms, run_engine
 from .history import History
 from .systems import SystemsModel, SystemsRuntime
@@ -360,29 +359,28 @@ def mocha(
         theta=local_theta,
         callback=callback,
     )
-    ckpt = Checkpointer(
+    ckpt = engine.checkpointer(
         checkpoint_dir,
         checkpoint_every,
-        lambda: fingerprint(
-            tasks,
-            "mocha",
-            lam=lam,
-            loss=[loss.name, loss.param],
-            relationship=relationship,
-            sigma=_sigma_key(sigma),
-            sigma_floor=sigma_floor,
-            sigma_prime=sigma_prime,
-            sigma_step=sigma_step,
-            local_frac=local_frac,
-            local_theta=local_theta,
-            outer_iters=outer_iters,
-            inner_iters=inner_iters,
-            eval_every=eval_every,
-            tol=tol,
-            outer_tol=outer_tol,
-            systems=systems,
-            record_local_gaps=record_local_gaps,
-        ),
+        tasks,
+        "mocha",
+        random_state,
+        lam=lam,
+        loss=[loss.name, loss.param],
+        relationship=relationship,
+        sigma=_sigma_key(sigma),
+        sigma_floor=sigma_floor,
+        sigma_prime=sigma_prime,
+        sigma_step=sigma_step,
+        local_frac=local_frac,
+        local_theta=local_theta,
+        outer_iters=outer_iters,
+        inner_iters=inner_iters,
+        eval_every=eval_every,
+        tol=tol,
+        outer_tol=outer_tol,
+        systems=systems,
+        record_local_gaps=record_local_gaps,
     )
     resume_or_warm_start(engine, pool, ckpt, resume, warm_start, tasks, loss, learned)
     with numba_threads(n_threads):
