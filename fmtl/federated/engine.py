@@ -154,6 +154,8 @@ class EngineRound:
         Work the nodes report (set by :meth:`DualEngine.end_train`).
     scale : float, optional
         Mini-batch SDCA's aggregation factor (set by :meth:`DualEngine.end_train`).
+    w_step_done : bool, default=False
+        Whether the round ends its W-step (last round, or ``tol`` reached).
 
     Raises
     ------
