@@ -32,6 +32,7 @@ MODULES = [
     "fmtl.personalized",
     "fmtl.kernel_estimators",
     "fmtl.federated",
+    "fmtl.federated.engine",
     "fmtl.relationships",
     "fmtl.losses",
     "fmtl.solvers",

@@ -11,6 +11,7 @@ from numpydoc.docscrape import ClassDoc, FunctionDoc
 PUBLIC_MODULES = [
     "fmtl",
     "fmtl.federated",
+    "fmtl.federated.engine",
     "fmtl.relationships",
     "fmtl.losses",
     "fmtl.solvers",

@@ -25,9 +25,9 @@ import threading
 import numba
 import numpy as np
 
-from ..federated._loop import as_tasks, check_positive_int, parallel_worth_it
+from ..federated._loop import as_tasks, check_positive_int, parallel_worth_it, run_sdca
 from ..solvers._packing import PackedTasks
-from ..solvers.sdca import minibatch_gradients, sdca_round
+from ..solvers.sdca import minibatch_gradients
 from ..solvers.sgd import local_sgd_round
 
 __all__ = ["DaskExecutor"]
@@ -391,28 +391,9 @@ def _sdca_chunk(
     gap_start = np.empty(m)
     gap_end = np.empty(m)
     with _kernel_guard():
-        sdca_round(
-            *chunk.kernel_args,
-            alpha,
-            Wt,
-            sigma_diag,
-            rho,
-            lam,
-            code,
-            param,
-            steps,
-            seeds,
-            active,
-            theta,
-            check_every,
-            feedback,
-            record_gaps,
-            dB,
-            steps_done,
-            gap_start,
-            gap_end,
-            parallel=parallel_worth_it(chunk),
-        )
+        args = (alpha, Wt, sigma_diag, rho, lam, code, param, steps, seeds, active, theta)
+        outputs = (check_every, feedback, record_gaps, dB, steps_done, gap_start, gap_end)
+        run_sdca(chunk, (*args, *outputs), parallel_worth_it(chunk))
     return alpha, dB, steps_done, gap_start, gap_end
 
 

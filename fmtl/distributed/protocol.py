@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..federated._loop import (
+    DualRound,
     Recorder,
     as_tasks,
     check_frac,
@@ -55,16 +56,13 @@ from ..federated._loop import (
     check_nonneg,
     check_positive_int,
     draw_seeds,
+    objective_terms,
 )
+from ..federated.engine import DualEngine
 from ..federated.history import History
 from ..federated.mocha import check_schedule, initial_sigma, symmetric_with_precision
 from ..federated.systems import SystemsModel, SystemsRuntime
 from ..losses import get_loss
-from ..relationships import (
-    omega_update,
-    resolve_sigma_prime,
-)
-from ..solvers.sdca import sdca_round, task_objective_terms
 from ..solvers.sgd import local_sgd_round
 
 PROTOCOL_VERSION = 1
@@ -294,51 +292,26 @@ class MochaClientState:
         "n_commits", "n_rollbacks"}``; the new duals stay pending as round ``rnd``.
         """
         self.sync(commit)
-        n, d = self.n, self.d
-        w = np.ascontiguousarray(np.asarray(w_t, dtype=np.float64).reshape(1, d))
-        sdiag = np.array([sigma_tt], dtype=np.float64)
-        alpha = self.alpha.copy()
-        dB = np.zeros((1, d))
-        steps_done = np.zeros(1, dtype=np.int64)
-        gap0 = np.empty(1)
-        gap1 = np.empty(1)
-        sdca_round(
-            *self.tasks.kernel_args,
-            alpha,
+        # the in-process pool over this one task: the same kernel call, failure check and
+        # local-progress formula as mocha()
+        pool = DualRound(self.tasks, self.loss, self.lam, bool(record_gaps))
+        pool.alpha[:] = self.alpha
+        w = np.ascontiguousarray(np.asarray(w_t, dtype=np.float64).reshape(1, self.d))
+        dB = pool.run(
             w,
-            sdiag,
+            np.array([sigma_tt], dtype=np.float64),
             float(rho),
-            self.lam,
-            self.loss.code,
-            self.loss.param,
             np.array([steps], dtype=np.int64),
             np.array([seed], dtype=np.uint64),
             np.ones(1, dtype=np.bool_),
             float(theta),
             np.array([check_every], dtype=np.int64),
-            True,
-            bool(record_gaps),
-            dB,
-            steps_done,
-            gap0,
-            gap1,
-            parallel=False,
         )
-        if not (np.all(np.isfinite(dB)) and np.all(np.isfinite(alpha))):
+        if pool.failed[0]:
             raise FloatingPointError("local solve produced a non-finite update")
-        progress = np.nan
-        if record_gaps:
-            # G_t(da_t) - G_t(0), as fmtl.federated._loop.DualRound._local_progress
-            moved = alpha != self.alpha
-            diff = np.zeros(n)
-            yy = self.tasks.y[moved]
-            diff[moved] = self.loss.neg_conjugate(yy, alpha[moved]) - self.loss.neg_conjugate(
-                yy, self.alpha[moved]
-            )
-            conj = np.bincount(np.zeros(n, dtype=np.int64), weights=diff, minlength=1)
-            conj = conj / max(n, 1)
-            quad = rho * sdiag / (2.0 * self.lam) * np.einsum("ij,ij->i", dB, dB)
-            progress = float((conj - np.einsum("ij,ij->i", w, dB) - quad)[0])
+        alpha = pool.alpha
+        steps_done, gap0, gap1 = pool.steps_done, pool.gap0, pool.gap1
+        progress = float(pool.progress[0]) if record_gaps else np.nan
         self.pending_alpha = alpha
         self.pending_round = int(rnd)
         return {
@@ -355,18 +328,7 @@ class MochaClientState:
         """Mean loss at ``w_t`` and mean ``-l*(-alpha)`` over the committed duals."""
         self.sync(commit)
         w = np.ascontiguousarray(np.asarray(w_t, dtype=np.float64).reshape(1, self.d))
-        loss_mean = np.empty(1)
-        conj_mean = np.empty(1)
-        task_objective_terms(
-            *self.tasks.kernel_args,
-            self.alpha,
-            w,
-            self.loss.code,
-            self.loss.param,
-            loss_mean,
-            conj_mean,
-            parallel=False,
-        )
+        loss_mean, conj_mean = objective_terms(self.tasks, self.alpha, w, self.loss)
         return {
             "loss_mean": float(loss_mean[0]),
             "conj_mean": float(conj_mean[0]),
@@ -470,18 +432,7 @@ class FedAvgClientState:
 
     def evaluate(self, w) -> dict:
         W0 = np.ascontiguousarray(np.asarray(w, dtype=np.float64).reshape(1, self.d))
-        loss_mean = np.empty(1)
-        conj_mean = np.empty(1)
-        task_objective_terms(
-            *self.tasks.kernel_args,
-            np.zeros(self.n),
-            W0,
-            self.loss.code,
-            self.loss.param,
-            loss_mean,
-            conj_mean,
-            parallel=False,
-        )
+        loss_mean, _ = objective_terms(self.tasks, np.zeros(self.n), W0, self.loss)
         return {"loss_mean": float(loss_mean[0])}
 
     def handle(self, kind: str, arrays: Mapping, config: Mapping) -> Message:
@@ -666,7 +617,11 @@ class _ServerBase:
 class MochaServerState(_ServerBase):
     """The MOCHA server: ``B``, ``Sigma``, ``rho``, the RNG and the loop position.
 
-    Reproduces :func:`fmtl.federated.mocha` (dense Sigma, no checkpointing): same
+    A thin adapter over :func:`fmtl.federated.mocha`'s server state machine
+    (:class:`fmtl.federated.engine.DualEngine`, attribute ``engine``): it turns the
+    clients' messages into the engine's per-task vectors (``dB``, work done, failures, the
+    certificate terms) and keeps what only a network needs (acks, commit counts, state
+    resets). Reproduces :func:`fmtl.federated.mocha` (dense Sigma, no checkpointing): same
     parameters and meaning, same RNG consumption, same History columns (``wall_time``
     aside). ``n_samples`` are the tasks' sizes (each client reports its ``n_t`` at the
     handshake); ``check_every`` and ``slowest_node_time`` exist for CoCoA
@@ -760,39 +715,40 @@ record_local_gaps, eval_every, callback
         if m < 1 or np.any(self.n < 0):
             raise ValueError(f"n_samples must be >= 0 for at least one task, got {n_samples!r}")
         # the same checks, in the same order, as mocha() (this server reproduces it)
-        (
-            self.outer_iters, self.inner_iters, self.eval_every, local_frac, self.tol,
-            self.outer_tol, self.record,
-        ) = check_schedule(
-            outer_iters, inner_iters, eval_every, local_frac, local_theta, relationship, tol,
-            outer_tol, record_local_gaps, sigma_floor, sigma_prime, systems,
+        outer_iters, inner_iters, eval_every, local_frac, tol, outer_tol, self.record = (
+            check_schedule(
+                outer_iters, inner_iters, eval_every, local_frac, local_theta, relationship, tol,
+                outer_tol, record_local_gaps, sigma_floor, sigma_prime, systems,
+            )
         )  # fmt: skip
-        self.theta = float(local_theta)
-        self.learned = relationship == "learned"
-        self.sigma_prime = sigma_prime
-        self.sigma_floor = float(sigma_floor)
-        self.Sigma = initial_sigma(relationship, sigma, sigma_floor, m, accept_lowrank=False)
-        self.joint_floor = self.sigma_floor if self.learned else None
+        Sigma = initial_sigma(relationship, sigma, sigma_floor, m, accept_lowrank=False)
         if check_every is None:
-            self.check_every = np.zeros(m, dtype=np.int64)
+            check_every = np.zeros(m, dtype=np.int64)
         else:
-            self.check_every = np.broadcast_to(np.asarray(check_every, np.int64), (m,)).copy()
-        self.rng = np.random.default_rng(random_state)
-        self.runtime = SystemsRuntime(
+            check_every = np.broadcast_to(np.asarray(check_every, np.int64), (m,)).copy()
+        runtime = SystemsRuntime(
             systems, self.n, local_frac, flops_factor=8.0, slowest_node_time=slowest_node_time
         )
-        self.rec = Recorder(self.runtime, callback)
-        self.B = np.zeros((m, self.d))
-        self.Wt = np.zeros((m, self.d))
-        self.rho = 1.0
-        self.sdiag = np.diag(self.Sigma).copy()
-        # loop position, as mocha()'s ``pos``
-        self.outer = 0
-        self.h = 0
-        self.rnd = 0
-        self.prev_outer_primal = np.inf
-        self.last_primal = None
-        self._finished = False
+        # the round logic, Sigma-step, sigma' and certificates are mocha()'s engine; this
+        # class only turns messages into its vectors and back
+        self.engine = DualEngine(
+            np.zeros((m, self.d)),
+            Sigma,
+            self.lam,
+            runtime,
+            np.random.default_rng(random_state),
+            learned=relationship == "learned",
+            sigma_floor=float(sigma_floor),
+            sigma_prime=sigma_prime,
+            outer_iters=outer_iters,
+            inner_iters=inner_iters,
+            eval_every=eval_every,
+            tol=tol,
+            outer_tol=outer_tol,
+            theta=float(local_theta),
+            check_every=check_every,
+            callback=callback,
+        )
         # per node: last round whose update was aggregated, and how many were
         self.ack = np.zeros(m, dtype=np.int64)
         self.n_agg = np.zeros(m, dtype=np.int64)
@@ -801,36 +757,42 @@ record_local_gaps, eval_every, callback
         self._round: dict | None = None
         self.eval_due = False
 
+    # the engine's state, under the names this server has always had
+    B = property(lambda self: self.engine.B, doc="Row ``t``: the aggregated ``db_t``.")
+    Sigma = property(lambda self: self.engine.Sigma, doc="The current relationship.")
+    rho = property(lambda self: self.engine.rho, doc="The W-step's ``sigma'``.")
+    rec = property(lambda self: self.engine.rec, doc="History and estimated time.")
+    runtime = property(lambda self: self.engine.runtime, doc="The systems runtime.")
+    inner_iters = property(lambda self: self.engine.inner_iters)
+    outer_iters = property(lambda self: self.engine.outer_iters)
+
+    @property
+    def _finished(self) -> bool:
+        return self.engine.finished
+
     # -- a round -----------------------------------------------------------------------
     def begin_round(self) -> dict[int, Message] | None:
         """Draw the round (work, drops, seeds) and return ``{task: (arrays, config)}``
         for the nodes that take part; None once the run is finished."""
-        if self._finished:
+        e = self.engine
+        r = e.begin_round()
+        if r is None:
             return None
-        if self.h == 0:
-            if self.learned and self.outer > 0:
-                self.Sigma, _ = omega_update(self.Sigma @ self.B / self.lam, self.sigma_floor)
-            self.rho = resolve_sigma_prime(self.sigma_prime, self.Sigma)
-            self.sdiag = np.diag(self.Sigma).copy()
-            self.Wt = self.Sigma @ self.B / self.lam
-        steps, active = self.runtime.draw(self.rng)
-        seeds = draw_seeds(self.rng, self.m)
-        rnd = self.rnd + 1
-        self._round = {"rnd": rnd, "steps": steps, "active": active, "seeds": seeds}
+        self._round = {"rnd": r.rnd, "steps": r.steps, "active": r.active, "seeds": r.seeds}
         out = {}
-        for t in np.flatnonzero(active):
+        for t in np.flatnonzero(r.active):
             config = {
-                **self._common(rnd, t),
-                "sigma_tt": float(self.sdiag[t]),
-                "rho": float(self.rho),
-                "steps": int(steps[t]),
-                "seed": seed_to_wire(seeds[t]),
-                "theta": self.theta,
-                "check_every": int(self.check_every[t]),
+                **self._common(r.rnd, t),
+                "sigma_tt": float(e.sdiag[t]),
+                "rho": float(e.rho),
+                "steps": int(r.steps[t]),
+                "seed": seed_to_wire(r.seeds[t]),
+                "theta": e.theta,
+                "check_every": int(e.check_every[t]),
                 "record_gaps": bool(self.record),
                 "ack": int(self.ack[t]),
             }
-            out[int(t)] = ({"w": self.Wt[t].copy()}, config)
+            out[int(t)] = ({"w": e.model[t].copy()}, config)
         return out
 
     def end_train(self, replies: Mapping[int, Message | None]) -> bool:
@@ -869,19 +831,11 @@ record_local_gaps, eval_every, callback
             dB[t] = db
             steps_done[t] = sd
             gap0[t], gap1[t], progress[t] = g0, g1, prog
-        self.runtime.fail(failed, active)  # active &= ~failed
+        self.eval_due = self.engine.end_train(dB, steps_done, failed)  # active &= ~failed
         for t in np.flatnonzero(active):
             self.ack[t] = rnd
             self.n_agg[t] += 1
-        self.B += dB
-        self.Wt = self.Sigma @ self.B / self.lam
-        self.rnd = rnd
-        self.rec.tick(steps_done)
-        r.update(steps_done=steps_done, gap0=gap0, gap1=gap1, progress=progress)
-        h = self.h
-        self.eval_due = not ((h + 1) % self.eval_every and h + 1 < self.inner_iters)
-        r["w_step_done"] = h + 1 == self.inner_iters
-        r["cert"] = None
+        r.update(gap0=gap0, gap1=gap1, progress=progress)
         return self.eval_due
 
     def _state_mismatch(self, t: int, commits: int) -> None:
@@ -906,8 +860,9 @@ record_local_gaps, eval_every, callback
     def eval_instructions(self) -> dict[int, Message]:
         """``{task: (arrays, config)}`` asking every node for its certificate terms."""
         rnd = self._round["rnd"]
+        W = self.engine.model
         return {
-            t: ({"w": self.Wt[t].copy()}, {**self._common(rnd, t), "ack": int(self.ack[t])})
+            t: ({"w": W[t].copy()}, {**self._common(rnd, t), "ack": int(self.ack[t])})
             for t in range(self.m)
         }
 
@@ -933,7 +888,6 @@ record_local_gaps, eval_every, callback
             if commits != self.n_agg[t]:
                 continue  # not consistent with B: no certificate from it
             loss_mean[t], conj_mean[t] = lm, cm
-        cert = self.certificates(loss_mean, conj_mean)
         extra = {}
         if self.record:
             with np.errstate(invalid="ignore", divide="ignore"):
@@ -945,63 +899,19 @@ record_local_gaps, eval_every, callback
                 "local_progress": r["progress"].copy(),
             }
         extra["eval_missing"] = int(np.sum(~np.isfinite(loss_mean)))
-        self.rec.add(
-            self.rnd,
-            self.outer,
-            {**cert, "rho": self.rho},
-            r["steps_done"],
-            r["active"],
-            extra,
-        )
-        r["cert"] = cert
-        if np.isfinite(cert["primal"]):
-            self.last_primal = cert["primal"]
-        return self.rec.history.last
-
-    def certificates(self, loss_mean: np.ndarray, conj_mean: np.ndarray) -> dict:
-        """As :func:`fmtl.federated.mocha.certificates`, from per-task scalars."""
-        B, Wt, lam = self.B, self.Wt, self.lam
-        quad = 0.5 * float(np.sum(Wt * B))
-        primal = float(loss_mean.sum()) + quad
-        dual = float(conj_mean.sum()) - quad
-        out = {
-            "primal": primal,
-            "dual": dual,
-            "gap": primal - dual,
-            "rel_gap": (primal - dual) / max(abs(primal), np.finfo(float).tiny),
-        }
-        if self.joint_floor is not None:
-            eps, m = self.joint_floor, self.m
-            G = B @ B.T if B.shape[0] <= B.shape[1] else B.T @ B
-            lmax = float(np.linalg.eigvalsh(G)[-1]) if G.size else 0.0
-            tr = float(np.sum(B * B))
-            joint_dual = float(conj_mean.sum()) - (eps * tr + (1 - m * eps) * lmax) / (2 * lam)
-            out["joint_dual"] = joint_dual
-            out["joint_gap"] = primal - joint_dual
-        return out
+        return self.engine.end_eval(loss_mean, conj_mean, extra, skip_nonfinite=True)
 
     def end_round(self) -> None:
         """Advance the loop position (W-step end, tolerances, Sigma-step schedule)."""
-        r = self._round
-        outer, h = self.outer, self.h
-        w_step_done = r["w_step_done"]
-        cert = r["cert"]
-        if cert is not None:
-            w_step_done |= self.tol > 0 and cert["rel_gap"] <= self.tol
-        self.outer, self.h = (outer + 1, 0) if w_step_done else (outer, h + 1)
-        if w_step_done and self.learned and self.last_primal is not None:
-            p = self.last_primal
-            if self.outer_tol > 0 and self.prev_outer_primal - p <= self.outer_tol * abs(p):
-                self._finished = True
-            self.prev_outer_primal = p
-        if w_step_done and self.outer == self.outer_iters:
-            self._finished = True
+        self.engine.end_round()
         self._round = None
         self.eval_due = False
 
     def current_coef(self) -> np.ndarray:
         """The current model ``W = Sigma B / lam`` (rows are tasks)."""
-        return self.Wt
+        if self.engine.model is None:  # before the first round
+            return self.Sigma @ self.B / self.lam
+        return self.engine.model
 
     def result(self) -> ServerResult:
         silent = self.rec.warn_silent_nodes()

@@ -7,7 +7,7 @@ import numpy as np
 from ..losses import get_loss
 from ..relationships import check_sigma, identity_sigma
 from ._loop import as_tasks, check_lam, check_positive_int
-from .checkpoint import Checkpointer, fingerprint
+from .checkpoint import Checkpointer, fingerprint, seed_key
 
 
 def setup(Xs, ys, lam, loss, gamma, sigma, rounds, eval_every):
@@ -41,13 +41,16 @@ def start(
     runtime,
     rec,
     rng,
+    random_state,
     arrays: dict,
     **settings,
 ):
     """Checkpointer for a single-loop run; restores ``arrays`` (in place), the RNG and the
     position ``{"h": next round, "rnd": rounds done}`` when resuming."""
     ckpt = Checkpointer(
-        checkpoint_dir, checkpoint_every, lambda: fingerprint(tasks, algorithm, **settings)
+        checkpoint_dir,
+        checkpoint_every,
+        lambda: fingerprint(tasks, algorithm, random_state=seed_key(random_state), **settings),
     )
     pos = {"h": 0, "rnd": 0}
     saved = ckpt.resume(resume, runtime, rec, pos)

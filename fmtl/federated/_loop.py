@@ -12,7 +12,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..solvers._packing import PackedTasks, pack_tasks
-from ..solvers.sdca import sdca_round
+from ..solvers.sdca import sdca_round, task_objective_terms
 from .history import History
 from .systems import SystemsRuntime
 
@@ -177,29 +177,52 @@ def bind_executor(executor, tasks: PackedTasks):
     return executor
 
 
+def run_sdca(tasks: PackedTasks, args: tuple, parallel: bool) -> None:
+    """The one call of the SDCA kernel (:func:`fmtl.solvers.sdca.sdca_round`) on packed
+    data: the in-process pool, the Dask workers and the Flower clients all go through it, so
+    a change of the kernel's calling convention is made here only."""
+    sdca_round(*tasks.kernel_args, *args, parallel=parallel)
+
+
+def objective_terms(tasks: PackedTasks, alpha: np.ndarray, Wt: np.ndarray, loss):
+    """Per-task mean loss at ``Wt`` and mean ``-l*(-alpha)`` (jitted, parallel)."""
+    m = tasks.n_tasks
+    loss_mean = np.empty(m)
+    conj_mean = np.empty(m)
+    task_objective_terms(
+        *tasks.kernel_args,
+        alpha,
+        np.ascontiguousarray(Wt),
+        loss.code,
+        loss.param,
+        loss_mean,
+        conj_mean,
+        parallel=parallel_worth_it(tasks),
+    )
+    return loss_mean, conj_mean
+
+
 class DualRound:
-    """Buffers and one call of the SDCA kernel for a round over all nodes.
+    """The in-process client pool of the dual methods: every node's dual block and one call
+    of the SDCA kernel for a round over all nodes.
 
     With an ``executor`` (see :func:`bind_executor`) the kernel call runs there instead of
-    in this process; the inputs, outputs and failure handling are the same.
+    in this process (the Dask pool); the inputs, outputs and failure handling are the same.
+    The engine (:class:`fmtl.federated.engine.DualEngine`) drives it through
+    :meth:`run`, :meth:`rescale`, :meth:`evaluate` and :meth:`gap_columns`.
     """
 
     def __init__(
-        self,
-        tasks: PackedTasks,
-        loss,
-        lam: float,
-        record_gaps: bool,
-        runtime: SystemsRuntime | None = None,
-        executor=None,
+        self, tasks: PackedTasks, loss, lam: float, record_gaps: bool, executor=None
     ) -> None:
         m, d = tasks.n_tasks, tasks.n_features
         self.tasks, self.loss, self.lam, self.record = tasks, loss, lam, record_gaps
-        self.runtime = runtime
         self.executor = bind_executor(executor, tasks)
         self.alpha = np.zeros(tasks.y.shape[0])
+        self.alpha_before = self.alpha.copy()
         self.dB = np.zeros((m, d))
         self.steps_done = np.zeros(m, dtype=np.int64)
+        self.failed = np.zeros(m, dtype=np.bool_)
         self.gap0 = np.empty(m)
         self.gap1 = np.empty(m)
         self.no_checks = np.zeros(m, dtype=np.int64)  # local gap checked at pass ends
@@ -208,11 +231,12 @@ class DualRound:
     def run(
         self, Wt, sigma_diag, rho, steps, seeds, active, theta=0.0, check_every=None, feedback=True
     ) -> np.ndarray:
-        """Local SDCA on every active node (in this process, or on the executor);
-        returns ``dB`` (rows ``db_t``)."""
+        """Local SDCA on every active node (in this process, or on the executor); returns
+        ``dB`` (rows ``db_t``) and marks in :attr:`failed` the nodes whose update was not
+        finite (their blocks put back, their rows of ``dB`` zero)."""
         if check_every is None:
             check_every = self.no_checks
-        alpha_before = self.alpha.copy()
+        self.alpha_before = alpha_before = self.alpha.copy()
         args = (
             self.alpha,
             np.ascontiguousarray(Wt),
@@ -235,32 +259,49 @@ class DualRound:
             self.gap1,
         )
         if self.executor is None:
-            sdca_round(*self.tasks.kernel_args, *args, parallel=parallel_worth_it(self.tasks))
+            run_sdca(self.tasks, args, parallel_worth_it(self.tasks))
         else:
             self.executor.sdca_round(self.tasks, *args)
-        self._handle_failures(alpha_before, active)
+        self._handle_failures(alpha_before)
         if self.record:
-            self._local_progress(alpha_before, Wt, sigma_diag, rho, active)
+            self._local_progress(alpha_before, Wt, sigma_diag, rho, active & ~self.failed)
         if DEBUG:
             check_dual_feasible(self.alpha, self.tasks.y, self.loss)
         return self.dB
 
-    def _handle_failures(self, alpha_before: np.ndarray, active: np.ndarray) -> None:
-        """A node whose update is not finite failed: undo its block, report it dropped."""
-        failed = ~np.all(np.isfinite(self.dB), axis=1)
+    def rescale(self, s: float) -> None:
+        """Keep the fraction ``s`` of this round's change of the duals (mini-batch SDCA's
+        aggregation ``alpha += s (alpha_local - alpha)``)."""
+        prev = self.alpha_before
+        self.alpha[:] = prev + s * (self.alpha - prev)
+
+    def evaluate(self, Wt) -> tuple[np.ndarray, np.ndarray]:
+        """Per-task mean loss at ``Wt`` and mean ``-l*(-alpha)``: the certificates' terms."""
+        return objective_terms(self.tasks, self.alpha, Wt, self.loss)
+
+    def arrays(self) -> dict:
+        """What a checkpoint keeps of the pool: the duals."""
+        return {"alpha": self.alpha}
+
+    def load_arrays(self, arrays: dict) -> None:
+        self.alpha[:] = arrays["alpha"]
+
+    def _handle_failures(self, alpha_before: np.ndarray) -> None:
+        """A node whose update is not finite failed: undo its block (the engine reports it
+        dropped)."""
+        failed = self.failed
+        failed[:] = ~np.all(np.isfinite(self.dB), axis=1)
         restore_failed_blocks(self.alpha, alpha_before, self.tasks.offsets, failed)
         self.dB[failed] = 0.0
         self.steps_done[failed] = 0
-        if self.runtime is not None:
-            self.runtime.fail(failed, active)
 
-    def _local_progress(self, alpha_before, Wt, sigma_diag, rho, active) -> None:
+    def _local_progress(self, alpha_before, Wt, sigma_diag, rho, reported) -> None:
         # G_t(da_t) - G_t(0): the increase of node t's subproblem objective this round
         conj = conjugate_increase(self.loss, self.tasks, self.alpha, alpha_before)
         dB = self.dB
         quad = rho * np.asarray(sigma_diag) / (2.0 * self.lam) * np.einsum("ij,ij->i", dB, dB)
         self.progress[:] = conj - np.einsum("ij,ij->i", Wt, dB) - quad
-        self.progress[~np.asarray(active, dtype=bool)] = np.nan
+        self.progress[~np.asarray(reported, dtype=bool)] = np.nan
 
     def gap_columns(self) -> dict:
         return local_gap_columns(self) if self.record else {}

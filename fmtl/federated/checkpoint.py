@@ -127,6 +127,20 @@ def restore_rng(saved: dict) -> np.random.Generator:
     return np.random.Generator(bg)
 
 
+def seed_key(random_state):
+    """What a fingerprint records of ``random_state``: an integer seed as is, a Generator's
+    (or other seed's) initial bit-generator state, nothing for None (fresh entropy: a
+    resumed fit continues the saved stream, as it always did)."""
+    if random_state is None:
+        return None
+    if isinstance(random_state, int | np.integer) and not isinstance(random_state, bool):
+        return int(random_state)
+    try:
+        return rng_state(np.random.default_rng(random_state))
+    except (TypeError, ValueError):
+        return repr(random_state)
+
+
 def fingerprint(tasks, algorithm: str, **settings) -> dict:
     """What a checkpoint must match to be resumed: the data (digest) and every setting."""
     h = hashlib.sha256()

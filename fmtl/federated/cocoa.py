@@ -12,10 +12,10 @@ import dataclasses
 
 import numpy as np
 
-from ..relationships import safety_rho
-from ._fixed import evaluate_now, setup, start
-from ._loop import DualRound, Recorder, check_nonneg, draw_seeds, numba_threads
-from .mocha import MochaResult, certificates
+from ._fixed import setup
+from ._loop import DualRound, check_nonneg, numba_threads
+from .engine import DualEngine, run_engine
+from .mocha import MochaResult, dual_result, resume_or_warm_start
 from .systems import SystemsModel, SystemsRuntime
 
 
@@ -41,6 +41,7 @@ def cocoa(
     checkpoint_dir=None,
     checkpoint_every: int = 0,
     resume: bool = True,
+    warm_start: MochaResult | None = None,
 ) -> MochaResult:
     """Fit the W-problem for a fixed Sigma with CoCoA (each node to accuracy ``theta``).
 
@@ -78,6 +79,10 @@ def cocoa(
 
     checkpoint_dir, checkpoint_every, resume
         Checkpoint / resume, as :func:`fmtl.federated.mocha`.
+    warm_start : MochaResult, optional
+        Start from an earlier fit's dual variables on the same data (any ``lam``), as
+        :func:`fmtl.federated.mocha`'s ``warm_start`` (its ``sigma`` is not used: CoCoA's
+        is fixed).
 
     Returns
     -------
@@ -94,11 +99,13 @@ def cocoa(
         ``theta`` outside (0, 1), a non-positive ``max_local_passes``, ``check_every``
         < 1 or a negative ``tol``; a ``systems`` model that does
         not fit the tasks; a negative ``checkpoint_every`` or one without
-        ``checkpoint_dir``; or an unreadable checkpoint or one of another problem.
+        ``checkpoint_dir``; an unreadable checkpoint or one of another problem; or a
+        ``warm_start`` whose dual variables do not fit the data.
     TypeError
         For non-numeric data or ``sigma``, ``ys`` None with unpacked ``Xs``, a
         ``systems`` that is not a :class:`~fmtl.federated.SystemsModel`, or an
-        ``executor`` without ``bind``, ``sdca_round`` and ``minibatch_gradients``.
+        ``executor`` without ``bind``, ``sdca_round`` and ``minibatch_gradients``, or a
+        ``warm_start`` without ``dual_coef``.
     RuntimeError
         If a node fails its local solve more than ``systems.max_failures`` times.
 
@@ -131,24 +138,27 @@ def cocoa(
     runtime = SystemsRuntime(
         systems, n, max_local_passes, flops_factor=8.0, slowest_node_time=True
     )
-    rng = np.random.default_rng(random_state)
-    rho = safety_rho(Sigma)
-    sdiag = np.diag(Sigma)
     m = tasks.n_tasks
-    dual = DualRound(tasks, loss, lam, record_gaps=True, runtime=runtime, executor=executor)
-    rec = Recorder(runtime, callback)
-    B = np.zeros((m, tasks.n_features))
-    state = {"alpha": dual.alpha, "B": B}
-    ckpt, pos, rng = start(
+    pool = DualRound(tasks, loss, lam, record_gaps=True, executor=executor)
+    engine = DualEngine(
+        np.zeros((m, tasks.n_features)),
+        Sigma,
+        lam,
+        runtime,
+        np.random.default_rng(random_state),
+        inner_iters=rounds,
+        eval_every=eval_every,
+        tol=tol,
+        theta=theta,
+        check_every=check,
+        callback=callback,
+    )
+    ckpt = engine.checkpointer(
         checkpoint_dir,
         checkpoint_every,
-        resume,
         tasks,
         "cocoa",
-        runtime,
-        rec,
-        rng,
-        state,
+        random_state,
         lam=lam,
         loss=[loss.name, loss.param],
         sigma=Sigma,
@@ -160,35 +170,7 @@ def cocoa(
         systems=systems,
         eval_every=eval_every,
     )
-    Wt = Sigma @ B / lam
+    resume_or_warm_start(engine, pool, ckpt, resume, warm_start, tasks, loss)
     with numba_threads(n_threads):
-        for h in range(pos["h"], rounds):
-            steps, active = runtime.draw(rng)
-            dB = dual.run(Wt, sdiag, rho, steps, draw_seeds(rng, m), active, theta, check)
-            B += dB
-            Wt = Sigma @ B / lam
-            rec.tick(np.where(active, dual.steps_done, 0))
-            pos["h"] = pos["rnd"] = h + 1
-            done = False
-            if evaluate_now(h, rounds, eval_every):
-                cert = certificates(tasks, dual.alpha, B, Sigma, lam, loss, Wt=Wt)
-                rec.add(
-                    h + 1, 0, {**cert, "rho": rho}, dual.steps_done, active, dual.gap_columns()
-                )
-                done = tol > 0 and cert["rel_gap"] <= tol
-            if done:
-                pos["h"] = rounds  # finished: a resume must not run more rounds
-            ckpt.maybe_save(pos, state, rng, runtime, rec)
-            if done:
-                break
-    ckpt.save(pos, state, rng, runtime, rec)
-    silent = rec.warn_silent_nodes()
-    return MochaResult(
-        coef=Wt,
-        sigma=Sigma,
-        omega=Omega,
-        dual_coef=dual.alpha,
-        B=B,
-        history=rec.history,
-        never_reported=silent,
-    )
+        run_engine(engine, pool, ckpt)
+    return dual_result(engine, pool, Sigma, Omega)

@@ -26,8 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..losses import get_loss
-from ..solvers.sdca import sdca_round
-from ._loop import as_tasks, check_lam, check_nonneg, parallel_worth_it
+from ._loop import as_tasks, check_lam, check_nonneg, parallel_worth_it, run_sdca
 from .fedavg import FedAvgResult, fedavg
 from .history import History
 from .systems import local_phase_time
@@ -267,28 +266,10 @@ def prox_sdca(
     dB = np.zeros((m, d))
     done = np.zeros(m, dtype=np.int64)
     g0, g1 = np.empty(m), np.empty(m)
-    sdca_round(
-        *tasks.kernel_args,
-        alpha,
-        np.ascontiguousarray(Wt),
-        np.ones(m),
-        1.0,
-        lam2,
-        loss.code,
-        loss.param,
-        np.asarray(steps, dtype=np.int64),
-        np.asarray(seeds, dtype=np.uint64),
-        np.asarray(active, dtype=bool),
-        float(tol),
-        np.zeros(m, dtype=np.int64),
-        True,
-        True,
-        dB,
-        done,
-        g0,
-        g1,
-        parallel=parallel_worth_it(tasks),
-    )
+    args = (alpha, np.ascontiguousarray(Wt), np.ones(m), 1.0, lam2, loss.code, loss.param)
+    budget = (np.asarray(steps, dtype=np.int64), np.asarray(seeds, dtype=np.uint64))
+    local = (np.asarray(active, dtype=bool), float(tol), np.zeros(m, dtype=np.int64), True, True)
+    run_sdca(tasks, (*args, *budget, *local, dB, done, g0, g1), parallel_worth_it(tasks))
     b += dB
     # v = centre part + b / lam2: the primal point of the local subproblem
     return Wt + dB / lam2, g1, done

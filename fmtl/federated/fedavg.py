@@ -28,11 +28,11 @@ from ._loop import (
     check_positive_int,
     draw_seeds,
     numba_threads,
+    objective_terms,
     parallel_worth_it,
 )
 from ._rounds import RoundLoop
 from .history import History
-from .mocha import objective_terms
 from .systems import SystemsModel, local_phase_time
 
 

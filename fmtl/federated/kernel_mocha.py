@@ -32,22 +32,21 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..losses import Loss, get_loss
-from ..relationships import omega_update, resolve_sigma_prime
+from ..relationships import omega_update
 from ..solvers.kernel_sdca import kernel_sdca_round, task_margins, task_products
 from ._loop import (
     DEBUG,
     PARALLEL_MIN_WORK,
-    Recorder,
     as_tasks,
     check_dual_feasible,
     check_lam,
     check_positive_int,
     conjugate_increase,
-    draw_seeds,
     local_gap_columns,
     numba_threads,
     restore_failed_blocks,
 )
+from .engine import DualEngine, run_engine
 from .history import History
 from .mocha import check_schedule, initial_sigma, symmetric_with_precision
 from .systems import SystemsModel, SystemsRuntime
@@ -285,10 +284,9 @@ def _stacked_rows(tasks):
 class _KernelState:
     """Dual variables, the margins at ``W(alpha)`` and one round of local solves."""
 
-    def __init__(self, K, tasks, loss: Loss, lam: float, record: bool, runtime) -> None:
+    def __init__(self, K, tasks, loss: Loss, lam: float, record: bool) -> None:
         m = tasks.n_tasks
         self.K, self.tasks, self.loss, self.lam, self.record = K, tasks, loss, lam, record
-        self.runtime = runtime
         self.y = tasks.y
         self.offsets = np.ascontiguousarray(tasks.offsets, dtype=np.int64)
         n = tasks.n_samples
@@ -299,6 +297,7 @@ class _KernelState:
         self.gap0 = np.empty(m)
         self.gap1 = np.empty(m)
         self.progress = np.full(m, np.nan)
+        self.failed = np.zeros(m, dtype=np.bool_)
         self.parallel = (
             m >= 2 and numba.get_num_threads() >= 2 and float(np.sum(n * n)) >= PARALLEL_MIN_WORK
         )
@@ -323,7 +322,9 @@ class _KernelState:
         np.add.at(M, self.owner, P)
         return (M + M.T) / 2.0
 
-    def run(self, margins, sigma_diag, rho, steps, seeds, active, theta) -> None:
+    def run(self, margins, sigma_diag, rho, steps, seeds, active, theta, *_) -> None:
+        """One round of the nodes' local solves in kernel form (the engine's client-pool
+        call; CoCoA's check interval and the feedback switch do not apply here)."""
         alpha_before = self.alpha.copy()
         kernel_sdca_round(
             self.K,
@@ -346,18 +347,37 @@ class _KernelState:
             self.gap1,
             parallel=self.parallel,
         )
-        self._handle_failures(alpha_before, active)
+        # as DualRound: a node whose update is not finite failed; undo it (the engine
+        # reports it dropped)
+        self.failed[:] = False
+        restore_failed_blocks(self.alpha, alpha_before, self.offsets, self.failed)
+        self.steps_done[self.failed] = 0
         if self.record:
-            self._local_progress(alpha_before, margins, sigma_diag, rho, active)
+            self._local_progress(alpha_before, margins, sigma_diag, rho, active & ~self.failed)
         if DEBUG:
             check_dual_feasible(self.alpha, self.y, self.loss)
 
-    def _handle_failures(self, alpha_before, active) -> None:
-        # as DualRound: a node whose update is not finite failed; undo it, report it dropped
-        failed = np.zeros(self.tasks.n_tasks, dtype=bool)
-        restore_failed_blocks(self.alpha, alpha_before, self.offsets, failed)
-        self.steps_done[failed] = 0
-        self.runtime.fail(failed, active)
+    def evaluate(self, margins) -> tuple[np.ndarray, np.ndarray]:
+        """Per-task mean loss at the margins and mean ``-l*(-alpha)``."""
+        m, n = self.tasks.n_tasks, self.tasks.n_samples
+        denom = np.maximum(n, 1)
+        loss_mean = (
+            np.bincount(self.owner, weights=self.loss.value(self.y, margins), minlength=m) / denom
+        )
+        conj_mean = (
+            np.bincount(
+                self.owner, weights=self.loss.neg_conjugate(self.y, self.alpha), minlength=m
+            )
+            / denom
+        )
+        return loss_mean, conj_mean
+
+    def arrays(self) -> dict:
+        return {"alpha": self.alpha}
+
+    def load_arrays(self, arrays: dict) -> None:
+        self.alpha[:] = arrays["alpha"]
+        self.refresh()
 
     def _local_progress(self, alpha_before, margins, sigma_diag, rho, active) -> None:
         # G_t(da_t) - G_t(0) in kernel form: w_t.db_t = sum_i z_i d_beta_i and
@@ -379,38 +399,6 @@ class _KernelState:
     def gap_columns(self) -> dict:
         return local_gap_columns(self) if self.record else {}
 
-    def certificates(self, margins, Sigma, sigma_floor: float | None) -> dict:
-        """As :func:`fmtl.federated.mocha.certificates`, from margins and Gram blocks."""
-        m, n = self.tasks.n_tasks, self.tasks.n_samples
-        denom = np.maximum(n, 1)
-        loss_mean = (
-            np.bincount(self.owner, weights=self.loss.value(self.y, margins), minlength=m) / denom
-        )
-        conj_mean = (
-            np.bincount(
-                self.owner, weights=self.loss.neg_conjugate(self.y, self.alpha), minlength=m
-            )
-            / denom
-        )
-        quad = 0.5 * float(self.beta @ margins)
-        primal = float(loss_mean.sum()) + quad
-        dual = float(conj_mean.sum()) - quad
-        out = {
-            "primal": primal,
-            "dual": dual,
-            "gap": primal - dual,
-            "rel_gap": (primal - dual) / max(abs(primal), np.finfo(float).tiny),
-        }
-        if sigma_floor is not None:
-            M = self.task_gram()
-            lmax = float(np.linalg.eigvalsh(M)[-1])
-            tr = float(np.trace(M))
-            out["joint_dual"] = float(conj_mean.sum()) - (
-                sigma_floor * tr + (1 - m * sigma_floor) * lmax
-            ) / (2 * self.lam)
-            out["joint_gap"] = primal - out["joint_dual"]
-        return out
-
 
 def _sigma_step(M: np.ndarray, Sigma: np.ndarray, lam: float, sigma_floor: float) -> np.ndarray:
     # omega_update(W^T) needs only A = W^T W = Sigma M Sigma / lam^2 = F F^T, F = Sigma L / lam
@@ -418,6 +406,37 @@ def _sigma_step(M: np.ndarray, Sigma: np.ndarray, lam: float, sigma_floor: float
     L = V * np.sqrt(np.clip(e, 0.0, None))
     Sigma_new, _ = omega_update(Sigma @ L / lam, sigma_floor)
     return Sigma_new
+
+
+class _KernelEngine(DualEngine):
+    """MOCHA's engine in kernel form: the model is the margins ``z`` of every training row
+    under its own task, ``B`` exists only through ``U = K B_mat`` (held by the pool)."""
+
+    def __init__(self, state: _KernelState, Sigma, lam, runtime, rng, **kw) -> None:
+        super().__init__(np.zeros((0, 0)), Sigma, lam, runtime, rng, **kw)
+        self.state = state
+
+    def _update_model(self) -> None:
+        self.model = self.state.margins(self.Sigma)
+
+    def _aggregate(self, dB, scale) -> None:
+        self.state.refresh()  # the duals changed in place: U = K B_mat
+
+    def _sigma_step(self):
+        return _sigma_step(self.state.task_gram(), self.Sigma, self.lam, self.sigma_floor)
+
+    def _wb(self) -> float:
+        return float(self.state.beta @ self.model)
+
+    def _gram_terms(self) -> tuple[float, float]:
+        M = self.state.task_gram()
+        return float(np.trace(M)), float(np.linalg.eigvalsh(M)[-1])
+
+    def arrays(self) -> dict:
+        return {"Sigma": self.Sigma}
+
+    def load_arrays(self, arrays: dict) -> None:
+        self.Sigma = np.array(arrays["Sigma"])
 
 
 def kernel_mocha(
@@ -446,6 +465,9 @@ def kernel_mocha(
     eval_every: int = 1,
     callback: Callable[[dict], Any] | None = None,
     max_samples: int = MAX_SAMPLES,
+    checkpoint_dir=None,
+    checkpoint_every: int = 0,
+    resume: bool = True,
 ) -> KernelMochaResult:
     """Fit MOCHA with a kernel, exactly, in the dual (Gram blocks only, no explicit ``w``).
 
@@ -516,6 +538,10 @@ def kernel_mocha(
     max_samples : int, default=10_000
         Refuse more than this many training rows in total (the Gram matrix is dense); raise
         it deliberately for larger problems if memory allows.
+    checkpoint_dir, checkpoint_every, resume
+        Checkpoint / resume, as :func:`~fmtl.federated.mocha` (the checkpoint holds the
+        dual variables, Sigma, the RNG, the systems counters and History; the Gram matrix
+        is recomputed). A callable kernel is identified by its name only.
 
     Returns
     -------
@@ -602,53 +628,58 @@ def kernel_mocha(
             f"matrix would take {8 * N * N / 1e9:.1f} GB; raise max_samples if that is "
             "intended, or use an explicit feature map (sklearn.kernel_approximation) with mocha"
         )
-    rng = np.random.default_rng(random_state)
     learned = relationship == "learned"
     Sigma = initial_sigma(relationship, sigma, sigma_floor, m, accept_lowrank=False)
-    joint_floor = sigma_floor if learned else None
     X_fit = _stacked_rows(tasks)
     K = _train_gram(kernel, kernel_params, X_fit)
     runtime = SystemsRuntime(systems, tasks.n_samples, local_frac, flops_factor=8.0)
-    state = _KernelState(K, tasks, loss, lam, record_local_gaps, runtime)
-    rec = Recorder(runtime, callback)
-    rnd = 0
-    prev_outer_primal = np.inf
-    last_primal = None
+    state = _KernelState(K, tasks, loss, lam, record_local_gaps)
+    engine = _KernelEngine(
+        state,
+        Sigma,
+        lam,
+        runtime,
+        np.random.default_rng(random_state),
+        learned=learned,
+        sigma_floor=sigma_floor,
+        sigma_prime=sigma_prime,
+        outer_iters=outer_iters,
+        inner_iters=inner_iters,
+        eval_every=eval_every,
+        tol=tol,
+        outer_tol=outer_tol,
+        theta=local_theta,
+        callback=callback,
+    )
+    ckpt = engine.checkpointer(
+        checkpoint_dir,
+        checkpoint_every,
+        tasks,
+        "kernel_mocha",
+        random_state,
+        lam=lam,
+        loss=[loss.name, loss.param],
+        kernel=kernel if isinstance(kernel, str) else getattr(kernel, "__qualname__", "?"),
+        kernel_params=kernel_params,
+        relationship=relationship,
+        sigma=sigma,
+        sigma_floor=sigma_floor,
+        sigma_prime=sigma_prime,
+        local_frac=local_frac,
+        local_theta=local_theta,
+        outer_iters=outer_iters,
+        inner_iters=inner_iters,
+        eval_every=eval_every,
+        tol=tol,
+        outer_tol=outer_tol,
+        systems=systems,
+        record_local_gaps=record_local_gaps,
+    )
+    engine.resume(ckpt, resume, state)
     with numba_threads(n_threads):
-        for outer in range(outer_iters):
-            if learned and outer > 0:
-                Sigma = _sigma_step(state.task_gram(), Sigma, lam, sigma_floor)
-            rho = resolve_sigma_prime(sigma_prime, Sigma)
-            sdiag = np.diag(Sigma)
-            z = state.margins(Sigma)
-            for h in range(inner_iters):
-                steps, active = runtime.draw(rng)
-                state.run(z, sdiag, rho, steps, draw_seeds(rng, m), active, local_theta)
-                state.refresh()
-                z = state.margins(Sigma)
-                rnd += 1
-                rec.tick(state.steps_done)
-                w_step_done = h + 1 == inner_iters
-                if not ((h + 1) % eval_every and h + 1 < inner_iters):
-                    cert = state.certificates(z, Sigma, joint_floor)
-                    rec.add(
-                        rnd,
-                        outer,
-                        {**cert, "rho": rho},
-                        state.steps_done,
-                        active,
-                        state.gap_columns(),
-                    )
-                    last_primal = cert["primal"]
-                    w_step_done |= tol > 0 and cert["rel_gap"] <= tol
-                if w_step_done:
-                    break
-            if learned and last_primal is not None:
-                p = last_primal
-                if outer_tol > 0 and prev_outer_primal - p <= outer_tol * abs(p):
-                    break
-                prev_outer_primal = p
-    silent = rec.warn_silent_nodes()
+        run_engine(engine, state, ckpt)
+    Sigma = engine.Sigma
+    silent = engine.rec.warn_silent_nodes()
     Sigma, Omega = symmetric_with_precision(Sigma)
     beta = state.beta
     expansion = beta[:, None] * Sigma[state.owner, :] / lam
@@ -658,7 +689,7 @@ def kernel_mocha(
         omega=Omega,
         expansion_coef=np.ascontiguousarray(expansion),
         task_gram=state.task_gram(),
-        history=rec.history,
+        history=engine.rec.history,
         X_fit=X_fit,
         offsets=state.offsets,
         kernel=kernel,

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._fixed import evaluate_now, setup, start
-from ._loop import DualRound, Recorder, check_frac, draw_seeds, numba_threads
-from .mocha import MochaResult, certificates
+from ._fixed import setup
+from ._loop import DualRound, check_frac, numba_threads
+from .engine import DualEngine, run_engine
+from .mocha import MochaResult, dual_result, resume_or_warm_start
 from .systems import SystemsModel, SystemsRuntime
 
 
@@ -36,6 +37,7 @@ def mbsdca(
     checkpoint_dir=None,
     checkpoint_every: int = 0,
     resume: bool = True,
+    warm_start: MochaResult | None = None,
 ) -> MochaResult:
     """Fit the W-problem for a fixed Sigma with mini-batch SDCA (certified gaps).
 
@@ -66,6 +68,9 @@ def mbsdca(
 
     checkpoint_dir, checkpoint_every, resume
         Checkpoint / resume, as :func:`fmtl.federated.mocha`.
+    warm_start : MochaResult, optional
+        Start from an earlier fit's dual variables on the same data (any ``lam``), as
+        :func:`fmtl.federated.mocha`'s ``warm_start`` (its ``sigma`` is not used).
 
     Returns
     -------
@@ -81,11 +86,13 @@ def mbsdca(
         wrong shape or not symmetric positive definite;
         a non-positive ``local_frac`` or ``scaling``; a ``systems`` model that does
         not fit the tasks; a negative ``checkpoint_every`` or one without
-        ``checkpoint_dir``; or an unreadable checkpoint or one of another problem.
+        ``checkpoint_dir``; an unreadable checkpoint or one of another problem; or a
+        ``warm_start`` whose dual variables do not fit the data.
     TypeError
         For non-numeric data or ``sigma``, ``ys`` None with unpacked ``Xs``, a
         ``systems`` that is not a :class:`~fmtl.federated.SystemsModel`, or an
-        ``executor`` without ``bind``, ``sdca_round`` and ``minibatch_gradients``.
+        ``executor`` without ``bind``, ``sdca_round`` and ``minibatch_gradients``, or a
+        ``warm_start`` without ``dual_coef``.
     RuntimeError
         If a node fails its local solve more than ``systems.max_failures`` times.
 
@@ -104,23 +111,29 @@ def mbsdca(
     local_frac = check_frac("local_frac", local_frac)
     scaling = check_frac("scaling", scaling)
     runtime = SystemsRuntime(systems, tasks.n_samples, local_frac, flops_factor=6.0)
-    rng = np.random.default_rng(random_state)
     m = tasks.n_tasks
-    sdiag = np.diag(Sigma)
-    dual = DualRound(tasks, loss, lam, record_gaps=False, runtime=runtime, executor=executor)
-    rec = Recorder(runtime, callback)
-    B = np.zeros((m, tasks.n_features))
-    state = {"alpha": dual.alpha, "B": B}
-    ckpt, pos, rng = start(
+    pool = DualRound(tasks, loss, lam, record_gaps=False, executor=executor)
+    # no local feedback and sigma' = 1: each node steps from the round's starting model;
+    # the server keeps the fraction s = min(1, scaling / total steps) of the sum
+    engine = DualEngine(
+        np.zeros((m, tasks.n_features)),
+        Sigma,
+        lam,
+        runtime,
+        np.random.default_rng(random_state),
+        sigma_prime=1.0,
+        inner_iters=rounds,
+        eval_every=eval_every,
+        feedback=False,
+        scaling=scaling,
+        callback=callback,
+    )
+    ckpt = engine.checkpointer(
         checkpoint_dir,
         checkpoint_every,
-        resume,
         tasks,
         "mbsdca",
-        runtime,
-        rec,
-        rng,
-        state,
+        random_state,
         lam=lam,
         loss=[loss.name, loss.param],
         sigma=Sigma,
@@ -130,31 +143,7 @@ def mbsdca(
         systems=systems,
         eval_every=eval_every,
     )
-    Wt = Sigma @ B / lam
+    resume_or_warm_start(engine, pool, ckpt, resume, warm_start, tasks, loss)
     with numba_threads(n_threads):
-        for h in range(pos["h"], rounds):
-            steps, active = runtime.draw(rng)
-            alpha_prev = dual.alpha.copy()
-            dB = dual.run(Wt, sdiag, 1.0, steps, draw_seeds(rng, m), active, feedback=False)
-            total = float(np.sum(np.where(active, dual.steps_done, 0)))
-            s = min(1.0, scaling / total) if total > 0 else 0.0
-            dual.alpha[:] = alpha_prev + s * (dual.alpha - alpha_prev)
-            B += s * dB
-            Wt = Sigma @ B / lam
-            rec.tick(dual.steps_done)
-            if evaluate_now(h, rounds, eval_every):
-                cert = certificates(tasks, dual.alpha, B, Sigma, lam, loss, Wt=Wt)
-                rec.add(h + 1, 0, {**cert, "scale": s}, dual.steps_done, active)
-            pos["h"] = pos["rnd"] = h + 1
-            ckpt.maybe_save(pos, state, rng, runtime, rec)
-    ckpt.save(pos, state, rng, runtime, rec)
-    silent = rec.warn_silent_nodes()
-    return MochaResult(
-        coef=Wt,
-        sigma=Sigma,
-        omega=Omega,
-        dual_coef=dual.alpha,
-        B=B,
-        history=rec.history,
-        never_reported=silent,
-    )
+        run_engine(engine, pool, ckpt)
+    return dual_result(engine, pool, Sigma, Omega)

@@ -21,9 +21,10 @@ from ._loop import (
     check_frac,
     draw_seeds,
     numba_threads,
+    objective_terms,
     parallel_worth_it,
 )
-from .mocha import MochaResult, objective_terms
+from .mocha import MochaResult
 from .systems import SystemsModel, SystemsRuntime
 
 
@@ -134,6 +135,7 @@ def mbsgd(
         runtime,
         rec,
         rng,
+        random_state,
         state,
         lam=lam,
         loss=[loss.name, loss.param],

@@ -12,19 +12,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..losses import Loss, get_loss
-from ..relationships import (
-    LowRankSigma,
-    check_sigma,
-    identity_sigma,
-    omega_update,
-    omega_update_lowrank,
-    resolve_sigma_prime,
-)
+from ..relationships import LowRankSigma, check_sigma, identity_sigma, resolve_sigma_prime
 from ..solvers._packing import PackedTasks, dual_sums
-from ..solvers.sdca import task_objective_terms
 from ._loop import (
     DualRound,
-    Recorder,
     as_tasks,
     check_dual_feasible,
     check_flag,
@@ -32,11 +23,10 @@ from ._loop import (
     check_lam,
     check_nonneg,
     check_positive_int,
-    draw_seeds,
     numba_threads,
-    parallel_worth_it,
+    objective_terms,
 )
-from .checkpoint import Checkpointer, fingerprint
+from .engine import DualEngine, certificates_from_terms, gram_terms, run_engine
 from .history import History
 from .systems import SystemsModel, SystemsRuntime
 
@@ -95,24 +85,6 @@ class MochaResult:
     B: np.ndarray
     history: History
     never_reported: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-
-
-def objective_terms(tasks: PackedTasks, alpha: np.ndarray, Wt: np.ndarray, loss: Loss):
-    """Per-task mean loss at ``Wt`` and mean ``-l*(-alpha)`` (jitted, parallel)."""
-    m = tasks.n_tasks
-    loss_mean = np.empty(m)
-    conj_mean = np.empty(m)
-    task_objective_terms(
-        *tasks.kernel_args,
-        alpha,
-        np.ascontiguousarray(Wt),
-        loss.code,
-        loss.param,
-        loss_mean,
-        conj_mean,
-        parallel=parallel_worth_it(tasks),
-    )
-    return loss_mean, conj_mean
 
 
 def certificates(
@@ -187,26 +159,10 @@ def certificates(
     if Wt is None:
         Wt = Sigma @ B / lam
     loss_mean, conj_mean = objective_terms(tasks, alpha, Wt, loss)
-    quad = 0.5 * float(np.sum(Wt * B))
-    primal = float(loss_mean.sum()) + quad
-    dual = float(conj_mean.sum()) - quad
-    out = {
-        "primal": primal,
-        "dual": dual,
-        "gap": primal - dual,
-        "rel_gap": (primal - dual) / max(abs(primal), np.finfo(float).tiny),
-    }
-    if sigma_floor is not None:
-        m = B.shape[0]
-        G = B @ B.T if B.shape[0] <= B.shape[1] else B.T @ B
-        lmax = float(np.linalg.eigvalsh(G)[-1]) if G.size else 0.0
-        tr = float(np.sum(B * B))
-        joint_dual = float(conj_mean.sum()) - (sigma_floor * tr + (1 - m * sigma_floor) * lmax) / (
-            2 * lam
-        )
-        out["joint_dual"] = joint_dual
-        out["joint_gap"] = primal - joint_dual
-    return out
+    joint = gram_terms(B) if sigma_floor is not None else (0.0, 0.0)
+    return certificates_from_terms(
+        loss_mean, conj_mean, float(np.sum(Wt * B)), lam, sigma_floor, *joint
+    )
 
 
 def mocha(
@@ -382,116 +338,86 @@ def mocha(
     )  # fmt: skip
     tasks = as_tasks(Xs, ys, loss)
     m = tasks.n_tasks
-    rng = np.random.default_rng(random_state)
     learned = relationship == "learned"
     Sigma = initial_sigma(relationship, sigma, sigma_floor, m, lowrank)
-    joint_floor = sigma_floor if learned else None
     runtime = SystemsRuntime(systems, tasks.n_samples, local_frac, flops_factor=8.0)
-    dual = DualRound(tasks, loss, lam, record_local_gaps, runtime, executor)
-    rec = Recorder(runtime, callback)
-    B = np.zeros((m, tasks.n_features))
-    # where the loop stands: next (outer, h), rounds done, primal at the end of the last
-    # W-step (outer_tol) and of the last evaluation in the current one
-    pos = {
-        "outer": 0,
-        "h": 0,
-        "rnd": 0,
-        "prev_outer_primal": np.inf,
-        "last_primal": None,
-        "finished": False,
-    }
-    ckpt = Checkpointer(
+    pool = DualRound(tasks, loss, lam, record_local_gaps, executor)
+    engine = DualEngine(
+        np.zeros((m, tasks.n_features)),
+        Sigma,
+        lam,
+        runtime,
+        np.random.default_rng(random_state),
+        learned=learned,
+        sigma_floor=sigma_floor,
+        sigma_prime=sigma_prime,
+        outer_iters=outer_iters,
+        inner_iters=inner_iters,
+        eval_every=eval_every,
+        tol=tol,
+        outer_tol=outer_tol,
+        theta=local_theta,
+        callback=callback,
+    )
+    ckpt = engine.checkpointer(
         checkpoint_dir,
         checkpoint_every,
-        lambda: fingerprint(
-            tasks,
-            "mocha",
-            lam=lam,
-            loss=[loss.name, loss.param],
-            relationship=relationship,
-            sigma=_sigma_key(sigma),
-            sigma_floor=sigma_floor,
-            sigma_prime=sigma_prime,
-            sigma_step=sigma_step,
-            local_frac=local_frac,
-            local_theta=local_theta,
-            outer_iters=outer_iters,
-            inner_iters=inner_iters,
-            eval_every=eval_every,
-            tol=tol,
-            outer_tol=outer_tol,
-            systems=systems,
-            record_local_gaps=record_local_gaps,
-        ),
+        tasks,
+        "mocha",
+        random_state,
+        lam=lam,
+        loss=[loss.name, loss.param],
+        relationship=relationship,
+        sigma=_sigma_key(sigma),
+        sigma_floor=sigma_floor,
+        sigma_prime=sigma_prime,
+        sigma_step=sigma_step,
+        local_frac=local_frac,
+        local_theta=local_theta,
+        outer_iters=outer_iters,
+        inner_iters=inner_iters,
+        eval_every=eval_every,
+        tol=tol,
+        outer_tol=outer_tol,
+        systems=systems,
+        record_local_gaps=record_local_gaps,
     )
-    saved = ckpt.resume(resume, runtime, rec, pos)
-    if saved is not None:
-        arrays, rng = saved
-        dual.alpha[:], B[:] = arrays["alpha"], arrays["B"]
-        Sigma = _sigma_from_arrays(arrays)
-    elif warm_start is not None:
-        dual.alpha[:], B[:], Sigma = apply_warm_start(warm_start, tasks, loss, Sigma, learned)
+    resume_or_warm_start(engine, pool, ckpt, resume, warm_start, tasks, loss, learned)
     with numba_threads(n_threads):
-        outer = pos["outer"]
-        while outer < outer_iters and not pos["finished"]:
-            if learned and outer > 0 and pos["h"] == 0:
-                if lowrank:
-                    Sigma = omega_update_lowrank(Sigma @ B / lam, sigma_floor)
-                else:
-                    Sigma, _ = omega_update(Sigma @ B / lam, sigma_floor)
-            rho = resolve_sigma_prime(sigma_prime, Sigma)
-            sdiag = Sigma.diagonal() if isinstance(Sigma, LowRankSigma) else np.diag(Sigma)
-            Wt = Sigma @ B / lam
-            for h in range(pos["h"], inner_iters):
-                steps, active = runtime.draw(rng)
-                dB = dual.run(Wt, sdiag, rho, steps, draw_seeds(rng, m), active, local_theta)
-                B += dB
-                Wt = Sigma @ B / lam
-                pos["rnd"] += 1
-                rec.tick(dual.steps_done)
-                w_step_done = h + 1 == inner_iters
-                if not ((h + 1) % eval_every and h + 1 < inner_iters):
-                    cert = certificates(tasks, dual.alpha, B, Sigma, lam, loss, joint_floor, Wt)
-                    rec.add(
-                        pos["rnd"],
-                        outer,
-                        {**cert, "rho": rho},
-                        dual.steps_done,
-                        active,
-                        dual.gap_columns(),
-                    )
-                    pos["last_primal"] = cert["primal"]
-                    w_step_done |= tol > 0 and cert["rel_gap"] <= tol
-                pos["outer"], pos["h"] = (outer + 1, 0) if w_step_done else (outer, h + 1)
-                if w_step_done and learned and pos["last_primal"] is not None:
-                    p = pos["last_primal"]
-                    if outer_tol > 0 and pos["prev_outer_primal"] - p <= outer_tol * abs(p):
-                        pos["finished"] = True
-                    pos["prev_outer_primal"] = p
-                if w_step_done and pos["outer"] == outer_iters:
-                    pos["finished"] = True
-                ckpt.maybe_save(
-                    pos, {"alpha": dual.alpha, "B": B, **_sigma_arrays(Sigma)}, rng, runtime, rec
-                )
-                if w_step_done:
-                    break
-            outer = pos["outer"]
-    ckpt.save(pos, {"alpha": dual.alpha, "B": B, **_sigma_arrays(Sigma)}, rng, runtime, rec)
-    Wt = Sigma @ B / lam
-    silent = rec.warn_silent_nodes()
-    if isinstance(Sigma, LowRankSigma):
-        Omega = Sigma.inverse()
-    else:
-        Sigma, Omega = symmetric_with_precision(Sigma)
+        run_engine(engine, pool, ckpt)
+    return dual_result(engine, pool)
+
+
+def dual_result(engine: DualEngine, pool, Sigma=None, Omega=None) -> MochaResult:
+    """The :class:`MochaResult` of a finished linear fit (``Sigma``/``Omega``: a fixed
+    relationship's, already symmetric with its inverse)."""
+    Wt = engine.Sigma @ engine.B / engine.lam
+    silent = engine.rec.warn_silent_nodes()
+    if Sigma is None:
+        Sigma = engine.Sigma
+        if isinstance(Sigma, LowRankSigma):
+            Omega = Sigma.inverse()
+        else:
+            Sigma, Omega = symmetric_with_precision(Sigma)
     return MochaResult(
         coef=Wt,
         sigma=Sigma,
         omega=Omega,
-        dual_coef=dual.alpha,
-        B=B,
-        history=rec.history,
+        dual_coef=pool.alpha,
+        B=engine.B,
+        history=engine.rec.history,
         never_reported=silent,
     )
+
+
+def resume_or_warm_start(
+    engine: DualEngine, pool, ckpt, resume: bool, warm_start, tasks, loss, learned=False
+) -> None:
+    """Restore a fit from its checkpoint, or else start it from ``warm_start`` if given."""
+    if not engine.resume(ckpt, resume, pool) and warm_start is not None:
+        pool.alpha[:], engine.B[:], engine.Sigma = apply_warm_start(
+            warm_start, tasks, loss, engine.Sigma, learned
+        )
 
 
 def apply_warm_start(warm_start, tasks: PackedTasks, loss: Loss, Sigma, learned: bool):
@@ -587,18 +513,6 @@ def symmetric_with_precision(Sigma: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     w, V = np.linalg.eigh(Sigma)
     Omega = (V / w) @ V.T
     return Sigma, (Omega + Omega.T) / 2
-
-
-def _sigma_arrays(Sigma) -> dict:
-    if isinstance(Sigma, LowRankSigma):
-        return Sigma.arrays()
-    return {"Sigma": Sigma}
-
-
-def _sigma_from_arrays(arrays: dict):
-    if "Sigma" in arrays:
-        return np.array(arrays["Sigma"])
-    return LowRankSigma.from_arrays(arrays)
 
 
 def _sigma_key(sigma):

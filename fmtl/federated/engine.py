@@ -1,0 +1,539 @@
+"""One server state machine for fmtl's dual methods, and the loop that drives it.
+
+MOCHA (learned or fixed Sigma, dense or low-rank), CoCoA, mini-batch SDCA and kernel MOCHA
+are *configurations* of :class:`DualEngine`; they differ only in the numbers they pass it
+(schedule, ``sigma'`` rule, local accuracy, aggregation) and in the client pool that runs
+their local solves. The engine holds what the server knows: ``B`` (row ``t`` is ``b_t =
+X_t^T a_t / n_t``), ``Sigma`` (dense or :class:`~fmtl.relationships.LowRankSigma`),
+``sigma'``, the model ``W = Sigma B / lam``, the RNG, the systems runtime (work draws,
+drops, failures, estimated time), the loop position and History. All of it is vectors over
+tasks: a round costs a few array operations whatever the number of tasks.
+
+A round is four calls (the same for every engine, in-process or federated):
+
+1. :meth:`DualEngine.begin_round`: at the start of a W-step the closed-form Sigma-step
+   (learned relationship) and ``sigma'``; then the systems draws (work, drops) and one
+   64-bit seed per node, in that order (the RNG stream every fit has always used);
+2. :meth:`DualEngine.end_train` with the nodes' ``dB``, work done and failures: ``B +=
+   dB`` (or ``s dB`` for mini-batch SDCA), ``W = Sigma B / lam``, estimated time;
+3. if due, :meth:`DualEngine.end_eval` with the nodes' mean loss and mean ``-l*(-a)``:
+   the certificates (:func:`certificates_from_terms`) and a History record;
+4. :meth:`DualEngine.end_round`: tolerances, end of the W-step, end of the fit.
+
+A *client pool* does the nodes' side: ``run(model, sigma_diag, rho, steps, seeds, active,
+theta, check_every, feedback) -> dB`` with ``steps_done`` and ``failed`` attributes,
+``evaluate(model) -> (loss_mean, conj_mean)``, ``gap_columns()``, ``rescale(s)`` (only for
+scaled aggregation) and ``arrays()`` / ``load_arrays()`` for checkpoints. In-process
+(:class:`fmtl.federated._loop.DualRound`), on Dask (the same pool with a
+:class:`~fmtl.distributed.dask.DaskExecutor`) and in kernel form (kernel MOCHA) the pool
+is driven by :func:`run_engine`; the Flower server
+(:class:`fmtl.distributed.protocol.MochaServerState`) calls the four methods itself,
+turning the clients' messages into the engine's vectors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..relationships import (
+    LowRankSigma,
+    omega_update,
+    omega_update_lowrank,
+    resolve_sigma_prime,
+)
+from ._loop import Recorder, draw_seeds
+from .checkpoint import Checkpointer, fingerprint, seed_key
+from .history import History
+from .systems import SystemsRuntime
+
+__all__ = ["DualEngine", "EngineRound", "certificates_from_terms", "run_engine"]
+
+
+def certificates_from_terms(
+    loss_mean: np.ndarray,
+    conj_mean: np.ndarray,
+    wb: float,
+    lam: float,
+    sigma_floor: float | None = None,
+    bb_trace: float = 0.0,
+    bb_lmax: float = 0.0,
+) -> dict:
+    """Primal, dual and duality gap of MOCHA's problem from per-task terms.
+
+    ``primal = sum_t loss_mean_t + <W, B> / 2`` and ``dual = sum_t conj_mean_t - <W, B> /
+    2`` at ``W = W(alpha) = Sigma B / lam`` (``(lam/2) tr(W Omega W^T)`` and ``tr(B^T Sigma
+    B) / (2 lam)`` are both ``<W, B> / 2`` there). With ``sigma_floor`` the joint bound
+    ``joint_dual = sum_t conj_mean_t - (eps tr(B B^T) + (1 - m eps) lmax(B B^T)) / (2 lam)``
+    on ``min_{W, Sigma >= eps I, tr Sigma = 1} P`` (DESIGN.md section 2). Every fmtl
+    certificate is this function: :func:`fmtl.federated.certificates` (linear, from the
+    data), kernel MOCHA (from Gram blocks) and the Flower server (from the clients'
+    scalars).
+
+    Parameters
+    ----------
+    loss_mean : ndarray of shape (n_tasks,)
+        Per task, the mean loss at ``w_t``.
+    conj_mean : ndarray of shape (n_tasks,)
+        Per task, the mean ``-l*(-alpha_i)``.
+    wb : float
+        ``<W, B> = sum_t w_t . b_t`` (kernel form: ``sum_i beta_i f_t(i)(x_i)``).
+    lam : float
+        Regularisation strength.
+    sigma_floor : float, optional
+        ``eps`` of the learned relationship's constraint; adds ``joint_dual`` and
+        ``joint_gap``.
+    bb_trace, bb_lmax : float, default=0.0
+        ``tr(B B^T)`` and ``lambda_max(B B^T)`` (used only with ``sigma_floor``).
+
+    Returns
+    -------
+    dict
+        ``primal``, ``dual``, ``gap``, ``rel_gap`` (``gap / |primal|``), and
+        ``joint_dual``, ``joint_gap`` with ``sigma_floor``. NaN terms (a node that did not
+        answer) give NaN certificates.
+
+    Raises
+    ------
+    AttributeError
+        If ``loss_mean`` or ``conj_mean`` is not an array (no ``sum``).
+
+    See Also
+    --------
+    fmtl.federated.certificates : The same from the data and the duals.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fmtl.federated.engine import certificates_from_terms
+    >>> certificates_from_terms(np.array([1.0, 1.0]), np.array([0.5, 0.25]), 0.5, 0.1)
+    {'primal': 2.25, 'dual': 0.5, 'gap': 1.75, 'rel_gap': 0.7777777777777778}
+    """
+    quad = 0.5 * wb
+    primal = float(loss_mean.sum()) + quad
+    dual = float(conj_mean.sum()) - quad
+    out = {
+        "primal": primal,
+        "dual": dual,
+        "gap": primal - dual,
+        "rel_gap": (primal - dual) / max(abs(primal), np.finfo(float).tiny),
+    }
+    if sigma_floor is not None:
+        m = loss_mean.shape[0]
+        joint_dual = float(conj_mean.sum()) - (
+            sigma_floor * bb_trace + (1 - m * sigma_floor) * bb_lmax
+        ) / (2 * lam)
+        out["joint_dual"] = joint_dual
+        out["joint_gap"] = primal - joint_dual
+    return out
+
+
+def gram_terms(B: np.ndarray) -> tuple[float, float]:
+    """``(tr(B B^T), lambda_max(B B^T))`` from the smaller of the two Gram matrices."""
+    G = B @ B.T if B.shape[0] <= B.shape[1] else B.T @ B
+    lmax = float(np.linalg.eigvalsh(G)[-1]) if G.size else 0.0
+    return float(np.sum(B * B)), lmax
+
+
+@dataclass
+class EngineRound:
+    """One federated round as the engine drew it (what the nodes are asked to do).
+
+    Parameters
+    ----------
+    rnd : int
+        Its number (1-based, over the whole fit).
+    steps : ndarray of int, shape (n_tasks,)
+        Local step budgets.
+    active : ndarray of bool, shape (n_tasks,)
+        Nodes that take part (cleared for nodes that fail, in place).
+    seeds : ndarray of uint64, shape (n_tasks,)
+        Per-node seeds of the coordinate orders.
+    steps_done : ndarray of int, optional
+        Work the nodes report (set by :meth:`DualEngine.end_train`).
+    scale : float, optional
+        Mini-batch SDCA's aggregation factor (set by :meth:`DualEngine.end_train`).
+    w_step_done : bool, default=False
+        Whether the round ends its W-step (last round, or ``tol`` reached).
+
+    Raises
+    ------
+    TypeError
+        If a required field is missing (dataclass constructor).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> r = EngineRound(1, np.array([5, 5]), np.ones(2, bool), np.arange(2, dtype=np.uint64))
+    >>> r.rnd, r.steps_done is None
+    (1, True)
+    """
+
+    rnd: int
+    steps: np.ndarray
+    active: np.ndarray
+    seeds: np.ndarray
+    steps_done: np.ndarray | None = None
+    scale: float | None = None
+    w_step_done: bool = False
+
+
+class DualEngine:
+    """The server state machine of the dual methods (see the module docstring).
+
+    Parameters
+    ----------
+    B : ndarray of shape (n_tasks, n_features)
+        Initial ``B`` (zeros, or a warm start's); updated in place.
+    Sigma : ndarray of shape (n_tasks, n_tasks) or LowRankSigma
+        Initial relationship.
+    lam : float
+        Regularisation strength.
+    runtime : SystemsRuntime
+        The systems model's draws and cost accounting for this fit.
+    rng : numpy.random.Generator
+        Draws work, drops and seeds (in that order, every round).
+    learned : bool, default=False
+        Learn Sigma: the closed-form Sigma-step at the start of every outer round after the
+        first, joint certificates, ``outer_tol``.
+    sigma_floor : float, default=1e-6
+        ``eps`` of ``Sigma >= eps I`` (learned relationship).
+    sigma_prime : {"gershgorin", "spectral"} or float, default="gershgorin"
+        The subproblems' ``sigma'`` rule, re-evaluated after each Sigma-step.
+    outer_iters, inner_iters : int, default=1, 1
+        Outer rounds and federated rounds per W-step (a single loop: ``outer_iters=1``).
+    eval_every : int, default=1
+        Certificates every this many rounds and at the end of each W-step.
+    tol : float, default=0.0
+        End the W-step once the relative gap is ``<= tol``.
+    outer_tol : float, default=0.0
+        End the fit once an outer round decreases the primal by ``<= outer_tol`` relative.
+    theta : float, default=0.0
+        Local relative accuracy sent to the nodes (MOCHA's ``local_theta``, CoCoA's
+        ``theta``).
+    check_every : ndarray of int, optional
+        Local-gap check interval per node (CoCoA); None: at pass ends only.
+    feedback : bool, default=True
+        Nodes feed their own updates back into their local model (False: mini-batch SDCA).
+    scaling : float, optional
+        Mini-batch SDCA's aggregation: ``s = min(1, scaling / total steps)`` applied to
+        ``dB`` (and by the pool to the duals); None: ``B += dB``.
+    callback : callable, optional
+        Called with each History record.
+
+    Attributes
+    ----------
+    B, Sigma : as the parameters, current
+    rho : float
+        The W-step's ``sigma'``.
+    model : ndarray of shape (n_tasks, n_features)
+        ``W = Sigma B / lam`` (rows are tasks).
+    pos : dict
+        The loop position (``outer``, ``h``, ``rnd``, ``finished``, ...), checkpointed.
+    rec : Recorder
+        History and estimated time.
+
+    Raises
+    ------
+    AttributeError
+        From :meth:`begin_round`, if ``Sigma`` is not an array or LowRankSigma.
+    RuntimeError
+        From :meth:`end_train`, once a node fails more than ``systems.max_failures``
+        times.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fmtl.federated._loop import DualRound, as_tasks
+    >>> from fmtl.federated.engine import DualEngine, run_engine
+    >>> from fmtl.federated.systems import SystemsRuntime
+    >>> from fmtl.losses import get_loss
+    >>> rng = np.random.default_rng(0)
+    >>> Xs = [rng.normal(size=(20, 3)) for _ in range(2)]
+    >>> tasks = as_tasks(Xs, [np.sign(X[:, 0]) for X in Xs])
+    >>> runtime = SystemsRuntime(None, tasks.n_samples, 1.0, flops_factor=8.0)
+    >>> engine = DualEngine(np.zeros((2, 3)), np.eye(2) / 2, 0.1, runtime,
+    ...                     np.random.default_rng(0), inner_iters=20)
+    >>> pool = DualRound(tasks, get_loss("hinge"), 0.1, record_gaps=False)
+    >>> history = run_engine(engine, pool)
+    >>> len(history), bool(history["gap"][-1] < history["gap"][0])
+    (20, True)
+    """
+
+    record_key = "rho"
+
+    def __init__(
+        self,
+        B: np.ndarray,
+        Sigma,
+        lam: float,
+        runtime: SystemsRuntime,
+        rng: np.random.Generator,
+        *,
+        learned: bool = False,
+        sigma_floor: float = 1e-6,
+        sigma_prime: str | float = "gershgorin",
+        outer_iters: int = 1,
+        inner_iters: int = 1,
+        eval_every: int = 1,
+        tol: float = 0.0,
+        outer_tol: float = 0.0,
+        theta: float = 0.0,
+        check_every: np.ndarray | None = None,
+        feedback: bool = True,
+        scaling: float | None = None,
+        callback=None,
+    ) -> None:
+        self.B, self.Sigma, self.lam = B, Sigma, lam
+        self.m = int(runtime.n.shape[0])
+        self.runtime, self.rng = runtime, rng
+        self.rec = Recorder(runtime, callback)
+        self.learned = learned
+        self.sigma_floor = sigma_floor
+        self.joint_floor = sigma_floor if learned else None
+        self.sigma_prime = sigma_prime
+        self.outer_iters, self.inner_iters = outer_iters, inner_iters
+        self.eval_every, self.tol, self.outer_tol = eval_every, tol, outer_tol
+        self.theta, self.check_every, self.feedback = theta, check_every, feedback
+        self.scaling = scaling
+        if scaling is not None:
+            self.record_key = "scale"
+        self.rho = 1.0
+        self.sdiag = np.ones(self.m)
+        self.model = None
+        self.round: EngineRound | None = None
+        self.cert: dict | None = None
+        self._w_step_ready = False
+        # the loop position (checkpointed): next (outer, h), rounds done, the primal at the
+        # end of the last W-step (outer_tol) and of the last evaluation in the current one
+        self.pos = {
+            "outer": 0,
+            "h": 0,
+            "rnd": 0,
+            "prev_outer_primal": np.inf,
+            "last_primal": None,
+            "finished": False,
+        }
+
+    # -- hooks of the linear (B-based) form; kernel MOCHA overrides them -----------------
+    def _update_model(self) -> None:
+        self.model = self.Sigma @ self.B / self.lam
+
+    def _aggregate(self, dB: np.ndarray, scale: float | None) -> None:
+        if scale is None:
+            self.B += dB
+        else:
+            self.B += scale * dB
+
+    def _sigma_step(self):
+        W = self.Sigma @ self.B / self.lam
+        if isinstance(self.Sigma, LowRankSigma):
+            return omega_update_lowrank(W, self.sigma_floor)
+        return omega_update(W, self.sigma_floor)[0]
+
+    def _wb(self) -> float:
+        return float(np.sum(self.model * self.B))
+
+    def _gram_terms(self) -> tuple[float, float]:
+        return gram_terms(self.B)
+
+    # -- a round -------------------------------------------------------------------------
+    @property
+    def finished(self) -> bool:
+        return bool(self.pos["finished"]) or self.pos["outer"] >= self.outer_iters
+
+    def begin_round(self) -> EngineRound | None:
+        """Start a round: the Sigma-step and ``sigma'`` at a W-step's start, then the
+        systems draws and seeds; None once the fit is finished."""
+        if self.finished:
+            return None
+        pos = self.pos
+        if pos["h"] == 0 or not self._w_step_ready:
+            if self.learned and pos["outer"] > 0 and pos["h"] == 0:
+                self.Sigma = self._sigma_step()
+            self.rho = resolve_sigma_prime(self.sigma_prime, self.Sigma)
+            S = self.Sigma
+            self.sdiag = S.diagonal() if isinstance(S, LowRankSigma) else np.diag(S)
+            self._update_model()
+            self._w_step_ready = True
+        steps, active = self.runtime.draw(self.rng)
+        seeds = draw_seeds(self.rng, self.m)
+        self.round = EngineRound(pos["rnd"] + 1, steps, active, seeds)
+        self.cert = None
+        return self.round
+
+    def end_train(self, dB: np.ndarray, steps_done: np.ndarray, failed=None) -> bool:
+        """Aggregate the round's updates (rows of failed or silent nodes must be zero);
+        returns whether the certificates are due."""
+        r = self.round
+        if r is None:
+            raise RuntimeError("end_train() without begin_round()")
+        if failed is not None:
+            self.runtime.fail(failed, r.active)  # also clears them from r.active
+        if self.scaling is not None:
+            total = float(np.sum(np.where(r.active, steps_done, 0)))
+            r.scale = min(1.0, self.scaling / total) if total > 0 else 0.0
+        self._aggregate(dB, r.scale)
+        self._update_model()
+        r.steps_done = steps_done
+        self.pos["rnd"] = r.rnd
+        self.rec.tick(np.where(r.active, steps_done, 0))
+        h = self.pos["h"]
+        r.w_step_done = h + 1 == self.inner_iters
+        return not ((h + 1) % self.eval_every and h + 1 < self.inner_iters)
+
+    def end_eval(self, loss_mean, conj_mean, extra=None, skip_nonfinite: bool = False) -> dict:
+        """Certificates from the nodes' terms, recorded in History; returns the record.
+        ``skip_nonfinite``: a non-finite primal (a node did not answer) does not count for
+        ``outer_tol``."""
+        r = self.round
+        joint = self._gram_terms() if self.joint_floor is not None else (0.0, 0.0)
+        cert = certificates_from_terms(
+            loss_mean, conj_mean, self._wb(), self.lam, self.joint_floor, *joint
+        )
+        value = self.rho if self.scaling is None else r.scale
+        rec = self.rec.add(
+            r.rnd,
+            self.pos["outer"],
+            {**cert, self.record_key: value},
+            r.steps_done,
+            r.active,
+            extra,
+        )
+        if not skip_nonfinite or np.isfinite(cert["primal"]):
+            self.pos["last_primal"] = cert["primal"]
+        r.w_step_done |= self.tol > 0 and cert["rel_gap"] <= self.tol
+        self.cert = cert
+        return rec
+
+    def end_round(self) -> None:
+        """Advance the loop position: end of the W-step, ``outer_tol``, end of the fit."""
+        pos, r = self.pos, self.round
+        outer, h = pos["outer"], pos["h"]
+        done = r.w_step_done
+        pos["outer"], pos["h"] = (outer + 1, 0) if done else (outer, h + 1)
+        if done and self.learned and pos["last_primal"] is not None:
+            p = pos["last_primal"]
+            if self.outer_tol > 0 and pos["prev_outer_primal"] - p <= self.outer_tol * abs(p):
+                pos["finished"] = True
+            pos["prev_outer_primal"] = p
+        if done and pos["outer"] == self.outer_iters:
+            pos["finished"] = True
+        self.round = None
+
+    # -- checkpoints ---------------------------------------------------------------------
+    def arrays(self) -> dict:
+        """The server state a checkpoint stores (the pool adds the duals)."""
+        S = self.Sigma
+        return {"B": self.B, **(S.arrays() if isinstance(S, LowRankSigma) else {"Sigma": S})}
+
+    def load_arrays(self, arrays: dict) -> None:
+        self.B[:] = arrays["B"]
+        self.Sigma = _sigma_from_arrays(arrays)
+
+    def checkpointer(
+        self, directory, every: int, tasks, algorithm: str, random_state, **settings
+    ) -> Checkpointer:
+        """The fit's :class:`~fmtl.federated.checkpoint.Checkpointer`: a checkpoint is
+        resumed only by a fit of the same data, ``algorithm``, settings and seed."""
+        return Checkpointer(
+            directory,
+            every,
+            lambda: fingerprint(tasks, algorithm, random_state=seed_key(random_state), **settings),
+        )
+
+    def resume(self, ckpt: Checkpointer, enabled: bool, pool) -> bool:
+        """Restore the engine and ``pool`` from ``ckpt`` if it holds a checkpoint; returns
+        whether it did."""
+        saved = ckpt.resume(enabled, self.runtime, self.rec, self.pos)
+        if saved is None:
+            return False
+        arrays, self.rng = saved
+        for k, a in pool.arrays().items():
+            if arrays[k].shape != a.shape:
+                raise ValueError(
+                    f"checkpoint array {k!r} has shape {arrays[k].shape}, expected {a.shape}"
+                )
+        self.load_arrays(arrays)
+        pool.load_arrays(arrays)
+        self._w_step_ready = False
+        return True
+
+    def save(self, ckpt: Checkpointer, pool, final: bool = False) -> None:
+        state = {**pool.arrays(), **self.arrays()}
+        if final:
+            ckpt.save(self.pos, state, self.rng, self.runtime, self.rec)
+        else:
+            ckpt.maybe_save(self.pos, state, self.rng, self.runtime, self.rec)
+
+    @property
+    def history(self) -> History:
+        return self.rec.history
+
+
+def _sigma_from_arrays(arrays: dict):
+    if "Sigma" in arrays:
+        return np.array(arrays["Sigma"])
+    return LowRankSigma.from_arrays(arrays)
+
+
+def run_engine(engine: DualEngine, pool, ckpt: Checkpointer | None = None) -> History:
+    """Drive ``engine`` against a client ``pool`` until the fit is finished.
+
+    Per round: :meth:`DualEngine.begin_round`, the pool's local solves, :meth:`DualEngine.
+    end_train` (and the pool's ``rescale`` under scaled aggregation), if due the pool's
+    ``evaluate`` and :meth:`DualEngine.end_eval`, :meth:`DualEngine.end_round`, then a
+    checkpoint when one is due; a final checkpoint at the end.
+
+    Parameters
+    ----------
+    engine : DualEngine
+        A configured engine (possibly resumed).
+    pool : client pool
+        ``run``, ``evaluate``, ``gap_columns``, ``arrays`` and (scaled aggregation)
+        ``rescale``, e.g. :class:`fmtl.federated._loop.DualRound`.
+    ckpt : Checkpointer, optional
+        Where to checkpoint.
+
+    Returns
+    -------
+    History
+        The engine's History.
+
+    Raises
+    ------
+    RuntimeError
+        If a node fails more than ``systems.max_failures`` times.
+
+    Examples
+    --------
+    See :class:`DualEngine`.
+
+    >>> from fmtl.federated.engine import run_engine
+    >>> callable(run_engine)
+    True
+    """
+    while (r := engine.begin_round()) is not None:
+        dB = pool.run(
+            engine.model,
+            engine.sdiag,
+            engine.rho,
+            r.steps,
+            r.seeds,
+            r.active,
+            engine.theta,
+            engine.check_every,
+            engine.feedback,
+        )
+        due = engine.end_train(dB, pool.steps_done, pool.failed)
+        if r.scale is not None:
+            pool.rescale(r.scale)
+        if due:
+            engine.end_eval(*pool.evaluate(engine.model), pool.gap_columns())
+        engine.end_round()
+        if ckpt is not None:
+            engine.save(ckpt, pool)
+    if ckpt is not None:
+        engine.save(ckpt, pool, final=True)
+    return engine.history
