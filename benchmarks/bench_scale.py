@@ -145,6 +145,9 @@ def round_time(m: int, n: int, d: int, h1: int, h2: int) -> float:
 
 
 def slope(x, y) -> float:
+    # a differenced round time can come out <= 0 on a busy machine: no log-log slope then
+    if np.any(np.asarray(y, dtype=float) <= 0):
+        return float("nan")
     return float(np.polyfit(np.log(x), np.log(y), 1)[0])
 
 

@@ -28,7 +28,8 @@ def test_bench_scale_quick(tmp_path, bench_scale):
         # a round time is a marginal difference of two timings: finite, but on a busy
         # machine its sign is noise, so it is never asserted (no test depends on wall time)
         assert np.isfinite(float(r["seconds"]))
-        assert np.isfinite(float(r["slope_of_kind"])) or r["kind"] == "outer_round_lowrank"
+        # slopes are fitted to log times: NaN where a differenced time came out <= 0
+        float(r["slope_of_kind"])
 
 
 @pytest.mark.slow

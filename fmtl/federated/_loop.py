@@ -275,6 +275,13 @@ class DualRound:
         prev = self.alpha_before
         self.alpha[:] = prev + s * (self.alpha - prev)
 
+    def conjugate_gain(self) -> float:
+        """This round's increase of ``sum_t mean_i(-l*(-a_ti))`` (the line search's
+        ``sum_t c_t``; failed nodes' blocks are already restored)."""
+        return float(
+            np.sum(conjugate_increase(self.loss, self.tasks, self.alpha, self.alpha_before))
+        )
+
     def evaluate(self, Wt) -> tuple[np.ndarray, np.ndarray]:
         """Per-task mean loss at ``Wt`` and mean ``-l*(-alpha)``: the certificates' terms."""
         return objective_terms(self.tasks, self.alpha, Wt, self.loss)

@@ -46,6 +46,7 @@ from ..relationships import (
 from ._loop import Recorder, draw_seeds
 from .checkpoint import Checkpointer, fingerprint, seed_key
 from .history import History
+from .line_search import AdaptiveSigmaPrime, round_line_search
 from .systems import SystemsRuntime
 
 __all__ = ["DualEngine", "EngineRound", "certificates_from_terms", "run_engine"]
@@ -153,9 +154,13 @@ class EngineRound:
     steps_done : ndarray of int, optional
         Work the nodes report (set by :meth:`DualEngine.end_train`).
     scale : float, optional
-        Mini-batch SDCA's aggregation factor (set by :meth:`DualEngine.end_train`).
+        The factor the round's update is aggregated with (set by
+        :meth:`DualEngine.end_train`): mini-batch SDCA's ``s``, or the line search's step
+        under ``sigma_prime="adaptive"``; None: the whole update.
     w_step_done : bool, default=False
         Whether the round ends its W-step (last round, or ``tol`` reached).
+    rho : float, optional
+        The ``sigma'`` the nodes used (set by :meth:`DualEngine.end_train`).
 
     Raises
     ------
@@ -177,6 +182,7 @@ class EngineRound:
     steps_done: np.ndarray | None = None
     scale: float | None = None
     w_step_done: bool = False
+    rho: float | None = None
 
 
 class DualEngine:
@@ -199,8 +205,12 @@ class DualEngine:
         first, joint certificates, ``outer_tol``.
     sigma_floor : float, default=1e-6
         ``eps`` of ``Sigma >= eps I`` (learned relationship).
-    sigma_prime : {"gershgorin", "spectral"} or float, default="gershgorin"
+    sigma_prime : {"gershgorin", "spectral", "adaptive"} or float, default="gershgorin"
         The subproblems' ``sigma'`` rule, re-evaluated after each Sigma-step.
+        ``"adaptive"``: :class:`~fmtl.federated.line_search.AdaptiveSigmaPrime` between 1
+        and the spectral (safe) value, each round aggregated with the server's line search
+        (:func:`~fmtl.federated.line_search.round_line_search`); the pool must then pass
+        its conjugate gain to :meth:`end_train`.
     outer_iters, inner_iters : int, default=1, 1
         Outer rounds and federated rounds per W-step (a single loop: ``outer_iters=1``).
     eval_every : int, default=1
@@ -299,6 +309,8 @@ class DualEngine:
         self.scaling = scaling
         if scaling is not None:
             self.record_key = "scale"
+        self.line_search = sigma_prime == "adaptive"
+        self._adaptive: AdaptiveSigmaPrime | None = None
         self.rho = 1.0
         self.sdiag = np.ones(self.m)
         self.model = None
@@ -315,6 +327,8 @@ class DualEngine:
             "last_primal": None,
             "finished": False,
         }
+        if self.line_search:
+            self.pos["sigma_prime"] = 1.0  # the adaptive sigma' of the next round
 
     # -- hooks of the linear (B-based) form; kernel MOCHA overrides them -----------------
     def _update_model(self) -> None:
@@ -335,6 +349,11 @@ class DualEngine:
     def _wb(self) -> float:
         return float(np.sum(self.model * self.B))
 
+    def _line_search(self, dB: np.ndarray, conj_gain: float) -> float:
+        # gamma* maximising the certified dual increase gamma A - gamma^2 Q / 2
+        quad = float(np.sum(dB * (self.Sigma @ dB))) / self.lam
+        return round_line_search(conj_gain, float(np.sum(self.model * dB)), quad)[0]
+
     def _gram_terms(self) -> tuple[float, float]:
         return gram_terms(self.B)
 
@@ -352,7 +371,13 @@ class DualEngine:
         if pos["h"] == 0 or not self._w_step_ready:
             if self.learned and pos["outer"] > 0 and pos["h"] == 0:
                 self.Sigma = self._sigma_step()
-            self.rho = resolve_sigma_prime(self.sigma_prime, self.Sigma)
+            if self.line_search:
+                # the safe value caps the adaptive one; its level carries over W-steps
+                safe = resolve_sigma_prime("spectral", self.Sigma)
+                self._adaptive = AdaptiveSigmaPrime(safe, value=min(pos["sigma_prime"], safe))
+                self.rho = self._adaptive.value
+            else:
+                self.rho = resolve_sigma_prime(self.sigma_prime, self.Sigma)
             S = self.Sigma
             self.sdiag = S.diagonal() if isinstance(S, LowRankSigma) else np.diag(S)
             self._update_model()
@@ -363,17 +388,27 @@ class DualEngine:
         self.cert = None
         return self.round
 
-    def end_train(self, dB: np.ndarray, steps_done: np.ndarray, failed=None) -> bool:
+    def end_train(
+        self, dB: np.ndarray, steps_done: np.ndarray, failed=None, conj_gain: float | None = None
+    ) -> bool:
         """Aggregate the round's updates (rows of failed or silent nodes must be zero);
-        returns whether the certificates are due."""
+        returns whether the certificates are due. ``conj_gain``: the nodes' summed increase
+        of their conjugate terms, required by the line search (``sigma_prime="adaptive"``);
+        the pool must then keep the fraction ``round.scale`` of its duals' change."""
         r = self.round
         if r is None:
             raise RuntimeError("end_train() without begin_round()")
         if failed is not None:
             self.runtime.fail(failed, r.active)  # also clears them from r.active
+        r.rho = self.rho
         if self.scaling is not None:
             total = float(np.sum(np.where(r.active, steps_done, 0)))
             r.scale = min(1.0, self.scaling / total) if total > 0 else 0.0
+        elif self.line_search:
+            if conj_gain is None:
+                raise ValueError("sigma_prime='adaptive' needs the round's conj_gain")
+            r.scale = self._line_search(dB, conj_gain)
+            self.rho = self.pos["sigma_prime"] = self._adaptive.update(r.scale)
         self._aggregate(dB, r.scale)
         self._update_model()
         r.steps_done = steps_done
@@ -392,11 +427,16 @@ class DualEngine:
         cert = certificates_from_terms(
             loss_mean, conj_mean, self._wb(), self.lam, self.joint_floor, *joint
         )
-        value = self.rho if self.scaling is None else r.scale
+        if self.scaling is not None:
+            values = {self.record_key: r.scale}
+        elif self.line_search:  # the sigma' this round used and its aggregation step
+            values = {self.record_key: r.rho, "step": r.scale}
+        else:
+            values = {self.record_key: self.rho}
         rec = self.rec.add(
             r.rnd,
             self.pos["outer"],
-            {**cert, self.record_key: value},
+            {**cert, **values},
             r.steps_done,
             r.active,
             extra,
@@ -526,7 +566,8 @@ def run_engine(engine: DualEngine, pool, ckpt: Checkpointer | None = None) -> Hi
             engine.check_every,
             engine.feedback,
         )
-        due = engine.end_train(dB, pool.steps_done, pool.failed)
+        gain = pool.conjugate_gain() if engine.line_search else None
+        due = engine.end_train(dB, pool.steps_done, pool.failed, gain)
         if r.scale is not None:
             pool.rescale(r.scale)
         if due:

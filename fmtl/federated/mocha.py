@@ -237,12 +237,15 @@ def mocha(
         relative.
     sigma_floor : float, default=1e-6
         ``eps`` of the constraint ``Sigma >= eps I`` (learned relationship).
-    sigma_prime : {"gershgorin", "spectral"} or float, default="gershgorin"
+    sigma_prime : {"gershgorin", "spectral", "adaptive"} or float, default="gershgorin"
         The subproblems' safety parameter ``sigma'``: the paper's Gershgorin value
         ``max_t sum_s |Sigma_ts| / Sigma_tt``, the smallest safe value
         ``lambda_max(D^{-1/2} Sigma D^{-1/2})`` (:func:`fmtl.relationships.spectral_rho`),
-        or a number used as is (below the spectral value the dual may decrease and the
-        method may diverge: for experiments, see :mod:`fmtl.theory`).
+        ``"adaptive"`` (a smaller ``sigma'``, from 1 up to the spectral value, with every
+        round aggregated by the server's line search, which never lets the dual decrease:
+        :mod:`fmtl.federated.line_search`, ``docs/theory.md``; History records the step
+        in ``"step"``), or a number used as is (below the spectral value the dual may
+        decrease and the method may diverge: for experiments, see :mod:`fmtl.theory`).
     sigma_step : {"dense", "lowrank"}, default="dense"
         How Sigma is held and updated. ``"lowrank"`` keeps it as identity plus rank
         ``<= min(m, d)`` (:class:`fmtl.relationships.LowRankSigma`): the same Sigma-step
@@ -333,7 +336,7 @@ def mocha(
     outer_iters, inner_iters, eval_every, local_frac, tol, outer_tol, record_local_gaps = (
         check_schedule(
             outer_iters, inner_iters, eval_every, local_frac, local_theta, relationship, tol,
-            outer_tol, record_local_gaps, sigma_floor, sigma_prime, systems,
+            outer_tol, record_local_gaps, sigma_floor, sigma_prime, systems, allow_adaptive=True,
         )
     )  # fmt: skip
     tasks = as_tasks(Xs, ys, loss)
@@ -465,11 +468,13 @@ def check_schedule(
     sigma_floor,
     sigma_prime,
     systems,
+    allow_adaptive: bool = False,
 ) -> tuple:
     """Validate the schedule and relationship arguments MOCHA's solvers share (linear and
     kernel form); returns ``(outer_iters, inner_iters, eval_every, local_frac, tol,
     outer_tol, record_local_gaps)`` with ``record_local_gaps`` resolved (None: record
-    under a systems model)."""
+    under a systems model). ``sigma_prime="adaptive"`` only where ``allow_adaptive`` (the
+    in-process linear engine, whose pool rescales its duals after the line search)."""
     outer_iters = check_positive_int("outer_iters", outer_iters)
     inner_iters = check_positive_int("inner_iters", inner_iters)
     eval_every = check_positive_int("eval_every", eval_every)
@@ -483,7 +488,14 @@ def check_schedule(
     record_local_gaps = check_flag("record_local_gaps", record_local_gaps, allow_none=True)
     if isinstance(sigma_floor, bool) or not isinstance(sigma_floor, int | float | np.floating):
         raise TypeError(f"sigma_floor must be a number, got {sigma_floor!r}")
-    resolve_sigma_prime(sigma_prime, np.eye(1))  # validate before any work
+    if isinstance(sigma_prime, str) and sigma_prime == "adaptive":
+        if not allow_adaptive:
+            raise ValueError(
+                "sigma_prime='adaptive' (the server's line search) is available in mocha() "
+                "and the estimators only; use 'gershgorin', 'spectral' or a number here"
+            )
+    else:
+        resolve_sigma_prime(sigma_prime, np.eye(1))  # validate before any work
     if record_local_gaps is None:
         record_local_gaps = systems is not None
     return outer_iters, inner_iters, eval_every, local_frac, tol, outer_tol, record_local_gaps
