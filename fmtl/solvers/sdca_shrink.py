@@ -57,6 +57,7 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from ..losses import logistic
 from ..losses._dispatch import loss_neg_conjugate, loss_sdca_delta, loss_value
 from .sdca import _splitmix64
 
@@ -412,7 +413,10 @@ def _shrink_task(t, D, R, O):
             else:
                 k += 1
                 q = kappa * D.sqnorm[i] * inv_n
-                delta = loss_sdca_delta(code, y[i], alpha[i], xv, q, param)
+                if code == 3:  # logistic: Newton in the log-odds (a few exp, no log)
+                    delta = logistic.sdca_delta_logodds(y[i], alpha[i], xv, q, param)
+                else:
+                    delta = loss_sdca_delta(code, y[i], alpha[i], xv, q, param)
                 if delta != 0.0:
                     alpha[i] += delta
                     if feedback:
