@@ -235,10 +235,11 @@ def _shuffle_prefix(perm, k_end, state):
 
 
 @njit(cache=True, fastmath=False)
-def _certify(D, start, n, alpha, v, code, param, box, G, acc, out3):
+def _certify(D, start, n, alpha, v, code, param, box, G, acc, out3, track, gterm, lterm, est):
     # read-only pass over all rows: out3 = (gap, mean loss, mean -l*(-a)); for box losses
     # G[k] = y x.v - 1 + gamma b (row start + k) and the return value is the spread
-    # (M, m) of the projected gradients
+    # (M, m) of the projected gradients; with track, the per-row gap and loss terms and
+    # their sums (est) are reset to these exact values
     y = D.y
     gamma = param if code == 1 else 0.0
     s_gap = 0.0
@@ -253,7 +254,11 @@ def _certify(D, start, n, alpha, v, code, param, box, G, acc, out3):
         cv = loss_neg_conjugate(code, y[i], alpha[i], param)
         s_loss += lv
         s_conj += cv
-        s_gap += lv - cv + alpha[i] * z
+        gt = lv - cv + alpha[i] * z
+        s_gap += gt
+        if track:
+            gterm[k] = gt
+            lterm[k] = lv
         if box:
             b = alpha[i] * y[i]
             g = y[i] * z - 1.0 + gamma * b
@@ -270,7 +275,20 @@ def _certify(D, start, n, alpha, v, code, param, box, G, acc, out3):
     out3[0] = s_gap / n
     out3[1] = s_loss / n
     out3[2] = s_conj / n
+    est[0] = s_gap
+    est[1] = s_loss
     return pg_max, pg_min
+
+
+@njit(cache=True, fastmath=False)
+def _set_term(k, code, y, a, z, param, gterm, lterm, est):
+    # refresh row k's terms of the running (stale) gap estimate at its current (a, x.v)
+    lv = loss_value(code, y, z, param)
+    gt = lv - loss_neg_conjugate(code, y, a, param) + a * z
+    est[0] += gt - gterm[k]
+    est[1] += lv - lterm[k]
+    gterm[k] = gt
+    lterm[k] = lv
 
 
 @njit(cache=True, fastmath=False)
@@ -324,10 +342,22 @@ def _shrink_task(t, D, R, O):
     budget = R.steps[t]
     stop_on_gap = O.theta > 0.0 or R.gap_target[t] > -_INF or O.gap_rtol > 0.0
     inv_n = 1.0 / n
+    # running estimate of the gap from each row's Fenchel-Young terms as last found, before
+    # its step (after an exact step they are 0): it lags the gap by about a pass, the lag
+    # is calibrated at each certification, and it decides when one is worth its pass
+    track = stop_on_gap
+    gterm = np.zeros(n if track else 0)
+    lterm = np.zeros(n if track else 0)
+    est = np.zeros(2)
+    est_valid = False
+    calib = 1.0
+    est_prev = _NAN  # the estimate one pass earlier
+    pred = _NAN
 
     g0 = _NAN
     if O.record_gaps or O.theta > 0.0:
-        _certify(D, start, n, alpha, v, code, param, box, G, acc, out3)
+        _certify(D, start, n, alpha, v, code, param, box, G, acc, out3, track, gterm, lterm, est)
+        est_valid = track
         g0 = out3[0]
         R.gap_start[t] = g0
         if stop_on_gap and g0 <= _target(t, R, O, g0, out3[1], v, kappa):
@@ -348,10 +378,9 @@ def _shrink_task(t, D, R, O):
     small_m = -_INF
     eps = O.eps0
     certified = False
-    # without shrinking: certify after k passes (k from the measured rate)
-    k_next = 1
-    passes_since = 0
-    last_gap = g0
+    # fallback: certify at the latest after k_next * n update visits (doubling)
+    k_next = 4
+    visits_at_cert = 0
 
     while s < budget:
         # ---- one update pass over the active prefix ----
@@ -374,33 +403,37 @@ def _shrink_task(t, D, R, O):
                 b = alpha[i] * yi
                 g = yi * xv - 1.0 + gamma * b
                 pg = 0.0
+                removed = False
                 if b <= 0.0:
                     if g > big_m:
-                        n_active -= 1
-                        tmp = perm[k]
-                        perm[k] = perm[n_active]
-                        perm[n_active] = tmp
-                        continue
-                    if g < 0.0:
+                        removed = True
+                    elif g < 0.0:
                         pg = g
                 elif b >= 1.0:
                     if g < small_m:
-                        n_active -= 1
-                        tmp = perm[k]
-                        perm[k] = perm[n_active]
-                        perm[n_active] = tmp
-                        continue
-                    if g > 0.0:
+                        removed = True
+                    elif g > 0.0:
                         pg = g
                 else:
                     pg = g
+                if removed:
+                    if track:
+                        _set_term(perm[k], code, yi, alpha[i], xv, param, gterm, lterm, est)
+                    n_active -= 1
+                    tmp = perm[k]
+                    perm[k] = perm[n_active]
+                    perm[n_active] = tmp
+                    continue
                 if pg > pg_max:
                     pg_max = pg
                 if pg < pg_min:
                     pg_min = pg
-                k += 1
+                if track:  # this row's terms as found (before its step)
+                    _set_term(perm[k], code, yi, alpha[i], xv, param, gterm, lterm, est)
+                q = kappa * D.sqnorm[i] * inv_n
+                delta = 0.0
                 if abs(pg) > 1e-12:
-                    qq = kappa * D.sqnorm[i] * inv_n + gamma
+                    qq = q + gamma
                     if qq > 0.0:
                         b_new = min(1.0, max(0.0, b - g / qq))
                     else:  # zero row, hinge: the objective is linear in b
@@ -410,8 +443,10 @@ def _shrink_task(t, D, R, O):
                     if delta != 0.0:
                         alpha[i] = a_new
                         _axpy(D, i, kappa * delta * inv_n, v)
-            else:
                 k += 1
+            else:
+                if track:
+                    _set_term(perm[k], code, y[i], alpha[i], xv, param, gterm, lterm, est)
                 q = kappa * D.sqnorm[i] * inv_n
                 if code == 3:  # logistic: Newton in the log-odds (a few exp, no log)
                     delta = logistic.sdca_delta_logodds(y[i], alpha[i], xv, q, param)
@@ -423,18 +458,29 @@ def _shrink_task(t, D, R, O):
                         _axpy(D, i, kappa * delta * inv_n, v)
                     else:
                         _axpy(D, i, delta * inv_n, dbt)
+                k += 1
         if not complete:
             break
         n_passes += 1
-        passes_since += 1
+        est_valid = track  # every row has been visited (or certified) once
         if not stop_on_gap and not shrinking:
             continue
 
         # ---- certify? ----
+        est_ok = False
+        est_now = est[0] * inv_n
+        if est_valid and est_prev > 0.0:
+            # the estimate trails the gap by about a pass: predict the gap now from the
+            # estimate's own decrease over the last pass, times its measured bias
+            pred = est_now * min(1.0, est_now / est_prev) * calib
+            est_ok = pred <= _target(t, R, O, g0, est[1] * inv_n, v, kappa)
+        if est_valid:
+            est_prev = est_now
+        late = s - n * n_certs - visits_at_cert >= k_next * n
         if shrinking:
-            want = n_active == 0 or pg_max - pg_min <= eps
+            want = n_active == 0 or pg_max - pg_min <= eps or est_ok or late
         else:
-            want = passes_since >= k_next
+            want = est_ok or late
         if not want:
             if shrinking:
                 big_m = pg_max if pg_max > 0.0 else _INF
@@ -444,8 +490,17 @@ def _shrink_task(t, D, R, O):
             break  # a certification would overrun the budget
         s += n
         n_certs += 1
-        pg_max, pg_min = _certify(D, start, n, alpha, v, code, param, box, G, acc, out3)
+        pg_max, pg_min = _certify(
+            D, start, n, alpha, v, code, param, box, G, acc, out3, track, gterm, lterm, est
+        )
         gap = out3[0]
+        if visits_at_cert + k_next * n <= s - n * n_certs:
+            k_next *= 2
+        visits_at_cert = s - n * n_certs
+        if pred > 0.0 and gap > 0.0:
+            # the prediction's bias, measured: used for the next predictions
+            calib = min(1e4, max(1e-4, calib * gap / pred))
+        est_prev = _NAN  # the terms are exact now: a new trail starts
         tgt = _target(t, R, O, g0, out3[1], v, kappa) if stop_on_gap else -_INF
         if gap <= tgt:
             certified = True
@@ -486,10 +541,7 @@ def _shrink_task(t, D, R, O):
                 perm[hi] = tmp
                 lo += 1
                 hi -= 1
-        else:
-            k_next = _next_interval(gap, last_gap, passes_since, tgt, k_next)
-            last_gap = gap
-            passes_since = 0
+
     n_updates = s - n * n_certs
     R.steps_done[t] = s
     R.stats[t, 0] = n_updates
@@ -505,23 +557,10 @@ def _shrink_task(t, D, R, O):
             if da != 0.0:
                 _axpy(D, i, da * inv_n, dbt)
     if not certified and O.record_gaps:
-        _certify(D, start, n, alpha, v, code, param, box, G, acc, out3)
+        _certify(D, start, n, alpha, v, code, param, box, G, acc, out3, False, G, G, est)
         R.gap_end[t] = out3[0]
         R.loss_mean[t] = out3[1]
         R.neg_conj_mean[t] = out3[2]
-
-
-@njit(cache=True, fastmath=False)
-def _next_interval(gap, last_gap, passes, tgt, k_prev):
-    # passes until the next certification: the linear rate measured between the last two
-    # certificates predicts when the target is met; at most double the last interval
-    k_max = max(2, 2 * k_prev)
-    if not (last_gap > gap > 0.0) or not tgt > 0.0:
-        return k_max
-    rate = np.log(gap / last_gap) / passes  # < 0
-    need = np.log(tgt / gap) / rate
-    k = int(np.ceil(need))
-    return min(k_max, max(1, k))
 
 
 @njit(cache=True, fastmath=False, parallel=True)
