@@ -378,8 +378,9 @@ def _shrink_task(t, D, R, O):
     small_m = -_INF
     eps = O.eps0
     certified = False
-    # fallback: certify at the latest after k_next * n update visits (doubling)
-    k_next = 4
+    # fallback (the estimate has not been seen to fail): certify at the latest after
+    # k_next * n update visits, doubling
+    k_next = 16
     visits_at_cert = 0
 
     while s < budget:
@@ -500,7 +501,7 @@ def _shrink_task(t, D, R, O):
         if pred > 0.0 and gap > 0.0:
             # the prediction's bias, measured: used for the next predictions
             calib = min(1e4, max(1e-4, calib * gap / pred))
-        est_prev = _NAN  # the terms are exact now: a new trail starts
+        est_prev = gap  # the terms are exact now: the trail restarts from the gap
         tgt = _target(t, R, O, g0, out3[1], v, kappa) if stop_on_gap else -_INF
         if gap <= tgt:
             certified = True
