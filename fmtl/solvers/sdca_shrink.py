@@ -350,7 +350,7 @@ def _shrink_task(t, D, R, O):
     lterm = np.zeros(n if track else 0)
     est = np.zeros(2)
     est_valid = False
-    calib = 1.0
+    calib = 1.5
     est_prev = _NAN  # the estimate one pass earlier
     pred = _NAN
 
@@ -573,7 +573,7 @@ def _shrink_round_parallel(D, R, O):
 shrink_round_parallel = _shrink_round_parallel
 
 #: First projected-gradient spread that triggers a certification (liblinear's default tol).
-SHRINK_EPS0 = 0.1
+SHRINK_EPS0 = 0.01
 
 
 def _out(a, dtype, shape, name):
