@@ -362,3 +362,21 @@ def test_logistic_logodds_step_matches_the_original_step():
             return neg_conjugate(y, a + d, 0.0) - d * xv - 0.5 * q * d * d
 
         assert obj(d_new) >= obj(d_old) - 1e-12 * (1.0 + abs(obj(d_old)))
+
+
+def test_bench_certified_row_smoke(monkeypatch):
+    # the benchmark's row on a tiny problem: finite times, and its fmtl solution is a
+    # certified 1e-4 relative gap (so within 1e-4 of P*, which the tight run brackets to
+    # 1e-9). Wall times are never asserted.
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import bench_certified as bc
+
+    X, y = bc.text_problem(300, 400, 0.05, seed=1)
+    for loss in ("hinge", "logistic"):
+        row = bc.certified_row("tiny", X, y, loss, 1e-2, repeats=1)
+        assert row["fmtl_certified_rel_gap"] <= bc.RTOL
+        assert -1e-9 <= row["fmtl_rel_subopt"] <= bc.RTOL
+        assert row["D_lower"] <= row["P_star"] + ROUND
+        assert np.isfinite(row["fmtl_seconds"]) and np.isfinite(row["old_seconds"])
