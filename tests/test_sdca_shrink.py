@@ -78,7 +78,7 @@ def _run(
         *tasks.kernel_args,
         out["alpha"],
         W,
-        np.asarray(sigma_diag, float),
+        np.array(sigma_diag, dtype=float),  # a writeable copy: np.diag views are read-only
         rho,
         lam,
         loss.code,

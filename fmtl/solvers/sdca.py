@@ -292,9 +292,10 @@ def sdca_round(
     ----------
     shrink : bool, default False
         Shrink the active set (liblinear's rule) for the box losses (hinge, smoothed
-        hinge) and certify with full read-only passes when it looks converged. Ignored
-        (full passes, certificates every few passes) for squared and logistic losses and
-        with ``feedback=False``.
+        hinge); read-only certification passes over all rows restore it. Ignored (full
+        passes) for squared and logistic losses and with ``feedback=False``. With a
+        target, certifications run when a running gap estimate predicts it is met (see
+        :mod:`fmtl.solvers.sdca_shrink`); a task never stops on an uncertified gap.
     gap_target : float or array of shape (m,), optional
         Absolute per-task target for the certified local gap: task ``t`` stops at the first
         certificate ``<= max(theta * gap_start[t], gap_target[t], gap_rtol * P_t)``.

@@ -17,8 +17,7 @@ What it does differently (DESIGN.md section 8):
   coordinate at ``b_i = 0`` with ``G_i > M`` or at ``b_i = 1`` with ``G_i < m`` leaves the
   active set, ``M``/``m`` being the previous pass's largest/smallest projected gradient
   (infinite after a certification that found none of that sign). Each pass shuffles the
-  active prefix with the task's SplitMix64 stream. When a pass's projected-gradient spread
-  ``M - m`` falls below ``eps`` the active set looks converged and a certification runs.
+  active prefix with the task's SplitMix64 stream.
 * **Certification pass**: a read-only pass over *all* rows of the task computing ``x_i.v``
   once each; it gives the exact local Fenchel gap ``mean_i l(x_i.v) + l*(-a_i) + a_i
   x_i.v``, the mean loss at ``v`` and the mean ``-l*(-a_i)``, and (box losses) every
@@ -27,14 +26,24 @@ What it does differently (DESIGN.md section 8):
   certified gap is at most ``max(theta g0, gap_target[t], gap_rtol P_t)`` with ``P_t =
   mean_i l(x_i.v) + ||v||^2 / (2 kappa)`` (for one task with ``Sigma = [[1]]``, ``rho = 1``
   this is the primal objective at ``w = v``, so ``gap_rtol`` is a relative duality gap).
-  Otherwise ``eps`` shrinks in proportion to how far the gap is from its target.
-* **No shrinking** (squared, logistic, or ``shrink=False``): full passes, each with a fresh
-  permutation; certification after ``k`` passes, ``k`` predicted from the linear rate
-  measured between the last two certificates (at most doubling), never stopping
-  uncertified.
+* **When to certify** (a pass ends): (a) the running estimate predicts the target: each
+  visit records the row's Fenchel-Young term *as found* (before its step; after an exact
+  step it would be 0), so the sum trails the gap by about a pass; the prediction is the
+  estimate times its own decrease over the last pass, times a bias measured at each
+  certification (1.5 before any); (b) box losses with shrinking: the pass's
+  projected-gradient spread ``M - m`` is below ``eps`` (liblinear's "active set looks
+  converged"; ``eps`` starts at ``SHRINK_EPS0`` and after a failed certification shrinks
+  in proportion to how far the gap is from its target); (c) a fallback after ``16 n``
+  update visits without one (doubling). A certification only ever stops the task on its
+  exact gap, so a bad prediction costs time, never correctness.
+* **No shrinking** (squared, logistic, ``shrink=False`` or ``feedback=False``): full passes,
+  each with a fresh permutation; the logistic step is Newton in the log-odds
+  (:func:`fmtl.losses.logistic.sdca_delta_logodds`, a few ``exp`` and no ``log`` per step).
 * **Hot loop**: the dot product uses eight accumulators in a fixed order (column ``j``
   into accumulator ``j mod 8``, dense and CSR alike, so both layouts give the same bits),
-  which lets LLVM vectorise it without ``fastmath``; only ``v`` is updated per step
+  which lets LLVM vectorise it without ``fastmath``; the row two ahead in the
+  permutation is prefetched (``llvm.prefetch``, a hint: random row order, not arithmetic,
+  was most of a pass); only ``v`` is updated per step
   (``db`` is recomputed exactly from the change in ``a`` at the end, one axpy per changed
   row), and there is no per-step check. With ``feedback=False`` ``v`` stays at ``w_t``
   and ``db`` is accumulated instead.
@@ -588,6 +597,13 @@ def _out(a, dtype, shape, name):
     return a
 
 
+def _inp(a, dtype):
+    # inputs as the one compiled type: C-contiguous, writeable (a read-only view such as
+    # np.diag(Sigma) is a different numba type and would compile a second signature)
+    a = np.ascontiguousarray(a, dtype=dtype)
+    return a if a.flags.writeable else a.copy()
+
+
 def bundle_round(args: tuple, *, shrink: bool, gap_target, gap_rtol: float, terms, stats) -> tuple:
     """``(KernelData, RoundArrays, RoundOptions)`` from ``sdca_round``'s 26 positionals.
 
@@ -636,11 +652,11 @@ def bundle_round(args: tuple, *, shrink: bool, gap_target, gap_rtol: float, term
     d = Wt.shape[1]
     arrays = RoundArrays(
         alpha=_out(alpha, np.float64, alpha.shape, "alpha"),
-        Wt=np.ascontiguousarray(Wt, dtype=np.float64),
-        sigma_diag=np.ascontiguousarray(sigma_diag, dtype=np.float64),
-        steps=np.ascontiguousarray(steps, dtype=np.int64),
-        seeds=np.ascontiguousarray(seeds, dtype=np.uint64),
-        active=np.ascontiguousarray(active, dtype=np.bool_),
+        Wt=_inp(Wt, np.float64),
+        sigma_diag=_inp(sigma_diag, np.float64),
+        steps=_inp(steps, np.int64),
+        seeds=_inp(seeds, np.uint64),
+        active=_inp(active, np.bool_),
         gap_target=target,
         dB=_out(dB, np.float64, (m, d), "dB"),
         steps_done=_out(steps_done, np.int64, (m,), "steps_done"),
