@@ -368,6 +368,7 @@ def _shrink_task(t, D, R, O):
         _certify(D, start, n, alpha, v, code, param, box, G, acc, out3, track, gterm, lterm, est)
         est_valid = track
         g0 = out3[0]
+        est_prev = g0  # the estimate's trail starts from this exact gap
         R.gap_start[t] = g0
         if stop_on_gap and g0 <= _target(t, R, O, g0, out3[1], v, kappa):
             # already certified: nothing to do
