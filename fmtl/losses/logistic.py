@@ -89,3 +89,43 @@ def sdca_delta(y, a, xv, q, param):
 @njit(cache=True, fastmath=False)
 def derivative(y, z, param):
     return -y * _sigmoid(-y * z)
+
+
+@njit(cache=True, fastmath=False)
+def sdca_delta_logodds(y, a, xv, q, param):
+    # The same maximiser as sdca_delta, by safeguarded Newton in the log-odds u = log(b/(1-b)):
+    # f(u) = -u - c - q (sigmoid(u) - b_old) is strictly decreasing with f' in [-1 - q/4, -1],
+    # nearly linear unless q is large, so Newton from the q = 0 solution moved once towards
+    # b_old converges in a few steps, each with one exp and no log. Bisection of the bracket
+    # [-c - q (1 - b_old), -c + q b_old] replaces any step that leaves it or does not halve
+    # |f| (large q). Stops at |du| <= 1e-13 (1 + |u|): b to ~1e-13 relative accuracy. Used by
+    # the certified kernel (sdca_shrink); sdca_delta stays as it is for the original one.
+    b_old = min(1.0, max(0.0, a * y))
+    c = y * xv
+    if q <= 0.0:
+        return y * _sigmoid(-c) - a
+    lo = -c - q * (1.0 - b_old)  # f(lo) >= 0
+    hi = -c + q * b_old  # f(hi) <= 0
+    u = -c - q * (_sigmoid(-c) - b_old)
+    if not (lo <= u <= hi):
+        u = 0.5 * (lo + hi)
+    f_prev = np.inf
+    for _ in range(2 * _NEWTON_MAX_ITER):
+        s = _sigmoid(u)
+        f = -u - c - q * (s - b_old)
+        if f > 0.0:
+            lo = u
+        elif f < 0.0:
+            hi = u
+        else:
+            break
+        u_new = u + f / (1.0 + q * s * (1.0 - s))
+        if abs(f) > 0.5 * abs(f_prev) or not (lo <= u_new <= hi):
+            u_new = 0.5 * (lo + hi)
+        f_prev = f
+        tol = 1e-13 * (1.0 + abs(u))
+        done = abs(u_new - u) <= tol or hi - lo <= tol
+        u = u_new
+        if done:
+            break
+    return y * _sigmoid(u) - a

@@ -258,7 +258,15 @@ def _sdca_round_parallel(
         )
 
 
-def sdca_round(*args, parallel: bool = True) -> None:
+def sdca_round(
+    *args,
+    parallel: bool = True,
+    shrink: bool = False,
+    gap_target=None,
+    gap_rtol: float = 0.0,
+    terms: tuple | None = None,
+    stats: np.ndarray | None = None,
+) -> None:
     """One federated round of local SDCA on every active task.
 
     Arguments (in order): the packed data (``PackedTasks.kernel_args``), ``alpha``, ``Wt``,
@@ -275,8 +283,53 @@ def sdca_round(*args, parallel: bool = True) -> None:
     ``record_gaps`` or ``theta > 0``; otherwise they are NaN. ``parallel`` runs tasks on
     numba threads; each task's computation is the same either way, so results are
     bit-identical.
+
+    The keyword-only options below select the certified kernel
+    (:mod:`fmtl.solvers.sdca_shrink`); with all of them at their defaults the original
+    kernel runs, bit for bit as before.
+
+    Parameters
+    ----------
+    shrink : bool, default False
+        Shrink the active set (liblinear's rule) for the box losses (hinge, smoothed
+        hinge); read-only certification passes over all rows restore it. Ignored (full
+        passes) for squared and logistic losses and with ``feedback=False``. With a
+        target, certifications run when a running gap estimate predicts it is met (see
+        :mod:`fmtl.solvers.sdca_shrink`); a task never stops on an uncertified gap.
+    gap_target : float or array of shape (m,), optional
+        Absolute per-task target for the certified local gap: task ``t`` stops at the first
+        certificate ``<= max(theta * gap_start[t], gap_target[t], gap_rtol * P_t)``.
+    gap_rtol : float, default 0.0
+        Relative target: ``P_t = mean_i l(x_i.v) + ||v||^2 / (2 kappa)``, ``kappa =
+        rho sigma_diag[t] / lam``, which for one task with ``Sigma = [[1]]`` and ``rho = 1``
+        is the primal objective at the new model, so the stop is a certified relative
+        duality gap.
+    terms : tuple of two float arrays of shape (m,), optional
+        Outputs: mean loss at ``v_t`` and mean ``-l*(-a_ti)`` whenever ``gap_end[t]`` is
+        written (NaN otherwise). ``v_t = w_t + kappa db_t`` is the new model when
+        ``rho = 1`` and ``Sigma`` is diagonal (e.g. one task), so a caller can then skip
+        :func:`task_objective_terms`.
+    stats : int64 array of shape (m, 4), optional
+        Output per task: update visits, certification passes, update passes, final
+        active-set size.
+
+    With the certified kernel ``steps[t]`` caps the coordinate visits of update *and*
+    certification passes (``steps_done[t]`` counts both); ``check_every`` is ignored (the
+    certification schedule is automatic); ``gap_end[t]`` is the certified gap when the
+    task stopped on its target, else (with ``record_gaps``) the gap at the end, else NaN.
     """
-    _launch(_sdca_round_parallel, args, parallel)
+    if not shrink and gap_target is None and not gap_rtol and terms is None and stats is None:
+        _launch(_sdca_round_parallel, args, parallel)
+        return
+    from .sdca_shrink import bundle_round, shrink_round_parallel
+
+    _launch(
+        shrink_round_parallel,
+        bundle_round(
+            args, shrink=shrink, gap_target=gap_target, gap_rtol=gap_rtol, terms=terms, stats=stats
+        ),
+        parallel,
+    )
 
 
 def _launch(kernel, args: tuple, parallel: bool) -> None:
