@@ -370,6 +370,8 @@ class _MochaBase(_TaskModelBase):
         eval_every: int = 1,
         verbose: int = 0,
         warm_start: bool = False,
+        sigma_prime: str | float = "adaptive",
+        local_work: str = "auto",
     ) -> None:
         self.alpha = alpha
         self.loss = loss
@@ -389,6 +391,8 @@ class _MochaBase(_TaskModelBase):
         self.eval_every = eval_every
         self.verbose = verbose
         self.warm_start = warm_start
+        self.sigma_prime = sigma_prime
+        self.local_work = local_work
 
     def _relationship(self, m: int):
         if not isinstance(self.relationship, str) or self.relationship not in _RELATIONSHIPS:
@@ -427,6 +431,8 @@ class _MochaBase(_TaskModelBase):
             eval_every=self.eval_every,
             callback=_progress_printer(self.verbose),
             warm_start=warm,
+            sigma_prime=self.sigma_prime,
+            local_work=self.local_work,
         )
 
 
@@ -764,6 +770,14 @@ _PARAMS_DOC = """
         data have the same rows per task: cheap refits along an ``alpha`` path (the dual
         feasible set does not depend on ``alpha``). Otherwise, or on the first fit, start
         from zero.
+    sigma_prime : {"adaptive", "gershgorin", "spectral"} or float, default="adaptive"
+        The local subproblems' ``sigma'`` (:func:`fmtl.federated.mocha`): ``"adaptive"``
+        takes larger local steps and aggregates each round with the server's certified
+        line search; ``"gershgorin"`` is the paper's safe value.
+    local_work : {"auto", "fixed"}, default="auto"
+        ``"auto"``: the certified shrinking SDCA kernel, and one round of communication
+        per W-step when the tasks are decoupled (``relationship="identity"``, one task);
+        ``"fixed"``: ``local_frac`` passes of the paper's SDCA per round.
 """
 
 _ATTRS_DOC = """
@@ -889,6 +903,7 @@ class _IndependentBase(_TaskModelBase):
         n_jobs: int | None = None,
         verbose: int = 0,
         warm_start: bool = False,
+        local_work: str = "auto",
     ) -> None:
         self.alpha = alpha
         self.loss = loss
@@ -900,6 +915,7 @@ class _IndependentBase(_TaskModelBase):
         self.n_jobs = n_jobs
         self.verbose = verbose
         self.warm_start = warm_start
+        self.local_work = local_work
 
     def _independent_fit(self, Xs: list, ys: list, loss, warm=None):
         if (
@@ -924,6 +940,7 @@ class _IndependentBase(_TaskModelBase):
             n_threads=self.n_jobs,
             callback=_progress_printer(self.verbose),
             warm_start=warm,
+            local_work=self.local_work,
         )
 
 
@@ -965,6 +982,10 @@ _BASELINE_PARAMS_DOC = """
     warm_start : bool, default=False
         Start ``fit`` from the previous fit's dual variables when the data have the same
         rows per task (refits along an ``alpha`` path); otherwise from zero.
+    local_work : {"auto", "fixed"}, default="auto"
+        ``"auto"``: each task is solved to the certified ``tol`` in one round by the
+        shrinking SDCA kernel (liblinear's speed); ``"fixed"``: ``local_frac`` passes of
+        the paper's SDCA per round, for up to ``max_rounds`` rounds.
 """
 
 _LOCAL_DOC = """Local baseline: one independent {kind} per task, no sharing.

@@ -14,7 +14,8 @@ tasks), and with a **learned Sigma** (from a full MOCHA fit, then held fixed), w
 the tasks. MOCHA runs with ``sigma_prime="adaptive"`` (the server's line search,
 :mod:`fmtl.federated.line_search`), its one tuning-free rule; mini-batch SDCA and SGD get a
 grid over their scaling. The real data set is the paper's full Land Mine
-(``landmine.mat``) when found, else the reference code's subset ``small``. Because the communication cost is a constant per round, one run gives the
+(``landmine.mat``) when found, else the reference code's subset ``small``. Because the
+communication cost is a constant per round, one run gives the
 curves of every network: ``est_time(c) = est_time(LTE) + round * (c - 100)``.
 """
 

@@ -61,6 +61,8 @@ def test_coef_equals_the_algorithm_on_the_same_split(clf_data):
         tol=1e-6,
         sigma_floor=1e-6,
         random_state=3,
+        sigma_prime="adaptive",  # the estimators' defaults
+        local_work="auto",
     )
     np.testing.assert_array_equal(clf.coef_, res.coef)
 

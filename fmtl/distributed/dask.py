@@ -238,17 +238,24 @@ class DaskExecutor:
         steps_done,
         gap_start,
         gap_end,
+        shrink: bool = False,
+        gap_rtol: float = 0.0,
+        terms: tuple | None = None,
     ) -> None:
         """:func:`fmtl.solvers.sdca.sdca_round` on the cluster (``tasks`` in place of the
-        packed data arguments); updates ``alpha`` and writes the outputs in place."""
+        packed data arguments); updates ``alpha`` and writes the outputs in place. The
+        certified kernel's options (``shrink``, ``gap_rtol``, ``terms``) as in
+        ``sdca_round``."""
+        certified = bool(shrink or gap_rtol or terms is not None)
         results = self._run(
             tasks,
             _sdca_chunk,
             per_task=(Wt, sigma_diag, steps, seeds, active, check_every),
             per_row=(alpha,),
-            shared=(rho, lam, code, param, theta, feedback, record_gaps),
-        )
-        for (t0, t1), (r0, r1), (a, db, done, g0, g1) in zip(
+            shared=(rho, lam, code, param, theta, feedback, record_gaps, shrink, gap_rtol,
+                    certified),
+        )  # fmt: skip
+        for (t0, t1), (r0, r1), (a, db, done, g0, g1, tl, tc) in zip(
             self.chunks, self._rows, results, strict=True
         ):
             alpha[r0:r1] = a
@@ -256,6 +263,9 @@ class DaskExecutor:
             steps_done[t0:t1] = done
             gap_start[t0:t1] = g0
             gap_end[t0:t1] = g1
+            if terms is not None:
+                terms[0][t0:t1] = tl
+                terms[1][t0:t1] = tc
 
     def minibatch_gradients(
         self, tasks: PackedTasks, Wt, code, param, steps, seeds, active, G
@@ -382,19 +392,25 @@ def _sdca_chunk(
     theta,
     feedback,
     record_gaps,
+    shrink=False,
+    gap_rtol=0.0,
+    certified=False,
 ):
-    """One round of local SDCA on a chunk; returns (alpha, dB, steps_done, gap0, gap1)."""
+    """One round of local SDCA on a chunk; returns (alpha, dB, steps_done, gap0, gap1,
+    loss terms, conjugate terms) (the terms NaN unless ``certified``)."""
     m, d = chunk.n_tasks, chunk.n_features
     alpha = np.array(alpha, dtype=np.float64)  # a copy: never write into the caller's
     dB = np.zeros((m, d))
     steps_done = np.zeros(m, dtype=np.int64)
     gap_start = np.empty(m)
     gap_end = np.empty(m)
+    terms = (np.full(m, np.nan), np.full(m, np.nan))
+    options = {"shrink": shrink, "gap_rtol": gap_rtol, "terms": terms} if certified else {}
     with _kernel_guard():
         args = (alpha, Wt, sigma_diag, rho, lam, code, param, steps, seeds, active, theta)
         outputs = (check_every, feedback, record_gaps, dB, steps_done, gap_start, gap_end)
-        run_sdca(chunk, (*args, *outputs), parallel_worth_it(chunk))
-    return alpha, dB, steps_done, gap_start, gap_end
+        run_sdca(chunk, (*args, *outputs), parallel_worth_it(chunk), **options)
+    return alpha, dB, steps_done, gap_start, gap_end, *terms
 
 
 def _gradient_chunk(chunk: PackedTasks, Wt, steps, seeds, active, code, param):

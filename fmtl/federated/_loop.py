@@ -177,11 +177,12 @@ def bind_executor(executor, tasks: PackedTasks):
     return executor
 
 
-def run_sdca(tasks: PackedTasks, args: tuple, parallel: bool) -> None:
+def run_sdca(tasks: PackedTasks, args: tuple, parallel: bool, **options) -> None:
     """The one call of the SDCA kernel (:func:`fmtl.solvers.sdca.sdca_round`) on packed
     data: the in-process pool, the Dask workers and the Flower clients all go through it, so
-    a change of the kernel's calling convention is made here only."""
-    sdca_round(*tasks.kernel_args, *args, parallel=parallel)
+    a change of the kernel's calling convention is made here only. ``options``: the
+    certified kernel's keywords (``shrink``, ``gap_rtol``, ``terms``)."""
+    sdca_round(*tasks.kernel_args, *args, parallel=parallel, **options)
 
 
 def objective_terms(tasks: PackedTasks, alpha: np.ndarray, Wt: np.ndarray, loss):
@@ -213,11 +214,22 @@ class DualRound:
     """
 
     def __init__(
-        self, tasks: PackedTasks, loss, lam: float, record_gaps: bool, executor=None
+        self,
+        tasks: PackedTasks,
+        loss,
+        lam: float,
+        record_gaps: bool,
+        executor=None,
+        certified: bool = False,
     ) -> None:
         m, d = tasks.n_tasks, tasks.n_features
         self.tasks, self.loss, self.lam, self.record = tasks, loss, lam, record_gaps
         self.executor = bind_executor(executor, tasks)
+        # certified: the shrinking kernel, which stops a node on a certified local gap and
+        # returns its objective terms at the node's new model (fmtl.solvers.sdca_shrink)
+        self.certified = certified
+        self.terms = (np.full(m, np.nan), np.full(m, np.nan))
+        self.terms_are_model = False
         self.alpha = np.zeros(tasks.y.shape[0])
         self.alpha_before = self.alpha.copy()
         self.dB = np.zeros((m, d))
@@ -229,11 +241,23 @@ class DualRound:
         self.progress = np.full(m, np.nan)
 
     def run(
-        self, Wt, sigma_diag, rho, steps, seeds, active, theta=0.0, check_every=None, feedback=True
+        self,
+        Wt,
+        sigma_diag,
+        rho,
+        steps,
+        seeds,
+        active,
+        theta=0.0,
+        check_every=None,
+        feedback=True,
+        gap_rtol: float = 0.0,
     ) -> np.ndarray:
         """Local SDCA on every active node (in this process, or on the executor); returns
         ``dB`` (rows ``db_t``) and marks in :attr:`failed` the nodes whose update was not
-        finite (their blocks put back, their rows of ``dB`` zero)."""
+        finite (their blocks put back, their rows of ``dB`` zero). ``gap_rtol`` (certified
+        pool, decoupled tasks): each node stops at a certified relative gap of its own
+        problem, and its objective terms at its new model serve the next evaluation."""
         if check_every is None:
             check_every = self.no_checks
         self.alpha_before = alpha_before = self.alpha.copy()
@@ -258,11 +282,21 @@ class DualRound:
             self.gap0,
             self.gap1,
         )
+        options = {}
+        if self.certified:
+            self.terms[0][:] = np.nan
+            self.terms[1][:] = np.nan
+            options = {"shrink": True, "gap_rtol": float(gap_rtol), "terms": self.terms}
         if self.executor is None:
-            run_sdca(self.tasks, args, parallel_worth_it(self.tasks))
+            run_sdca(self.tasks, args, parallel_worth_it(self.tasks), **options)
         else:
-            self.executor.sdca_round(self.tasks, *args)
+            self.executor.sdca_round(self.tasks, *args, **options)
         self._handle_failures(alpha_before)
+        # with gap_rtol the engine solves decoupled tasks (diagonal Sigma, sigma' = 1): a
+        # node's v_t is then its new w_t, so its certified terms are the certificate's
+        self.terms_are_model = bool(
+            self.certified and gap_rtol > 0 and np.all(active) and not self.failed.any()
+        )
         if self.record:
             self._local_progress(alpha_before, Wt, sigma_diag, rho, active & ~self.failed)
         if DEBUG:
@@ -274,6 +308,7 @@ class DualRound:
         aggregation ``alpha += s (alpha_local - alpha)``)."""
         prev = self.alpha_before
         self.alpha[:] = prev + s * (self.alpha - prev)
+        self.terms_are_model &= s == 1.0
 
     def conjugate_gain(self) -> float:
         """This round's increase of ``sum_t mean_i(-l*(-a_ti))`` (the line search's
@@ -283,7 +318,11 @@ class DualRound:
         )
 
     def evaluate(self, Wt) -> tuple[np.ndarray, np.ndarray]:
-        """Per-task mean loss at ``Wt`` and mean ``-l*(-alpha)``: the certificates' terms."""
+        """Per-task mean loss at ``Wt`` and mean ``-l*(-alpha)``: the certificates' terms
+        (from the certified kernel's last round when every node's terms are at ``Wt``)."""
+        loss_mean, conj_mean = self.terms
+        if self.terms_are_model and np.all(np.isfinite(loss_mean) & np.isfinite(conj_mean)):
+            return loss_mean.copy(), conj_mean.copy()
         return objective_terms(self.tasks, self.alpha, Wt, self.loss)
 
     def arrays(self) -> dict:

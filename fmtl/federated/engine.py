@@ -229,6 +229,15 @@ class DualEngine:
     scaling : float, optional
         Mini-batch SDCA's aggregation: ``s = min(1, scaling / total steps)`` applied to
         ``dB`` (and by the pool to the duals); None: ``B += dB``.
+    local_work : {"fixed", "auto"}, default="fixed"
+        ``"fixed"``: the nodes run the step budgets the systems runtime draws (the paper's
+        local work). ``"auto"``: the pool runs the certified shrinking kernel; when the
+        tasks are decoupled (diagonal Sigma and ``sigma' = 1``: Local, one task) every node
+        solves its own problem in the round to a certified relative gap of ``tol`` (a cap
+        of ``decoupled_passes`` times its budget), so a W-step takes one round of
+        communication.
+    decoupled_passes : int, default=1000
+        The step-budget multiplier of that one-round solve.
     callback : callable, optional
         Called with each History record.
 
@@ -293,6 +302,8 @@ class DualEngine:
         check_every: np.ndarray | None = None,
         feedback: bool = True,
         scaling: float | None = None,
+        local_work: str = "fixed",
+        decoupled_passes: int = 1000,
         callback=None,
     ) -> None:
         self.B, self.Sigma, self.lam = B, Sigma, lam
@@ -309,6 +320,11 @@ class DualEngine:
         self.scaling = scaling
         if scaling is not None:
             self.record_key = "scale"
+        if local_work not in ("fixed", "auto"):
+            raise ValueError(f"local_work must be 'fixed' or 'auto', got {local_work!r}")
+        self.certified = local_work == "auto"
+        self.decoupled_passes = decoupled_passes
+        self.decoupled = False
         self.line_search = sigma_prime == "adaptive"
         self._adaptive: AdaptiveSigmaPrime | None = None
         self.rho = 1.0
@@ -357,6 +373,13 @@ class DualEngine:
     def _gram_terms(self) -> tuple[float, float]:
         return gram_terms(self.B)
 
+    def local_options(self) -> dict:
+        """Extra keywords of the pool's ``run`` this round: the certified relative gap of
+        a decoupled one-round solve."""
+        if not self.decoupled:
+            return {}
+        return {"gap_rtol": self.tol if self.tol > 0 else 1e-12}
+
     # -- a round -------------------------------------------------------------------------
     @property
     def finished(self) -> bool:
@@ -382,7 +405,15 @@ class DualEngine:
             self.sdiag = S.diagonal() if isinstance(S, LowRankSigma) else np.diag(S)
             self._update_model()
             self._w_step_ready = True
+            self.decoupled = (
+                self.certified
+                and self.rho == 1.0
+                and isinstance(S, np.ndarray)
+                and not np.any(S - np.diag(self.sdiag))
+            )
         steps, active = self.runtime.draw(self.rng)
+        if self.decoupled:  # each node solves its own problem this round (to tol)
+            steps = steps * self.decoupled_passes
         seeds = draw_seeds(self.rng, self.m)
         self.round = EngineRound(pos["rnd"] + 1, steps, active, seeds)
         self.cert = None
@@ -565,6 +596,7 @@ def run_engine(engine: DualEngine, pool, ckpt: Checkpointer | None = None) -> Hi
             engine.theta,
             engine.check_every,
             engine.feedback,
+            **engine.local_options(),
         )
         gain = pool.conjugate_gain() if engine.line_search else None
         due = engine.end_train(dB, pool.steps_done, pool.failed, gain)

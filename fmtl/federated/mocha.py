@@ -194,6 +194,7 @@ def mocha(
     checkpoint_every: int = 0,
     resume: bool = True,
     warm_start: MochaResult | None = None,
+    local_work: str = "fixed",
 ) -> MochaResult:
     """Fit all task models with MOCHA.
 
@@ -281,6 +282,14 @@ def mocha(
         Continue from the checkpoint in ``checkpoint_dir`` if there is one. The resumed
         fit gives bit-identical ``coef`` and History (``wall_time`` aside) to an
         uninterrupted one; a checkpoint of another problem or settings is refused.
+    local_work : {"fixed", "auto"}, default="fixed"
+        ``"fixed"``: each node runs the step budget of ``local_frac`` (or of ``systems``)
+        with the paper's SDCA. ``"auto"``: the certified shrinking SDCA kernel
+        (:mod:`fmtl.solvers.sdca_shrink`; liblinear's active-set rule for the box losses,
+        stops only on a certified local gap); with decoupled tasks (``Sigma`` diagonal and
+        ``sigma' = 1``: Local, a single task) each node solves its own problem to a
+        certified relative gap of ``tol`` in one round, so a W-step costs one round of
+        communication. Estimated time then counts the slowest node's actual work.
     warm_start : MochaResult, optional
         Start from an earlier fit on the same data (any ``lam``, loss parameters unchanged):
         its dual variables, and its ``sigma`` when ``relationship="learned"``. The dual
@@ -343,8 +352,13 @@ def mocha(
     m = tasks.n_tasks
     learned = relationship == "learned"
     Sigma = initial_sigma(relationship, sigma, sigma_floor, m, lowrank)
-    runtime = SystemsRuntime(systems, tasks.n_samples, local_frac, flops_factor=8.0)
-    pool = DualRound(tasks, loss, lam, record_local_gaps, executor)
+    if local_work not in ("fixed", "auto"):
+        raise ValueError(f"local_work must be 'fixed' or 'auto', got {local_work!r}")
+    auto = local_work == "auto"
+    runtime = SystemsRuntime(
+        systems, tasks.n_samples, local_frac, flops_factor=8.0, slowest_node_time=auto
+    )
+    pool = DualRound(tasks, loss, lam, record_local_gaps, executor, certified=auto)
     engine = DualEngine(
         np.zeros((m, tasks.n_features)),
         Sigma,
@@ -360,6 +374,7 @@ def mocha(
         tol=tol,
         outer_tol=outer_tol,
         theta=local_theta,
+        local_work=local_work,
         callback=callback,
     )
     ckpt = engine.checkpointer(
@@ -384,6 +399,7 @@ def mocha(
         outer_tol=outer_tol,
         systems=systems,
         record_local_gaps=record_local_gaps,
+        **({"local_work": local_work} if auto else {}),  # old checkpoints stay valid
     )
     resume_or_warm_start(engine, pool, ckpt, resume, warm_start, tasks, loss, learned)
     with numba_threads(n_threads):
