@@ -62,6 +62,27 @@ def test_mocha_learned_sigma_dense_is_bit_identical(client):
     ex.release()
 
 
+@pytest.mark.parametrize("relationship", ["learned", "fixed"])
+def test_mocha_certified_kernel_and_adaptive_sigma_prime_are_bit_identical(client, relationship):
+    # local_work="auto" (the shrinking kernel; with fixed Sigma = I/m the one-round
+    # decoupled solve and the kernel's certificate terms) and the line search's rescaling
+    Xs, ys = random_tasks(m=6, n=40, d=8, seed=4)
+    kw = dict(
+        lam=0.05,
+        loss="hinge",
+        outer_iters=2,
+        inner_iters=5,
+        random_state=3,
+        relationship=relationship,
+        local_work="auto",
+        sigma_prime="adaptive",
+        tol=1e-6,
+    )
+    ex = DaskExecutor(client)
+    assert_same_fit(mocha(Xs, ys, executor=ex, **kw), mocha(Xs, ys, **kw), dual=False)
+    ex.release()
+
+
 def test_mocha_csr_is_bit_identical(client):
     Xs, ys = random_tasks(m=5, n=30, d=10, seed=2)
     Xs = _sparse(Xs)
