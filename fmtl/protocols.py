@@ -731,14 +731,14 @@ def paper_methods(task: str = "classification", random_state: Any = 0) -> dict[s
     * ``"MOCHA"``: MOCHA with the learned relationship Σ (the paper's "MTL" column).
 
     MOCHA runs at most ``outer_iters=10`` outer rounds of at most ``inner_iters=50``
-    federated rounds (one local SDCA pass per node per round: the reference's local work of
-    10 x 100 rounds of half a pass, in half the communication rounds) and stops a W-step at
-    a relative duality gap of ``tol=1e-5`` (:data:`MOCHA_SETTINGS`); Global and Local run
-    at most 500 passes to a relative gap of 1e-5 (:data:`BASELINE_SETTINGS`, as the
-    reference's ``max_sdca_iters`` and ``tol``). At the smallest lambdas of the grid
-    (1e-5, 1e-4), and for learned Σ with many more tasks than features, these caps are
-    often hit before ``tol``; :func:`error_table` records the final relative gap of each
-    refit.
+    federated rounds (the reference's 10 x 100 rounds, in half the communication rounds;
+    the estimators' defaults: adaptive ``sigma'`` and certified shrinking SDCA with adaptive
+    local passes) and stops a W-step at a relative duality gap of ``tol=1e-5``
+    (:data:`MOCHA_SETTINGS`); Global and Local solve each task to a certified relative gap
+    of 1e-5, in one round unless a task needs more than 1,000 passes (at most 500 rounds,
+    :data:`BASELINE_SETTINGS`). At the smallest lambdas of the grid (1e-5, 1e-4) learned Σ
+    is near-singular and MOCHA's W-steps can still hit their cap before ``tol``;
+    :func:`error_table` records the final relative gap of each refit.
 
     Parameters
     ----------

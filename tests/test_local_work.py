@@ -111,3 +111,36 @@ def test_local_estimator_default_is_one_round_and_local_work_is_validated():
     assert len(clf.history_) == 1 and clf.history_["rel_gap"][-1] <= 1e-6
     with pytest.raises(ValueError, match="local_work"):
         mocha(Xs, ys, 0.1, local_work="fast")
+
+
+def test_adaptive_local_work_resumes_bit_identically_and_grows_passes(tmp_path):
+    from fmtl.relationships import mean_regularized_sigma
+
+    Xs, ys = _data(m=6, n=60, d=6)
+    S = mean_regularized_sigma(6, 1.0)
+    kw = dict(
+        relationship="fixed",
+        sigma=S,
+        outer_iters=1,
+        inner_iters=40,
+        random_state=1,
+        local_work="auto",
+        sigma_prime="adaptive",
+    )
+    full = mocha(Xs, ys, 1e-3, **kw)
+    # the hill climb doubled the passes at least once (coupled Sigma, cheap communication)
+    n = np.array([len(y) for y in ys])
+    assert np.max(full.history["local_steps"].sum(axis=1)) >= 2 * n.sum()
+
+    class Stop(Exception):
+        pass
+
+    def boom(rec):
+        if rec["round"] == 19:
+            raise Stop
+
+    with pytest.raises(Stop):
+        mocha(Xs, ys, 1e-3, checkpoint_dir=tmp_path, checkpoint_every=6, callback=boom, **kw)
+    again = mocha(Xs, ys, 1e-3, checkpoint_dir=tmp_path, checkpoint_every=6, **kw)
+    np.testing.assert_array_equal(again.coef, full.coef)
+    np.testing.assert_array_equal(again.history["local_steps"], full.history["local_steps"])

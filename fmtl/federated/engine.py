@@ -49,6 +49,9 @@ from .history import History
 from .line_search import AdaptiveSigmaPrime, round_line_search
 from .systems import SystemsRuntime
 
+# rounds at a fixed number of local passes over which adaptive local work measures its rate
+_WORK_WINDOW = 4
+
 __all__ = ["DualEngine", "EngineRound", "certificates_from_terms", "run_engine"]
 
 
@@ -345,6 +348,10 @@ class DualEngine:
         }
         if self.line_search:
             self.pos["sigma_prime"] = 1.0  # the adaptive sigma' of the next round
+        if self.certified:
+            # adaptive local work (coupled tasks): passes per round, the last measured
+            # convergence rate per unit of cost and the round's certified dual gain
+            self.pos.update(local_passes=1.0, work_rate=np.nan, work_gap=np.nan)
 
     # -- hooks of the linear (B-based) form; kernel MOCHA overrides them -----------------
     def _update_model(self) -> None:
@@ -365,13 +372,53 @@ class DualEngine:
     def _wb(self) -> float:
         return float(np.sum(self.model * self.B))
 
-    def _line_search(self, dB: np.ndarray, conj_gain: float) -> float:
-        # gamma* maximising the certified dual increase gamma A - gamma^2 Q / 2
-        quad = float(np.sum(dB * (self.Sigma @ dB))) / self.lam
-        return round_line_search(conj_gain, float(np.sum(self.model * dB)), quad)[0]
+    def _quad(self, dB: np.ndarray) -> float:
+        return float(np.sum(dB * (self.Sigma @ dB))) / self.lam
+
+    def _line_search(self, dB: np.ndarray, conj_gain: float) -> tuple[float, float]:
+        # gamma* maximising the certified dual increase gamma A - gamma^2 Q / 2, and it
+        return round_line_search(conj_gain, float(np.sum(self.model * dB)), self._quad(dB))
 
     def _gram_terms(self) -> tuple[float, float]:
         return gram_terms(self.B)
+
+    @property
+    def work_check_due(self) -> bool:
+        """Whether this round ends a window of adaptive local work (coupled tasks under
+        ``local_work="auto"``): the duality gap is then measured, recorded or not."""
+        return (
+            self.certified
+            and not self.decoupled
+            and self.round is not None
+            and self.round.rnd % _WORK_WINDOW == 0
+        )
+
+    def observe_gap(self, loss_mean, conj_mean) -> None:
+        """The duality gap at the end of a window of adaptive local work (from the nodes'
+        terms, as the certificates), when the round is not evaluated anyway."""
+        cert = certificates_from_terms(loss_mean, conj_mean, self._wb(), self.lam)
+        self._adapt_local_work(cert["gap"])
+
+    def _adapt_local_work(self, gap: float) -> None:
+        """Hill-climb the local passes per round on the measured decrease of the duality
+        gap per unit of cost over a window of ``_WORK_WINDOW`` rounds: a round costs its
+        passes plus the server's evaluation (one pass) and its communication, in passes,
+        from the systems model's cost model. Doubling continues while the rate improves; a
+        worse rate halves (1 to 64 passes). The windows do not depend on ``eval_every``, so
+        neither does the fit."""
+        pos = self.pos
+        prev, passes = pos["work_gap"], pos["local_passes"]
+        pos["work_gap"] = gap = float(gap)  # plain floats: the position is saved as JSON
+        if not (np.isfinite(prev) and prev > 0 and gap > 0):
+            return
+        comm = self.runtime.comm / (self.runtime.flops * float(self.runtime.n.sum()) or 1.0)
+        rate = float(np.log(prev / gap) / (_WORK_WINDOW * (passes + 1.0 + comm)))
+        last = pos["work_rate"]
+        if np.isfinite(last) and rate < last:
+            passes = max(1.0, passes / 2.0)
+        else:
+            passes = min(64.0, passes * 2.0)
+        pos["work_rate"], pos["local_passes"] = rate, passes
 
     def local_options(self) -> dict:
         """Extra keywords of the pool's ``run`` this round: the certified relative gap of
@@ -394,6 +441,8 @@ class DualEngine:
         if pos["h"] == 0 or not self._w_step_ready:
             if self.learned and pos["outer"] > 0 and pos["h"] == 0:
                 self.Sigma = self._sigma_step()
+                if self.certified:
+                    pos["work_gap"] = pos["work_rate"] = np.nan
             if self.line_search:
                 # the safe value caps the adaptive one; its level carries over W-steps
                 safe = resolve_sigma_prime("spectral", self.Sigma)
@@ -414,6 +463,8 @@ class DualEngine:
         steps, active = self.runtime.draw(self.rng)
         if self.decoupled:  # each node solves its own problem this round (to tol)
             steps = steps * self.decoupled_passes
+        elif self.certified:
+            steps = np.round(steps * pos["local_passes"]).astype(np.int64)
         seeds = draw_seeds(self.rng, self.m)
         self.round = EngineRound(pos["rnd"] + 1, steps, active, seeds)
         self.cert = None
@@ -438,7 +489,7 @@ class DualEngine:
         elif self.line_search:
             if conj_gain is None:
                 raise ValueError("sigma_prime='adaptive' needs the round's conj_gain")
-            r.scale = self._line_search(dB, conj_gain)
+            r.scale = self._line_search(dB, conj_gain)[0]
             self.rho = self.pos["sigma_prime"] = self._adaptive.update(r.scale)
         self._aggregate(dB, r.scale)
         self._update_model()
@@ -474,6 +525,8 @@ class DualEngine:
         )
         if not skip_nonfinite or np.isfinite(cert["primal"]):
             self.pos["last_primal"] = cert["primal"]
+        if self.work_check_due:
+            self._adapt_local_work(cert["gap"])
         r.w_step_done |= self.tol > 0 and cert["rel_gap"] <= self.tol
         self.cert = cert
         return rec
@@ -604,6 +657,8 @@ def run_engine(engine: DualEngine, pool, ckpt: Checkpointer | None = None) -> Hi
             pool.rescale(r.scale)
         if due:
             engine.end_eval(*pool.evaluate(engine.model), pool.gap_columns())
+        elif engine.work_check_due:
+            engine.observe_gap(*pool.evaluate(engine.model))
         engine.end_round()
         if ckpt is not None:
             engine.save(ckpt, pool)
