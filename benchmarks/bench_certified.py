@@ -60,6 +60,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.svm import LinearSVC
 from threadpoolctl import threadpool_limits
 
+from fmtl.federated import mocha
 from fmtl.federated._loop import numba_threads
 from fmtl.losses import get_loss
 from fmtl.solvers._packing import pack_tasks
@@ -93,6 +94,8 @@ COLUMNS = [
     "old_seconds",
     "old_rel_subopt",
     "old_ratio",
+    "mocha_seconds",
+    "mocha_ratio",
     "repeats",
     "details",
 ]
@@ -201,6 +204,15 @@ def fmtl_solve(X, y, lam: float, loss, *, rtol: float, old_theta: float | None =
     return el, w, info
 
 
+def mocha_solve(Xs, ys, lam: float, loss_name: str, rtol: float):
+    """The user's path: ``mocha(..., relationship="fixed", tol=rtol, local_work="auto")``
+    (validation, packing, the engine and its certificate); returns (seconds, result)."""
+    t0 = time.perf_counter()
+    res = mocha(Xs, ys, lam, loss_name, relationship="fixed", outer_iters=1, inner_iters=100,
+                tol=rtol, local_work="auto", random_state=0)  # fmt: skip
+    return time.perf_counter() - t0, res
+
+
 def liblinear_fit(X, y, lam: float, loss_name: str, tol: float):
     """Wall time of the liblinear fit (dual CD, no intercept) and its weights."""
     C = 1.0 / (X.shape[0] * lam)
@@ -283,7 +295,8 @@ def certified_row(case: str, X, y, loss_name: str, lam: float, repeats: int) -> 
             break
     # timed repeats, interleaved (fmtl, liblinear, old kernel) so that the load of the
     # shared machine hits all three alike; ratios per repeat, then medians
-    t_f, t_l, t_o = [], [], []
+    mocha_solve([X], [y], lam, loss_name, RTOL)  # warm-up
+    t_f, t_l, t_o, t_m = [], [], [], []
     for _ in range(repeats):
         el, w_f, info_f = fmtl_solve(X, y, lam, loss, rtol=RTOL)
         t_f.append(el)
@@ -291,12 +304,18 @@ def certified_row(case: str, X, y, loss_name: str, lam: float, repeats: int) -> 
             t_l.append(liblinear_fit(X, y, lam, loss_name, hit[0])[0])
         el, w_o, info_o = fmtl_solve(X, y, lam, loss, rtol=RTOL, old_theta=theta)
         t_o.append(el)
+        el, res_m = mocha_solve([X], [y], lam, loss_name, RTOL)
+        t_m.append(el)
+    h_m = res_m.history
+    if h_m["rel_gap"][-1] > RTOL:
+        raise RuntimeError(f"mocha stopped uncertified: relative gap {h_m['rel_gap'][-1]:.2e}")
     p_f = primal(X, y, w_f, lam, loss)
     p_o = primal(X, y, w_o, lam, loss)
     p_star = min(p_star, p_f, p_o)
     lib_rel, lib_tol, lib_iters = np.nan, np.nan, -1
-    ratio = old_ratio = lib_s = np.nan
+    ratio = old_ratio = lib_s = mocha_ratio = np.nan
     if hit is not None:
+        mocha_ratio = _med(np.array(t_m) / np.array(t_l))
         lib_tol, p_l, lib_iters = hit
         lib_rel = (p_l - p_star) / p_star
         lib_s = _med(t_l)
@@ -314,7 +333,8 @@ def certified_row(case: str, X, y, loss_name: str, lam: float, repeats: int) -> 
         f"{info_f['gap']:.3e}; tight run: {tight['passes']:.1f} pass-equivalents, "
         f"{tight['certs']} certifications, P - D = {p_tight - d_lower:.2e}; old kernel: "
         f"{info_o['passes']:.0f} passes (theta = {theta:.3g}); liblinear ladder: {ladder_txt}; "
-        f"ratio of the fastest repeats {best:.2f}; load avg {_load()}"
+        f"ratio of the fastest repeats {best:.2f}; mocha(): {len(h_m)} round(s), certified "
+        f"relative gap {h_m['rel_gap'][-1]:.2e}; load avg {_load()}"
     )
     return {
         "case": case,
@@ -338,9 +358,59 @@ def certified_row(case: str, X, y, loss_name: str, lam: float, repeats: int) -> 
         "old_seconds": old_s,
         "old_rel_subopt": (p_o - p_star) / p_star,
         "old_ratio": old_ratio,
+        "mocha_seconds": _med(t_m),
+        "mocha_ratio": mocha_ratio,
         "repeats": repeats,
         "details": details,
     }
+
+
+TASK_COLUMNS = [
+    "m", "n_per_task", "d", "loss", "lam", "mocha_seconds", "sum_single_seconds", "ratio",
+    "target", "meets_target", "mocha_rounds", "mocha_rel_gap", "repeats",
+]  # fmt: skip
+
+
+def tasks_row(m: int, n: int, d: int, loss_name: str, lam: float, repeats: int) -> dict:
+    """MOCHA with ``Sigma = I / m`` (``relationship="fixed"``, ``local_work="auto"``) on
+    ``m`` tasks vs the sum of ``m`` single-task ``mocha`` solves of the same problems
+    (task ``t`` alone with ``lam * m``: ``Sigma = I/m`` scales each regulariser by ``m``),
+    all to a certified relative gap of ``RTOL``; interleaved repeats, median ratio."""
+    rng = np.random.default_rng(1)
+    Xs, ys = [], []
+    for _ in range(m):
+        X = rng.normal(size=(n, d))
+        X /= np.linalg.norm(X, axis=1, keepdims=True)
+        Xs.append(X)
+        ys.append(_labels(X, rng))
+    sigma = np.eye(m) / m
+
+    def joint():
+        t0 = time.perf_counter()
+        res = mocha(Xs, ys, lam, loss_name, relationship="fixed", sigma=sigma, outer_iters=1,
+                    inner_iters=100, tol=RTOL, local_work="auto", random_state=0)  # fmt: skip
+        return time.perf_counter() - t0, res
+
+    def singles():
+        t0 = time.perf_counter()
+        for X, y in zip(Xs, ys, strict=True):
+            mocha_solve([X], [y], lam * m, loss_name, RTOL)
+        return time.perf_counter() - t0
+
+    joint(), singles()  # warm-ups
+    t_j, t_s = [], []
+    for _ in range(repeats):
+        el, res = joint()
+        t_j.append(el)
+        t_s.append(singles())
+    ratio = _med(np.array(t_j) / np.array(t_s))
+    return {
+        "m": m, "n_per_task": n, "d": d, "loss": loss_name, "lam": lam,
+        "mocha_seconds": _med(t_j), "sum_single_seconds": _med(t_s), "ratio": ratio,
+        "target": 1.2, "meets_target": bool(ratio <= 1.2),
+        "mocha_rounds": len(res.history), "mocha_rel_gap": float(res.history["rel_gap"][-1]),
+        "repeats": repeats,
+    }  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------
@@ -349,7 +419,10 @@ def certified_row(case: str, X, y, loss_name: str, lam: float, repeats: int) -> 
 
 
 def print_table(rows: list[dict]) -> None:
-    head = ["case", "loss", "lam", "fmtl", "liblinear (tol)", "ratio", "old kernel", "old ratio"]
+    head = [
+        "case", "loss", "lam", "fmtl", "liblinear (tol)", "ratio", "mocha() ratio", "old kernel",
+        "old ratio",
+    ]  # fmt: skip
     body = [
         [
             r["case"],
@@ -358,6 +431,7 @@ def print_table(rows: list[dict]) -> None:
             _fmt_s(r["fmtl_seconds"]),
             f"{_fmt_s(r['liblinear_seconds'])} ({r['liblinear_tol']:g})",
             f"{r['ratio']:.2f}" + ("" if r["meets_target"] else " (NO)"),
+            f"{r['mocha_ratio']:.2f}",
             _fmt_s(r["old_seconds"]),
             f"{r['old_ratio']:.1f}",
         ]
@@ -438,9 +512,26 @@ def main(argv=None) -> int:
                         f" old {_fmt_s(r['old_seconds'])} [{time.perf_counter() - t_start:.0f}s]",
                         flush=True,
                     )
+        task_rows = [
+            tasks_row(*((10, 400, 50) if q else (50, 1_000, 100)), loss_name, 1e-3, repeats)
+            for loss_name in ("hinge", "logistic")
+        ]
     print()
     print_table(rows)
+    print()
+    print("MOCHA with Sigma = I/m vs the sum of the per-task solves (target <= 1.2):")
+    for r in task_rows:
+        print(
+            f"  m={r['m']} x {r['n_per_task']} x {r['d']}, {r['loss']}, lam={r['lam']:g}: "
+            f"mocha {_fmt_s(r['mocha_seconds'])} ({r['mocha_rounds']} round(s), gap "
+            f"{r['mocha_rel_gap']:.1e}), per-task solves {_fmt_s(r['sum_single_seconds'])}, "
+            f"ratio {r['ratio']:.2f}"
+        )
     stem = "bench_certified_quick" if q else "bench_certified"
+    with open(out / f"{stem}_tasks.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=TASK_COLUMNS)
+        w.writeheader()
+        w.writerows(task_rows)
     csv_path = out / f"{stem}.csv"
     with open(csv_path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=COLUMNS)
