@@ -55,6 +55,7 @@ import numpy as np
 import scipy
 import scipy.sparse as sp
 import sklearn
+from bench_speed import _labels, dense_problem  # the same generators as bench_speed
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.svm import LinearSVC
@@ -104,21 +105,6 @@ COLUMNS = [
 # --------------------------------------------------------------------------------------------
 # data
 # --------------------------------------------------------------------------------------------
-
-
-def _labels(X, rng: np.random.Generator, noise: float = 0.3) -> np.ndarray:
-    """+-1 labels from a random linear model, margins standardised, Gaussian noise."""
-    z = np.asarray(X @ rng.standard_normal(X.shape[1])).ravel()
-    z /= max(float(z.std()), np.finfo(float).tiny)
-    return np.where(z + noise * rng.standard_normal(z.shape[0]) >= 0.0, 1.0, -1.0)
-
-
-def dense_problem(n: int, d: int, seed: int = 0):
-    """Gaussian rows normalised to norm 1 (C-contiguous float64) and noisy linear labels."""
-    rng = np.random.default_rng(seed)
-    X = rng.standard_normal((n, d))
-    X /= np.linalg.norm(X, axis=1, keepdims=True)
-    return np.ascontiguousarray(X), _labels(X, rng)
 
 
 def text_problem(n: int, d: int, density: float, seed: int = 0):

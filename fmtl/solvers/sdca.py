@@ -44,8 +44,13 @@ def _splitmix64(state):
 
 @njit(cache=True, fastmath=False)
 def _shuffle(perm, state):
-    # Fisher-Yates with 53-bit uniforms
-    for k in range(perm.shape[0] - 1, 0, -1):
+    return _shuffle_prefix(perm, perm.shape[0], state)
+
+
+@njit(cache=True, fastmath=False)
+def _shuffle_prefix(perm, k_end, state):
+    # Fisher-Yates of perm[:k_end] with 53-bit uniforms
+    for k in range(k_end - 1, 0, -1):
         state, z = _splitmix64(state)
         u = np.float64(z >> np.uint64(11)) * (1.0 / 9007199254740992.0)
         j = int(u * (k + 1))

@@ -68,7 +68,7 @@ from numba.extending import intrinsic
 
 from ..losses import logistic
 from ..losses._dispatch import loss_neg_conjugate, loss_sdca_delta, loss_value
-from .sdca import _splitmix64
+from .sdca import _shuffle_prefix
 
 #: The packed data (``PackedTasks.kernel_args`` in order).
 KernelData = namedtuple(
@@ -226,21 +226,6 @@ def _axpy(D, i, c, out):
         Xd = D.Xd
         for j in range(Xd.shape[1]):
             out[j] += c * Xd[i, j]
-
-
-@njit(cache=True, fastmath=False)
-def _shuffle_prefix(perm, k_end, state):
-    # Fisher-Yates of perm[:k_end] with 53-bit uniforms (the stream of sdca._shuffle)
-    for k in range(k_end - 1, 0, -1):
-        state, z = _splitmix64(state)
-        u = np.float64(z >> np.uint64(11)) * (1.0 / 9007199254740992.0)
-        j = int(u * (k + 1))
-        if j > k:
-            j = k
-        tmp = perm[k]
-        perm[k] = perm[j]
-        perm[j] = tmp
-    return state
 
 
 @njit(cache=True, fastmath=False)
