@@ -33,6 +33,7 @@ MODULES = [
     "fmtl.kernel_estimators",
     "fmtl.federated",
     "fmtl.federated.engine",
+    "fmtl.federated.line_search",
     "fmtl.relationships",
     "fmtl.losses",
     "fmtl.solvers",

@@ -12,6 +12,7 @@ PUBLIC_MODULES = [
     "fmtl",
     "fmtl.federated",
     "fmtl.federated.engine",
+    "fmtl.federated.line_search",
     "fmtl.relationships",
     "fmtl.losses",
     "fmtl.solvers",

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+__all__ = ["AdaptiveSigmaPrime", "round_line_search"]
+
 
 def round_line_search(conj_gain: float, w_dot_db: float, quad: float) -> tuple[float, float]:
     """``gamma*`` maximising ``gamma A - gamma^2 Q / 2`` on ``[0, 1]`` and that value.
