@@ -398,3 +398,22 @@ def test_ray_simulation_engine_equals_in_process_mocha(tmp_path):
     small = load_mocha(path)
     assert not np.array_equal(ds.X[0], small.X[0])  # the reversal changed tasks 0-2
     assert np.abs(got - ref.coef).max() <= 1e-10
+
+
+def test_protocol_adaptive_sigma_prime_equals_mocha_with_failures():
+    # the server's line search travels as one scalar per node each way: the clients'
+    # conjugate gains up, the step with the next acknowledgement down; lost replies roll
+    # back as before. Bit-identical to the in-process fit.
+    Xs, ys = random_tasks(m=5, n=30, d=6, seed=3)
+    fails = {(2, 1), (5, 3)}
+    kw = dict(outer_iters=3, inner_iters=4, random_state=2, sigma_prime="adaptive")
+    ref = mocha_with_failures(Xs, ys, LAM, fails, **kw)
+    assert np.any(ref.history["step"] < 1.0)  # the line search did cut steps here
+    clients = clients_for(Xs, ys)
+    server = make_server("mocha", [len(y) for y in ys], 6, LAM, **kw)
+    res = run_local(server, clients, fail=lambda r, t, ph: ph == "train" and (r, t) in fails)
+    assert np.array_equal(res.coef, ref.coef)
+    for col in ("primal", "dual", "gap", "rho", "step", "failed"):
+        np.testing.assert_array_equal(res.history[col], ref.history[col])
+    check_dual_consistency(res.B, clients)
+    np.testing.assert_array_equal(np.concatenate([c.alpha for c in clients]), ref.dual_coef)

@@ -165,6 +165,10 @@ def _vector(arrays: Mapping, key: str, d: int) -> np.ndarray:
 # ---------------------------------------------------------------------------------- clients
 
 
+def _optional_float(v) -> float | None:
+    return None if v is None else float(v)
+
+
 class MochaClientState:
     """One MOCHA client: its task ``(X_t, y_t)`` and dual variables ``alpha_t``.
 
@@ -258,13 +262,17 @@ class MochaClientState:
         self.n_commits = int(config.get("n_commits", 0))
         self.n_rollbacks = int(config.get("n_rollbacks", 0))
 
-    def sync(self, ack: int | None) -> None:
+    def sync(self, ack: int | None, scale: float | None = None) -> None:
         """Commit the pending update if the server aggregated it (``ack`` is its round),
-        else roll it back. ``ack=None`` leaves it pending."""
+        else roll it back. ``ack=None`` leaves it pending. ``scale``: the fraction of the
+        update the server aggregated (its line search, ``sigma_prime="adaptive"``)."""
         if ack is None or self.pending_alpha is None:
             return
         if int(ack) == self.pending_round:
-            self.alpha = self.pending_alpha
+            if scale is None:
+                self.alpha = self.pending_alpha
+            else:  # the same arithmetic as the in-process pool's rescale, bit for bit
+                self.alpha = self.alpha + scale * (self.pending_alpha - self.alpha)
             self.n_commits += 1
         else:
             self.n_rollbacks += 1
@@ -284,14 +292,16 @@ class MochaClientState:
         rnd: int = 1,
         check_every: int = 0,
         record_gaps: bool = False,
+        scale: float | None = None,
     ) -> dict:
         """Run ``steps`` local SDCA steps from the committed duals at ``w_t``.
 
-        ``commit`` is the server's ``ack`` (see :meth:`sync`), applied first. Returns
-        ``{"db": (d,) array, "steps_done", "gap_start", "gap_end", "progress",
-        "n_commits", "n_rollbacks"}``; the new duals stay pending as round ``rnd``.
+        ``commit`` is the server's ``ack`` (see :meth:`sync`, with its ``scale``), applied
+        first. Returns ``{"db": (d,) array, "steps_done", "gap_start", "gap_end",
+        "progress", "conj_gain", "n_commits", "n_rollbacks"}``; the new duals stay pending
+        as round ``rnd``.
         """
-        self.sync(commit)
+        self.sync(commit, scale)
         # the in-process pool over this one task: the same kernel call, failure check and
         # local-progress formula as mocha()
         pool = DualRound(self.tasks, self.loss, self.lam, bool(record_gaps))
@@ -312,6 +322,7 @@ class MochaClientState:
         alpha = pool.alpha
         steps_done, gap0, gap1 = pool.steps_done, pool.gap0, pool.gap1
         progress = float(pool.progress[0]) if record_gaps else np.nan
+        conj_gain = float(pool.conjugate_gain())  # the line search's c_t
         self.pending_alpha = alpha
         self.pending_round = int(rnd)
         return {
@@ -320,13 +331,14 @@ class MochaClientState:
             "gap_start": float(gap0[0]),
             "gap_end": float(gap1[0]),
             "progress": progress,
+            "conj_gain": conj_gain,
             "n_commits": self.n_commits,
             "n_rollbacks": self.n_rollbacks,
         }
 
-    def evaluate(self, w_t, commit: int | None = None) -> dict:
+    def evaluate(self, w_t, commit: int | None = None, scale: float | None = None) -> dict:
         """Mean loss at ``w_t`` and mean ``-l*(-alpha)`` over the committed duals."""
-        self.sync(commit)
+        self.sync(commit, scale)
         w = np.ascontiguousarray(np.asarray(w_t, dtype=np.float64).reshape(1, self.d))
         loss_mean, conj_mean = objective_terms(self.tasks, self.alpha, w, self.loss)
         return {
@@ -350,11 +362,16 @@ class MochaClientState:
                 rnd=int(config["round"]),
                 check_every=int(config.get("check_every", 0)),
                 record_gaps=bool(config.get("record_gaps", False)),
+                scale=_optional_float(config.get("scale")),
             )
             db = out.pop("db")
             return {"db": db}, {"round": int(config["round"]), **out}
         if kind == "evaluate":
-            out = self.evaluate(_vector(arrays, "w", self.d), int(config["ack"]))
+            out = self.evaluate(
+                _vector(arrays, "w", self.d),
+                int(config["ack"]),
+                _optional_float(config.get("scale")),
+            )
             return {}, {"round": int(config["round"]), **out}
         raise ValueError(f"MOCHA client cannot handle a {kind!r} message")
 
@@ -719,6 +736,7 @@ record_local_gaps, eval_every, callback
             check_schedule(
                 outer_iters, inner_iters, eval_every, local_frac, local_theta, relationship, tol,
                 outer_tol, record_local_gaps, sigma_floor, sigma_prime, systems,
+                allow_adaptive=True,
             )
         )  # fmt: skip
         Sigma = initial_sigma(relationship, sigma, sigma_floor, m, accept_lowrank=False)
@@ -751,6 +769,7 @@ record_local_gaps, eval_every, callback
         )
         # per node: last round whose update was aggregated, and how many were
         self.ack = np.zeros(m, dtype=np.int64)
+        self.ack_scale = np.ones(m)  # the line search's step of the acknowledged round
         self.n_agg = np.zeros(m, dtype=np.int64)
         self.state_resets = np.zeros(m, dtype=np.int64)
         self.client_rollbacks = np.zeros(m, dtype=np.int64)  # as last reported
@@ -790,10 +809,16 @@ record_local_gaps, eval_every, callback
                 "theta": e.theta,
                 "check_every": int(e.check_every[t]),
                 "record_gaps": bool(self.record),
-                "ack": int(self.ack[t]),
+                **self._ack(t),
             }
             out[int(t)] = ({"w": e.model[t].copy()}, config)
         return out
+
+    def _ack(self, t: int) -> dict:
+        # the round node t's pending update belongs to, and (line search) its step
+        if self.engine.line_search:
+            return {"ack": int(self.ack[t]), "scale": float(self.ack_scale[t])}
+        return {"ack": int(self.ack[t])}
 
     def end_train(self, replies: Mapping[int, Message | None]) -> bool:
         """Aggregate the replies of this round (a missing/None/invalid one: dropped).
@@ -808,6 +833,7 @@ record_local_gaps, eval_every, callback
         gap0 = np.full(m, np.nan)
         gap1 = np.full(m, np.nan)
         progress = np.full(m, np.nan)
+        conj = np.zeros(m)
         failed = np.zeros(m, dtype=np.bool_)
         for t in np.flatnonzero(active):
             reply = replies.get(int(t))
@@ -823,6 +849,9 @@ record_local_gaps, eval_every, callback
                 sd = int(config["steps_done"])
                 g0, g1 = float(config["gap_start"]), float(config["gap_end"])
                 prog = float(config["progress"])
+                cg = float(config["conj_gain"]) if self.engine.line_search else 0.0
+                if not np.isfinite(cg):
+                    raise ValueError("non-finite conj_gain")
             except (KeyError, TypeError, ValueError):
                 failed[t] = True
                 continue
@@ -831,9 +860,14 @@ record_local_gaps, eval_every, callback
             dB[t] = db
             steps_done[t] = sd
             gap0[t], gap1[t], progress[t] = g0, g1, prog
-        self.eval_due = self.engine.end_train(dB, steps_done, failed)  # active &= ~failed
+            conj[t] = cg
+        # per-node terms summed as the in-process pool sums them (bit-identical steps)
+        gain = float(np.sum(conj)) if self.engine.line_search else None
+        self.eval_due = self.engine.end_train(dB, steps_done, failed, gain)  # active &= ~failed
+        scale = self.engine.round.scale
         for t in np.flatnonzero(active):
             self.ack[t] = rnd
+            self.ack_scale[t] = 1.0 if scale is None else scale
             self.n_agg[t] += 1
         r.update(gap0=gap0, gap1=gap1, progress=progress)
         return self.eval_due
@@ -862,7 +896,7 @@ record_local_gaps, eval_every, callback
         rnd = self._round["rnd"]
         W = self.engine.model
         return {
-            t: ({"w": W[t].copy()}, {**self._common(rnd, t), "ack": int(self.ack[t])})
+            t: ({"w": W[t].copy()}, {**self._common(rnd, t), **self._ack(t)})
             for t in range(self.m)
         }
 

@@ -490,7 +490,8 @@ def check_schedule(
     kernel form); returns ``(outer_iters, inner_iters, eval_every, local_frac, tol,
     outer_tol, record_local_gaps)`` with ``record_local_gaps`` resolved (None: record
     under a systems model). ``sigma_prime="adaptive"`` only where ``allow_adaptive`` (the
-    in-process linear engine, whose pool rescales its duals after the line search)."""
+    linear engine, in process or federated, whose clients rescale their duals after the
+    line search)."""
     outer_iters = check_positive_int("outer_iters", outer_iters)
     inner_iters = check_positive_int("inner_iters", inner_iters)
     eval_every = check_positive_int("eval_every", eval_every)
@@ -507,8 +508,9 @@ def check_schedule(
     if isinstance(sigma_prime, str) and sigma_prime == "adaptive":
         if not allow_adaptive:
             raise ValueError(
-                "sigma_prime='adaptive' (the server's line search) is available in mocha() "
-                "and the estimators only; use 'gershgorin', 'spectral' or a number here"
+                "sigma_prime='adaptive' (the server's line search) is available in mocha(), "
+                "the estimators and the Flower server, not in kernel MOCHA; use "
+                "'gershgorin', 'spectral' or a number here"
             )
     else:
         resolve_sigma_prime(sigma_prime, np.eye(1))  # validate before any work
