@@ -144,3 +144,16 @@ def test_adaptive_local_work_resumes_bit_identically_and_grows_passes(tmp_path):
     again = mocha(Xs, ys, 1e-3, checkpoint_dir=tmp_path, checkpoint_every=6, **kw)
     np.testing.assert_array_equal(again.coef, full.coef)
     np.testing.assert_array_equal(again.history["local_steps"], full.history["local_steps"])
+
+
+def test_identity_estimator_with_adaptive_sigma_prime_is_one_round():
+    from fmtl import MochaClassifier
+
+    Xs, ys = _data(m=4, n=60)
+    X, y = np.vstack(Xs), np.concatenate(ys)
+    t = np.repeat(np.arange(4), [len(v) for v in ys])
+    # defaults sigma_prime="adaptive", local_work="auto": decoupled tasks need no line
+    # search (sigma' = 1 is safe for a diagonal Sigma), so one certified round
+    clf = MochaClassifier(alpha=1e-3, relationship="identity").fit(X, y, t)
+    assert len(clf.history_) == 1 and clf.history_["rel_gap"][-1] <= 1e-6
+    assert clf.history_["step"].tolist() == [1.0] and clf.history_["rho"].tolist() == [1.0]

@@ -454,12 +454,11 @@ class DualEngine:
             self.sdiag = S.diagonal() if isinstance(S, LowRankSigma) else np.diag(S)
             self._update_model()
             self._w_step_ready = True
-            self.decoupled = (
-                self.certified
-                and self.rho == 1.0
-                and isinstance(S, np.ndarray)
-                and not np.any(S - np.diag(self.sdiag))
-            )
+            diagonal = isinstance(S, np.ndarray) and not np.any(S - np.diag(self.sdiag))
+            # decoupled tasks: sigma' = 1 is safe (and exact), so no line search either
+            self.decoupled = self.certified and diagonal and (self.line_search or self.rho == 1.0)
+            if self.decoupled:
+                self.rho = 1.0
         steps, active = self.runtime.draw(self.rng)
         if self.decoupled:  # each node solves its own problem this round (to tol)
             steps = steps * self.decoupled_passes
@@ -486,7 +485,7 @@ class DualEngine:
         if self.scaling is not None:
             total = float(np.sum(np.where(r.active, steps_done, 0)))
             r.scale = min(1.0, self.scaling / total) if total > 0 else 0.0
-        elif self.line_search:
+        elif self.line_search and not self.decoupled:
             if conj_gain is None:
                 raise ValueError("sigma_prime='adaptive' needs the round's conj_gain")
             r.scale = self._line_search(dB, conj_gain)[0]
@@ -512,7 +511,7 @@ class DualEngine:
         if self.scaling is not None:
             values = {self.record_key: r.scale}
         elif self.line_search:  # the sigma' this round used and its aggregation step
-            values = {self.record_key: r.rho, "step": r.scale}
+            values = {self.record_key: r.rho, "step": 1.0 if r.scale is None else r.scale}
         else:
             values = {self.record_key: self.rho}
         rec = self.rec.add(
@@ -544,6 +543,9 @@ class DualEngine:
             pos["prev_outer_primal"] = p
         if done and pos["outer"] == self.outer_iters:
             pos["finished"] = True
+        if done and not self.learned and self.cert is not None and self.tol > 0:
+            # a fixed Sigma certified to tol: another W-step would repeat the same problem
+            pos["finished"] |= self.cert["rel_gap"] <= self.tol
         self.round = None
 
     # -- checkpoints ---------------------------------------------------------------------
@@ -651,7 +653,7 @@ def run_engine(engine: DualEngine, pool, ckpt: Checkpointer | None = None) -> Hi
             engine.feedback,
             **engine.local_options(),
         )
-        gain = pool.conjugate_gain() if engine.line_search else None
+        gain = pool.conjugate_gain() if engine.line_search and not engine.decoupled else None
         due = engine.end_train(dB, pool.steps_done, pool.failed, gain)
         if r.scale is not None:
             pool.rescale(r.scale)

@@ -232,7 +232,9 @@ def mocha(
         If > 0, a node also stops (at the end of a pass over its data) once its local
         Fenchel gap is ``<= local_theta`` times the gap it started the round with.
     tol : float, default=0.0
-        Stop a W-step once the relative duality gap for the current Sigma is ``<= tol``.
+        Stop a W-step once the relative duality gap for the current Sigma is ``<= tol``;
+        with a fixed relationship that ends the fit (the next W-step would solve the same
+        problem again).
     outer_tol : float, default=0.0
         Stop once an outer round decreases the primal objective by ``<= outer_tol``
         relative.
