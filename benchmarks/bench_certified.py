@@ -55,7 +55,7 @@ import numpy as np
 import scipy
 import scipy.sparse as sp
 import sklearn
-from bench_speed import _labels, dense_problem  # the same generators as bench_speed
+from bench_speed import _labels, dense_problem, write_results  # shared with bench_speed
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.svm import LinearSVC
@@ -518,22 +518,7 @@ def main(argv=None) -> int:
         w = csv.DictWriter(f, fieldnames=TASK_COLUMNS)
         w.writeheader()
         w.writerows(task_rows)
-    csv_path = out / f"{stem}.csv"
-    with open(csv_path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=COLUMNS)
-        w.writeheader()
-        w.writerows(rows)
-    print(f"wrote {csv_path}")
-    if plot(rows, out / f"{stem}.png"):
-        print(f"wrote {out / f'{stem}.png'}")
-    else:
-        print("matplotlib not installed: skipped the PNG (pip install fmtl[plot])")
-    print(f"total {time.perf_counter() - t_start:.1f}s")
-    print(
-        "reproduce: python benchmarks/bench_certified.py"
-        + (" --quick" if q else "")
-        + f" --out {args.out}"
-    )
+    write_results(out, stem, rows, COLUMNS, plot, "bench_certified.py", q, args.out, t_start)
     return 0
 
 

@@ -672,23 +672,29 @@ def main(argv=None) -> int:
         if r["check"]:
             print(f"check [{r['name']}, {r['case']}]: {r['check']} -> ok={r['check_ok']}")
     stem = "bench_speed_quick" if q else "bench_speed"
+    write_results(out, stem, rows, COLUMNS, plot, "bench_speed.py", q, args.out, t_start)
+    return 0
+
+
+def write_results(out, stem, rows, columns, plot_fn, script, quick, out_arg, t_start) -> None:
+    """CSV and PNG of a benchmark's rows, the total time and the command that reproduces
+    them (shared by the benchmark scripts)."""
     csv_path = out / f"{stem}.csv"
     with open(csv_path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=COLUMNS)
+        w = csv.DictWriter(f, fieldnames=columns)
         w.writeheader()
         w.writerows(rows)
     print(f"wrote {csv_path}")
-    if plot(rows, out / f"{stem}.png"):
+    if plot_fn(rows, out / f"{stem}.png"):
         print(f"wrote {out / f'{stem}.png'}")
     else:
         print("matplotlib not installed: skipped the PNG (pip install fmtl[plot])")
     print(f"total {time.perf_counter() - t_start:.1f}s")
     print(
-        "reproduce: python benchmarks/bench_speed.py"
-        + (" --quick" if q else "")
-        + f" --out {args.out}"
+        f"reproduce: python benchmarks/{script}"
+        + (" --quick" if quick else "")
+        + f" --out {out_arg}"
     )
-    return 0
 
 
 if __name__ == "__main__":
