@@ -55,7 +55,13 @@ import numpy as np
 import scipy
 import scipy.sparse as sp
 import sklearn
-from bench_speed import _labels, dense_problem, write_results  # shared with bench_speed
+from bench_speed import (  # shared with bench_speed
+    _labels,
+    _load,
+    _med,
+    dense_problem,
+    write_results,
+)
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.svm import LinearSVC
@@ -231,21 +237,10 @@ def liblinear_fit(X, y, lam: float, loss_name: str, tol: float):
     return el, clf.coef_.ravel().copy(), int(np.max(clf.n_iter_))
 
 
-def _med(v) -> float:
-    return float(np.median(np.asarray(v, dtype=float)))
-
-
 def _fmt_s(t: float) -> str:
     if not np.isfinite(t):
         return "nan"
     return f"{t * 1e3:.1f} ms" if t < 1.0 else f"{t:.2f} s"
-
-
-def _load() -> str:
-    try:
-        return f"{os.getloadavg()[0]:.2f}"
-    except OSError:  # pragma: no cover - not on every platform
-        return "n/a"
 
 
 # --------------------------------------------------------------------------------------------

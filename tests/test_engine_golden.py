@@ -12,6 +12,7 @@ Regenerate (only when a change of results is intended and explained)::
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import sys
@@ -20,24 +21,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from conftest import random_tasks  # the suite's related-tasks generator
 
 from fmtl.federated import SystemsModel, cocoa, kernel_mocha, mbsdca, mbsgd, mocha
 from fmtl.relationships import LowRankSigma
 
 GOLDEN = Path(__file__).parent / "data" / "engine_golden.json"
 LAM = 0.05
-
-
-def _tasks(m=4, n=18, d=5, seed=0, regression=False):
-    rng = np.random.default_rng(seed)
-    w0 = rng.normal(size=d)
-    Xs, ys = [], []
-    for t in range(m):
-        X = rng.normal(size=(n + 3 * t, d))
-        z = X @ (w0 + 0.5 * rng.normal(size=d)) + 0.3 * rng.normal(size=X.shape[0])
-        Xs.append(X)
-        ys.append(z if regression else np.where(z > 0, 1.0, -1.0))
-    return Xs, ys
+_tasks = functools.partial(random_tasks, m=4, n=18, d=5)  # the golden runs' sizes
 
 
 def _digest(a) -> str:

@@ -99,19 +99,9 @@ def test_adaptive_mocha_monotone_dual_and_cvxpy_optimum(loss):
 
     Xs, ys, Sigma = _coupled_problem()
     lam = 1e-2
-    res = mocha(
-        Xs,
-        ys,
-        lam,
-        loss,
-        relationship="fixed",
-        sigma=Sigma,
-        outer_iters=1,
-        inner_iters=3000,
-        tol=1e-8,
-        sigma_prime="adaptive",
-        random_state=0,
-    )
+    kw = dict(relationship="fixed", sigma=Sigma, outer_iters=1, inner_iters=3000, tol=1e-8,
+              random_state=0)  # fmt: skip
+    res = mocha(Xs, ys, lam, loss, sigma_prime="adaptive", **kw)
     h = res.history
     assert h["rel_gap"][-1] <= 1e-8
     # the line search never lets the dual decrease (1e-13: rounding of the certificate)
@@ -123,19 +113,7 @@ def test_adaptive_mocha_monotone_dual_and_cvxpy_optimum(loss):
     # certified: P - P* <= gap <= 1e-8 P; cvxpy (Clarabel) is accurate to ~1e-7 relative
     assert abs(h["primal"][-1] - ref) <= 1e-6 * abs(ref)
     # and faster than the safe sigma' on this coupled Sigma (rounds to the same tolerance)
-    safe_run = mocha(
-        Xs,
-        ys,
-        lam,
-        loss,
-        relationship="fixed",
-        sigma=Sigma,
-        outer_iters=1,
-        inner_iters=3000,
-        tol=1e-8,
-        sigma_prime="spectral",
-        random_state=0,
-    )
+    safe_run = mocha(Xs, ys, lam, loss, sigma_prime="spectral", **kw)
     assert len(h) < len(safe_run.history)
 
 
