@@ -14,6 +14,8 @@ from fmtl.datasets import (
 )
 from fmtl.protocols import (
     DEFAULT_ALPHAS,
+    MOCHA_SIGMA_FLOOR,
+    REFIT_SETTINGS,
     cross_validate_alpha,
     error_table,
     paper_methods,
@@ -246,6 +248,24 @@ def test_error_table_rows_summary_and_determinism():
     assert summ[0]["std"] == pytest.approx(np.std(errs, ddof=1))
 
 
+def test_error_table_refit_params_reach_only_the_final_fit():
+    # a 1-round W-step (coupled tasks) leaves the refit uncertified; lifting the cap for
+    # the refit only certifies it (rel_gap <= tol) and leaves the chosen alpha unchanged
+    ds = make_multitask_classification(n_tasks=3, n_samples=30, n_features=4, random_state=2)
+    est = MochaClassifier(relationship="mean", inner_iters=1, tol=1e-6, random_state=0)
+    kw = dict(alphas=(1e-2, 1.0), n_seeds=1, n_folds=3)
+    capped = error_table({"toy": ds}, {"MOCHA": est}, **kw)[0]
+    lifted = error_table(
+        {"toy": ds}, {"MOCHA": est}, refit_params={"MOCHA": {"inner_iters": 2000}}, **kw
+    )[0]
+    assert capped["alpha"] == lifted["alpha"]
+    assert capped["rel_gap"] > 1e-6 >= lifted["rel_gap"]
+    with pytest.raises(ValueError, match="not one of the methods"):
+        error_table({"toy": ds}, {"MOCHA": est}, refit_params={"Local": {}}, **kw)
+    with pytest.raises(ValueError, match="lacks"):
+        error_table({"toy": ds}, {"MOCHA": est}, refit_params={"MOCHA": {"rounds": 3}}, **kw)
+
+
 def test_summarize_alpha_mode_ties_to_larger():
     rows = [
         {"dataset": "d", "method": "m", "alpha": 0.1, "error": 0.1},
@@ -289,6 +309,8 @@ def test_paper_methods():
         50,
     )
     assert m["MOCHA"].get_params()["relationship"] == "learned"
+    assert m["MOCHA"].get_params()["sigma_floor"] == MOCHA_SIGMA_FLOOR == 1e-3
+    assert set(REFIT_SETTINGS) <= set(m)
     r = paper_methods("regression", random_state=3)
     assert isinstance(r["Local"], LocalRegressor) and r["MOCHA"].random_state == 3
     assert DEFAULT_ALPHAS == (1e-5, 1e-4, 1e-3, 1e-2, 0.1, 10.0)
