@@ -11,7 +11,8 @@ training part, and the error is the mean over tasks of the per-task test error
 Methods (:func:`fmtl.protocols.paper_methods`): Constant (each task's training mode or mean:
 the reference's constant baseline, the floor to beat), Global (one pooled model), Local
 (one model per task), "MTL (mean-reg. Ω)" (MOCHA with the fixed mean-regularised Ω, kappa = 1) and
-MOCHA (learned Σ); hinge loss for classification, squared loss for regression. MOCHA runs
+MOCHA (learned Σ); hinge loss for classification, squared loss for regression, no intercept
+(``fit_intercept=False``, as in the paper; fmtl's estimators default to one). MOCHA runs
 <= 10 outer x 50 inner rounds (one local pass each) to a relative gap of 1e-5; Global/Local
 <= 500 passes to 1e-5.
 
