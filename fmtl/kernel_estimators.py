@@ -34,6 +34,9 @@ class _OffsetKernel:
         self.kernel = kernel
         self.kernel_params = kernel_params
         self.offset = offset
+        # a named kernel (PSD in the ranges _check_kernel allows) plus a constant is PSD:
+        # kernel_mocha then skips its O(N^3) eigenvalue check; a user's callable keeps it
+        self._psd_by_construction = isinstance(kernel, str)
 
     def __call__(self, X, Y) -> np.ndarray:
         return _gram(self.kernel, self.kernel_params, X, Y) + self.offset

@@ -238,6 +238,17 @@ def test_kernel_intercept_is_kernel_ridge_on_the_offset_kernel():
     assert est.kernel_ == "rbf" and est.kernel_params_ == {"gamma": gamma}
 
 
+def test_a_callable_kernel_is_still_checked_with_the_intercept():
+    # a named kernel plus s^2 is PSD by construction (no eigenvalue check); a callable is not
+    X = np.random.default_rng(0).normal(size=(40, 2))
+
+    def indefinite(A, B):
+        return 1.0 - ((A[:, None, :] - B[None, :, :]) ** 2).sum(-1)
+
+    with pytest.raises(ValueError, match="not positive semi-definite on the training rows"):
+        KernelMochaRegressor(kernel=indefinite, outer_iters=1).fit(X, X[:, 0], np.zeros(40))
+
+
 # ------------------------------------------------------------------- shapes, warm starts
 
 
