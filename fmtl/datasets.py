@@ -1384,8 +1384,10 @@ def load_math_achieve(
     * ``female``: 1 if ``Sex == "Female"``, else 0;
     * ``ses``: the pupil's socio-economic status ``SES``;
     * ``meanses``: the school's mean SES ``MEANSES`` (constant within a task);
-    * ``bias``: a constant column of ones.  fmtl models have no separate intercept, so this
-      column plays that role (and is penalised like any other weight).
+    * ``bias``: a constant column of ones, the intercept of the intercept-free models
+      (``fit_intercept=False``, the functions of :mod:`fmtl.federated`; penalised like any
+      other weight). With the estimators' default ``fit_intercept=True`` it duplicates their
+      own constant feature, which only lowers the intercept's effective penalty.
 
     Parameters
     ----------
@@ -1478,7 +1480,8 @@ def load_chem97(
     * ``female``: 1 if ``gender == "F"``, else 0;
     * ``age``: age in months, centred at 222 months (18.5 years) in the source;
     * ``gcsescore``: the pupil's average GCSE score;
-    * ``bias``: a constant column of ones (fmtl models have no separate intercept).
+    * ``bias``: a constant column of ones (the intercept of ``fit_intercept=False`` models
+      and of the functions of :mod:`fmtl.federated`).
 
     The source's ``gcsecnt`` column is *not* used: it is exactly ``gcsescore`` minus its
     pooled mean (6.2857), so it would duplicate ``gcsescore`` up to the bias column (and
@@ -1786,7 +1789,8 @@ def make_federated_digits(
 
     The 1,797 images of :func:`sklearn.datasets.load_digits` (bundled with scikit-learn, no
     download) are scaled to ``[0, 1]`` (pixel / 16) and a constant bias column of ones is
-    appended (65 features; fmtl models have no separate intercept).  The samples are split
+    appended (65 features; the intercept of ``fit_intercept=False`` models and of the
+    functions of :mod:`fmtl.federated`).  The samples are split
     among ``n_tasks`` tasks with :func:`dirichlet_partition` with label skew over the ten
     *digits*, then binarised.
 

@@ -12,7 +12,8 @@ Methods (:func:`fmtl.protocols.paper_methods`): Constant (each task's training m
 the reference's constant baseline, the floor to beat), Global (one pooled model), Local
 (one model per task), "MTL (mean-reg. Ω)" (MOCHA with the fixed mean-regularised Ω, kappa = 1) and
 MOCHA (learned Σ, eigenvalues floored at 1e-3); hinge loss for classification, squared loss
-for regression. MOCHA runs <= 10 outer x 50 inner rounds in cross-validation and W-steps of
+for regression, no intercept (``fit_intercept=False``, as in the paper; fmtl's estimators
+default to one). MOCHA runs <= 10 outer x 50 inner rounds in cross-validation and W-steps of
 <= 3,000 rounds in the final refit (``REFIT_SETTINGS``), to a relative gap of 1e-5;
 Global/Local <= 500 rounds to 1e-5.
 

@@ -217,6 +217,49 @@ class _TaskModelBase(BaseEstimator):
             return [None] * n_fits
         return prev
 
+    def _check_intercept(self) -> float | None:
+        """Validate ``fit_intercept`` and ``intercept_scaling``; the constant feature's value
+        (``None``: no intercept)."""
+        fit_intercept = getattr(self, "fit_intercept", False)
+        if not isinstance(fit_intercept, bool | np.bool_):
+            raise TypeError(f"fit_intercept must be True or False, got {fit_intercept!r}")
+        if not fit_intercept:
+            return None
+        scaling = self.intercept_scaling
+        if isinstance(scaling, bool) or not isinstance(scaling, numbers.Real):
+            raise TypeError(
+                f"intercept_scaling must be a real number, got {type(scaling).__name__}"
+            )
+        if not (np.isfinite(scaling) and scaling > 0):
+            raise ValueError(f"intercept_scaling must be positive and finite, got {scaling!r}")
+        return float(scaling)
+
+    def _augment(self, X, scaling: float | None):
+        """``X`` with the constant column ``scaling`` appended (liblinear's intercept)."""
+        if scaling is None:
+            return X
+        # the same bound as _validate_fit's on X: squared row norms must stay finite
+        limit = np.sqrt(np.finfo(np.float64).max / (16.0 * (X.shape[1] + 1)))
+        if scaling > limit:
+            raise ValueError(
+                f"intercept_scaling={scaling:.3g} is so large that squared row norms "
+                "overflow float64"
+            )
+        column = np.full((X.shape[0], 1), scaling)
+        if sp.issparse(X):
+            column = sp.csr_array(column) if isinstance(X, sp.sparray) else sp.csr_matrix(column)
+            return sp.hstack([X, column], format="csr")
+        return np.hstack([X, column])
+
+    def _set_intercept(self, scaling: float | None) -> None:
+        """Split the fitted augmented ``coef_`` into ``coef_`` and ``intercept_``
+        (``intercept_scaling`` times the constant feature's weight); zeros without one."""
+        if scaling is None:
+            self.intercept_ = np.zeros(self.coef_.shape[:-1])
+            return
+        self.intercept_ = scaling * self.coef_[..., -1]
+        self.coef_ = np.ascontiguousarray(self.coef_[..., :-1])
+
     def _solve_maybe_warm(self, Xs: list, ys: list, loss, warm):
         return self._solve(Xs, ys, loss) if warm is None else self._solve(Xs, ys, loss, warm)
 
@@ -250,6 +293,7 @@ class _TaskModelBase(BaseEstimator):
             raise type(e)(f"invalid X: {e}") from e
         idx = self._task_index(tasks, X.shape[0])
         coefs = self.coef_ if self.coef_.ndim == 3 else self.coef_[None]
+        intercepts = self.intercept_ if self.intercept_.ndim == 2 else self.intercept_[None]
         out = np.empty((X.shape[0], coefs.shape[0]))
         for k, C in enumerate(coefs):
             rows = C[idx]
@@ -257,7 +301,7 @@ class _TaskModelBase(BaseEstimator):
                 np.asarray(X.multiply(rows).sum(axis=1)).ravel()
                 if sp.issparse(X)
                 else np.einsum("ij,ij->i", X, rows)
-            )
+            ) + intercepts[k][idx]
         return out
 
     def save(self, path) -> None:
@@ -372,6 +416,8 @@ class _MochaBase(_TaskModelBase):
         warm_start: bool = False,
         sigma_prime: str | float = "adaptive",
         local_work: str = "auto",
+        fit_intercept: bool = True,
+        intercept_scaling: float = 1.0,
     ) -> None:
         self.alpha = alpha
         self.loss = loss
@@ -393,6 +439,8 @@ class _MochaBase(_TaskModelBase):
         self.warm_start = warm_start
         self.sigma_prime = sigma_prime
         self.local_work = local_work
+        self.fit_intercept = fit_intercept
+        self.intercept_scaling = intercept_scaling
 
     def _relationship(self, m: int):
         if not isinstance(self.relationship, str) or self.relationship not in _RELATIONSHIPS:
@@ -481,10 +529,12 @@ class _TaskClassifierMixin(ClassifierMixin):
                 f"y has a single class ({self.classes_[0]!r}); a classifier needs at least two"
             )
         loss = self._check_loss()
+        scaling = self._check_intercept()
         if self.classes_.shape[0] == 2:
             targets = [np.where(y == self.classes_[1], 1.0, -1.0)]
         else:
             targets = [np.where(y == c, 1.0, -1.0) for c in self.classes_]
+        X = self._augment(X, scaling)
         Xs = [X[r] for r in rows]
         warm = self._warm_results(rows, len(targets))
         results = [
@@ -492,6 +542,7 @@ class _TaskClassifierMixin(ClassifierMixin):
             for t, w in zip(targets, warm, strict=True)
         ]
         self._store(results, labels)
+        self._set_intercept(scaling)
         self._fit_rows_ = [len(r) for r in rows]
         return self
 
@@ -647,9 +698,12 @@ class _TaskRegressorMixin(RegressorMixin):
         """
         X, y, labels, rows = self._validate_fit(X, y, tasks)
         loss = self._check_loss()
+        scaling = self._check_intercept()
         (warm,) = self._warm_results(rows, 1)
+        X = self._augment(X, scaling)
         Xs, ys = [X[r] for r in rows], [y[r] for r in rows]
         self._store([self._solve_maybe_warm(Xs, ys, loss, warm)], labels)
+        self._set_intercept(scaling)
         self._fit_rows_ = [len(r) for r in rows]
         return self
 
@@ -726,6 +780,24 @@ class _TaskRegressorMixin(RegressorMixin):
         return float(r2_score(y, self.predict(X, tasks), sample_weight=sample_weight))
 
 
+def _intercept_doc(how: str) -> str:
+    """The ``fit_intercept`` / ``intercept_scaling`` entries of a Parameters section."""
+    return f"""    fit_intercept : bool, default=True
+        Fit an intercept ``b_t`` per task, liblinear's way: a constant feature of value
+        ``intercept_scaling`` is appended to ``X`` and ``b_t = intercept_scaling * w_t,last``.
+        That weight is regularised like every other weight,{how} so a larger
+        ``intercept_scaling`` weakens the penalty on the intercept. ``False``: models
+        through the origin (as the solvers of :mod:`fmtl.federated` fit them).
+    intercept_scaling : float, default=1.0
+        Value of the constant feature (``> 0``; used only with ``fit_intercept=True``).
+"""
+
+
+# MOCHA's regulariser couples the intercepts across tasks: say so where it applies
+_INTERCEPT_MOCHA = """
+        inside ``tr(W Omega W^T)``: the tasks' intercepts are coupled through ``Sigma`` (and
+        a learned ``Sigma`` sees them) like their other weights,"""
+
 _PARAMS_DOC = """
     alpha : float, default=1.0
         Regularisation strength ``lambda > 0`` of ``(lambda/2) tr(W Omega W^T)``.
@@ -778,12 +850,15 @@ _PARAMS_DOC = """
         ``"auto"``: the certified shrinking SDCA kernel, and one round of communication
         per W-step when the tasks are decoupled (``relationship="identity"``, one task);
         ``"fixed"``: ``local_frac`` passes of the paper's SDCA per round.
-"""
+""" + _intercept_doc(_INTERCEPT_MOCHA)
 
 _ATTRS_DOC = """
     coef_ : ndarray of shape (n_tasks, n_features)
         One model per task (rows in the order of ``tasks_``); for multiclass
         classification ``(n_classes, n_tasks, n_features)``, one-vs-rest.
+    intercept_ : ndarray of shape (n_tasks,)
+        One intercept per task, ``(n_classes, n_tasks)`` for multiclass; zeros with
+        ``fit_intercept=False``.
     tasks_ : ndarray of shape (n_tasks,)
         Task labels seen in ``fit``.
     sigma_, omega_ : ndarray of shape (n_tasks, n_tasks)
@@ -802,10 +877,12 @@ _ATTRS_DOC = """
 class MochaClassifier(_TaskClassifierMixin, _MochaBase):
     __doc__ = f"""Federated multi-task linear classifier fitted with MOCHA.
 
-    Minimises ``sum_t (1/n_t) sum_i l(y_ti, w_t.x_ti) + (alpha/2) tr(W Omega W^T)`` over
-    the task models ``W`` (and the relationship ``Sigma = Omega^{{-1}}`` when learned), with
-    certified duality gaps. Binary labels of any two values; more classes are fitted
-    one-vs-rest, each with its own relationship.
+    Minimises ``sum_t (1/n_t) sum_i l(y_ti, w_t.x_ti + b_t) + (alpha/2) tr(W Omega W^T)``
+    over the task models ``W`` (and the relationship ``Sigma = Omega^{{-1}}`` when learned),
+    with certified duality gaps; with ``fit_intercept`` (the default) ``W`` has a last row
+    ``b / intercept_scaling``, so the intercepts are regularised and coupled like the other
+    weights (``b = 0`` with ``fit_intercept=False``). Binary labels of any two values; more
+    classes are fitted one-vs-rest, each with its own relationship.
 
     Parameters
     ----------
@@ -849,6 +926,9 @@ class MochaClassifier(_TaskClassifierMixin, _MochaBase):
 
 class MochaRegressor(_TaskRegressorMixin, _MochaBase):
     __doc__ = f"""Federated multi-task linear regression (squared loss) fitted with MOCHA.
+
+    The objective of :class:`MochaClassifier` with ``l(y, z) = (y - z)^2 / 2``, intercepts
+    included the same way.
 
     Parameters
     ----------
@@ -904,6 +984,8 @@ class _IndependentBase(_TaskModelBase):
         verbose: int = 0,
         warm_start: bool = False,
         local_work: str = "auto",
+        fit_intercept: bool = True,
+        intercept_scaling: float = 1.0,
     ) -> None:
         self.alpha = alpha
         self.loss = loss
@@ -916,6 +998,8 @@ class _IndependentBase(_TaskModelBase):
         self.verbose = verbose
         self.warm_start = warm_start
         self.local_work = local_work
+        self.fit_intercept = fit_intercept
+        self.intercept_scaling = intercept_scaling
 
     def _independent_fit(self, Xs: list, ys: list, loss, warm=None):
         if (
@@ -990,9 +1074,12 @@ _BASELINE_PARAMS_DOC = """
 
 _LOCAL_DOC = """Local baseline: one independent {kind} per task, no sharing.
 
-    Minimises ``sum_t [(1/n_t) sum_i l(y_ti, w_t.x_ti) + (alpha/2) ||w_t||^2]``, i.e. MOCHA
+    Minimises ``sum_t [(1/n_t) sum_i l(y_ti, w_t.x_ti + b_t) + (alpha/2) (||w_t||^2 +
+    (b_t / intercept_scaling)^2)]`` (``b_t = 0`` with ``fit_intercept=False``), i.e. MOCHA
     with ``Sigma = I``; the same models come from ``Mocha{cls}(relationship="identity",
-    alpha=alpha / n_tasks)`` (``Sigma = I / m`` scales the regulariser by ``m``).
+    alpha=alpha / n_tasks)`` (``Sigma = I / m`` scales the regulariser by ``m``). On one task
+    it is liblinear's problem (``LinearSVC``, ``LogisticRegression(solver="liblinear")``)
+    with ``C = 1 / (n alpha)`` and the same ``intercept_scaling``.
 
     Parameters
     ----------
@@ -1002,6 +1089,8 @@ _LOCAL_DOC = """Local baseline: one independent {kind} per task, no sharing.
     Attributes
     ----------
     coef_ : ndarray of shape (n_tasks, n_features)
+    intercept_ : ndarray of shape (n_tasks,)
+        Zeros with ``fit_intercept=False``.
     tasks_ : ndarray of shape (n_tasks,)
     sigma_, omega_ : ndarray, the identity
     history_ : fmtl.federated.History
@@ -1032,9 +1121,11 @@ _LOCAL_DOC = """Local baseline: one independent {kind} per task, no sharing.
 
 _GLOBAL_DOC = """Global baseline: one {kind} fitted on the pooled data of all tasks.
 
-    Minimises ``(1/N) sum_all l(y_i, w.x_i) + (alpha/2) ||w||^2`` over one ``w`` (pooled
-    mean loss, ``N`` rows in all); ``coef_`` repeats it for every task, and ``predict``
-    accepts tasks not seen during ``fit``.
+    Minimises ``(1/N) sum_all l(y_i, w.x_i + b) + (alpha/2) (||w||^2 +
+    (b / intercept_scaling)^2)`` over one ``w`` and one intercept ``b`` (pooled mean loss,
+    ``N`` rows in all; ``b = 0`` with ``fit_intercept=False``); ``coef_`` and
+    ``intercept_`` repeat them for every task, and ``predict`` accepts tasks not seen
+    during ``fit``.
 
     Parameters
     ----------
@@ -1045,6 +1136,8 @@ _GLOBAL_DOC = """Global baseline: one {kind} fitted on the pooled data of all ta
     ----------
     coef_ : ndarray of shape (n_tasks, n_features)
         Identical rows.
+    intercept_ : ndarray of shape (n_tasks,)
+        Identical entries (zeros with ``fit_intercept=False``).
     tasks_ : ndarray of shape (n_tasks,)
     history_ : fmtl.federated.History
 
@@ -1073,6 +1166,7 @@ _GLOBAL_DOC = """Global baseline: one {kind} fitted on the pooled data of all ta
     True
     """
 
+_BASELINE_PARAMS_DOC += _intercept_doc("\n        inside ``(alpha/2) ||w_t||^2``,")
 _CLF = dict(
     kind="linear classifier",
     cls="Classifier",

@@ -2,10 +2,12 @@
 with the same ``fit(X, y, tasks)`` contract, ``history_`` and ``random_state`` as
 :class:`fmtl.MochaClassifier`.
 
-The task functions live in the kernel's feature space: ``f_t(x) = sum_j c[j, t] k(x, x_j)``
-over the training rows ``x_j`` of all tasks (``expansion_coef_``). There is no ``coef_``:
-predictions evaluate the kernel between the new rows and the stored training rows
-(``X_fit_``). With ``kernel="linear"`` the explicit models are :meth:`linear_coef`.
+The task functions live in the kernel's feature space: ``f_t(x) = sum_j c[j, t] k(x, x_j)
++ b_t`` over the training rows ``x_j`` of all tasks (``expansion_coef_``; the intercepts
+``b_t``, ``intercept_``, come from the constant ``intercept_scaling**2`` added to the
+kernel). There is no ``coef_``: predictions evaluate the kernel between the new rows and the
+stored training rows (``X_fit_``). With ``kernel="linear"`` the explicit models are
+:meth:`linear_coef`.
 """
 
 from __future__ import annotations
@@ -23,6 +25,21 @@ from .estimators import (
 from .federated.kernel_mocha import MAX_SAMPLES, _check_kernel, _gram, kernel_mocha
 
 __all__ = ["KernelMochaClassifier", "KernelMochaRegressor"]
+
+
+class _OffsetKernel:
+    """``k(x, y) + offset``: the kernel of the rows with a constant feature appended."""
+
+    def __init__(self, kernel, kernel_params: dict, offset: float) -> None:
+        self.kernel = kernel
+        self.kernel_params = kernel_params
+        self.offset = offset
+        # a named kernel (PSD in the ranges _check_kernel allows) plus a constant is PSD:
+        # kernel_mocha then skips its O(N^3) eigenvalue check; a user's callable keeps it
+        self._psd_by_construction = isinstance(kernel, str)
+
+    def __call__(self, X, Y) -> np.ndarray:
+        return _gram(self.kernel, self.kernel_params, X, Y) + self.offset
 
 
 class _KernelMochaBase(_TaskModelBase):
@@ -49,6 +66,8 @@ class _KernelMochaBase(_TaskModelBase):
         record_local_gaps: bool | None = None,
         eval_every: int = 1,
         verbose: int = 0,
+        fit_intercept: bool = True,
+        intercept_scaling: float = 1.0,
     ) -> None:
         self.alpha = alpha
         self.kernel = kernel
@@ -70,21 +89,31 @@ class _KernelMochaBase(_TaskModelBase):
         self.record_local_gaps = record_local_gaps
         self.eval_every = eval_every
         self.verbose = verbose
+        self.fit_intercept = fit_intercept
+        self.intercept_scaling = intercept_scaling
 
     # the relationship options are MochaClassifier's ("learned", "identity", "mean", "fixed")
     _relationship = _MochaBase._relationship
 
+    def _augment(self, X, scaling: float | None):
+        # the constant feature enters through the kernel instead (see _solve)
+        return X
+
     def _solve(self, Xs: list, ys: list, loss):
         """One kernel MOCHA fit on per-task data (binary targets in {-1, +1})."""
-        _check_kernel(self.kernel, self.kernel_params)  # before the relationship is built
+        kernel, kernel_params = _check_kernel(self.kernel, self.kernel_params)
         mode, sigma = self._relationship(len(Xs))
+        scaling = self._check_intercept()
+        if scaling is not None:
+            # appending the constant feature s to every row adds s^2 to every kernel value
+            kernel, kernel_params = _OffsetKernel(kernel, kernel_params, scaling**2), None
         return kernel_mocha(
             Xs,
             ys,
             float(self.alpha),
             loss,
-            kernel=self.kernel,
-            kernel_params=self.kernel_params,
+            kernel=kernel,
+            kernel_params=kernel_params,
             relationship=mode,
             sigma=sigma,
             outer_iters=self.outer_iters,
@@ -127,6 +156,15 @@ class _KernelMochaBase(_TaskModelBase):
                 np.unique(np.concatenate([r.never_reported for r in results]))
             ]
 
+    def _set_intercept(self, scaling: float | None) -> None:
+        coefs = self.expansion_coef_
+        if scaling is None:
+            self.intercept_ = np.zeros((*coefs.shape[:-2], coefs.shape[-1]))
+            return
+        # f_t(x) = sum_j c[j, t] (k(x, x_j) + s^2): the offset is s^2 sum_j c[j, t]
+        self.intercept_ = scaling**2 * coefs.sum(axis=-2)
+        self.kernel_, self.kernel_params_ = self.kernel_.kernel, dict(self.kernel_.kernel_params)
+
     def _margins(self, X, tasks) -> np.ndarray:
         # f_t(x) = sum_j expansion_coef_[j, t] k(x, x_j), evaluated as kernel_mocha's
         # decision_function does: the (n x N) kernel times the expansion, then each row's task
@@ -138,10 +176,11 @@ class _KernelMochaBase(_TaskModelBase):
         idx = self._task_index(tasks, X.shape[0])
         Kx = _gram(self.kernel_, self.kernel_params_, X, self.X_fit_)
         coefs = self.expansion_coef_ if self.expansion_coef_.ndim == 3 else [self.expansion_coef_]
+        intercepts = self.intercept_ if self.intercept_.ndim == 2 else self.intercept_[None]
         rows = np.arange(X.shape[0])
         out = np.empty((X.shape[0], len(coefs)))
         for k, C in enumerate(coefs):
-            out[:, k] = (Kx @ C)[rows, idx]
+            out[:, k] = (Kx @ C)[rows, idx] + intercepts[k][idx]
         return out
 
     def linear_coef(self) -> np.ndarray:
@@ -153,7 +192,8 @@ class _KernelMochaBase(_TaskModelBase):
             ``w_t = sum_j expansion_coef_[j, t] x_j`` in the order of ``tasks_``; for a
             multiclass classifier ``(n_classes, n_tasks, n_features)``, one-vs-rest. Equal
             to :class:`fmtl.MochaClassifier`'s ``coef_`` up to rounding for the same data,
-            ``alpha``, ``random_state`` and schedule.
+            ``alpha``, ``random_state``, schedule and intercept settings (the intercepts
+            are ``intercept_``).
 
         Raises
         ------
@@ -190,14 +230,22 @@ _KERNEL_DOC = """Federated multi-task {kind} with a kernel, fitted by kernel MOC
     (:func:`fmtl.federated.kernel_mocha.kernel_mocha`): the same federated rounds, systems
     model and certified duality gaps as :class:`fmtl.{linear}`, every inner product
     replaced by the kernel. With ``kernel="linear"`` and the same ``alpha``,
-    ``random_state`` and schedule it reproduces :class:`fmtl.{linear}` up to rounding.{ovr}
+    ``random_state``, schedule and intercept settings it reproduces :class:`fmtl.{linear}`
+    up to rounding.{ovr}
+
+    The intercepts follow liblinear's convention as in :class:`fmtl.{linear}`: appending a
+    constant feature ``intercept_scaling`` to every row adds ``intercept_scaling**2`` to
+    every kernel value, so the fit uses ``k(x, y) + intercept_scaling**2`` and each task
+    function is ``sum_j c[j, t] k(x, x_j) + b_t`` with the implied offset
+    ``b_t = intercept_scaling**2 sum_j c[j, t]`` (``intercept_``), regularised (and coupled
+    through ``Sigma``) with the rest of ``f_t``.
 
     The dense Gram matrix of all ``N`` training rows is formed (``8 N^2`` bytes) and each
     round costs ``O(N^2)``: for small ``N`` (``max_samples``). There is no ``coef_``:
     ``predict``, ``decision_function`` and ``score`` evaluate the kernel expansion
-    ``f_t(x) = sum_j expansion_coef_[j, t] k(x, x_j)`` against the stored training rows
-    ``X_fit_`` (``n x N`` kernel values per call); :meth:`linear_coef` gives the explicit
-    models for ``kernel="linear"``.
+    ``f_t(x) = sum_j expansion_coef_[j, t] k(x, x_j) + intercept_[t]`` against the stored
+    training rows ``X_fit_`` (``n x N`` kernel values per call); :meth:`linear_coef` gives
+    the explicit models for ``kernel="linear"``.
 
     Parameters
     ----------
@@ -248,6 +296,14 @@ default="rbf"
         Compute the certificates every this many rounds and at the end of each W-step.
     verbose : int, default=0
         Print primal, gap (and joint gap) every ``verbose`` federated rounds.
+    fit_intercept : bool, default=True
+        Fit an intercept per task by adding ``intercept_scaling**2`` to the kernel (the
+        kernel of the rows with the constant feature ``intercept_scaling`` appended). It is
+        regularised with the task function, so a larger ``intercept_scaling`` weakens its
+        penalty. ``False``: the kernel alone (as
+        :func:`fmtl.federated.kernel_mocha.kernel_mocha` fits it).
+    intercept_scaling : float, default=1.0
+        Value of the constant feature (``> 0``; used only with ``fit_intercept=True``).
 
     Attributes
     ----------{classes_attr}
@@ -256,7 +312,10 @@ default="rbf"
         of ``X_fit_``).
     expansion_coef_ : ndarray of shape ({lead}n_samples_fit, n_tasks)
         ``c[j, t] = Sigma[t, s(j)] dual_coef_[j] / (n_s alpha)`` for row ``j`` of task
-        ``s``: task ``t``'s function is ``f_t(x) = sum_j c[j, t] k(x, x_j)``.
+        ``s``: task ``t``'s function is ``f_t(x) = sum_j c[j, t] k(x, x_j) + b_t``.
+    intercept_ : ndarray of shape ({lead}n_tasks,)
+        The offsets ``b_t = intercept_scaling**2 sum_j c[j, t]`` (zeros with
+        ``fit_intercept=False``).
     sigma_, omega_ : ndarray of shape ({lead}n_tasks, n_tasks)
         Task relationship ``Sigma`` and its inverse.
     X_fit_ : ndarray or sparse matrix of shape (n_samples_fit, n_features)
@@ -266,7 +325,7 @@ default="rbf"
         Task ``tasks_[t]`` owns rows ``task_offsets_[t]:task_offsets_[t + 1]`` of
         ``X_fit_``.
     kernel_ : str or callable
-        The fit's kernel.
+        The fit's kernel (without the intercept's constant).
     kernel_params_ : dict
         The fit's kernel parameters.
     tasks_ : ndarray of shape (n_tasks,)

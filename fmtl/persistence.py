@@ -8,8 +8,8 @@ commands the moment it is loaded. A model saved here is an uncompressed ``.npz``
 - ``__header__``: a 0-d unicode array with a JSON object (format, versions, class name,
   parameters, task and class labels as tagged JSON values, the shape and dtype of every
   array, a SHA-256 checksum);
-- numeric arrays only (``coef_``, ``dual_coef_``, ``sigma_``, ``omega_``, the history
-  columns, array-valued parameters).
+- numeric arrays only (``coef_``, ``intercept_``, ``dual_coef_``, ``sigma_``, ``omega_``,
+  the history columns, array-valued parameters).
 
 :func:`load_model` reads it with ``np.load(path, allow_pickle=False)`` and parses the
 header with :func:`json.loads`, neither of which can execute code; the estimator class
@@ -19,6 +19,10 @@ pickled objects are refused before anything is unpickled.
 The checksum (over the header and every array, in a fixed order) detects accidental
 corruption or editing; it is not a signature: whoever can write the file can also
 recompute it. Only load models from sources you trust to give you the model you expect.
+
+Format version 2 added the intercepts (``fit_intercept``, ``intercept_scaling``,
+``intercept_``). A version-1 file was written by an fmtl without intercepts: it loads as the
+model it was, with ``fit_intercept=False`` and zero intercepts, predicting exactly as before.
 
 Task labels and class labels round-trip with their Python types: ``int``, ``float``
 (including ``nan`` and ``inf``), ``str``, ``bool``, ``None`` and tuples of these; numpy
@@ -75,7 +79,7 @@ from .kernel_estimators import KernelMochaClassifier, KernelMochaRegressor
 __all__ = ["FORMAT", "FORMAT_VERSION", "load_model", "save_model"]
 
 FORMAT = "fmtl-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: intercepts (version-1 files load as fit_intercept=False)
 
 
 def _personalized_classes() -> tuple:
@@ -127,6 +131,7 @@ _REPRESENTATION = ("representation_", "heads_")
 _FITTED = frozenset(
     {
         "coef_",
+        "intercept_",
         "tasks_",
         "n_tasks_",
         "n_features_in_",
@@ -138,6 +143,7 @@ _FITTED = frozenset(
         "never_reported_",
         "classes_",
         "global_coef_",
+        "global_intercept_",
         "local_gap_",
         *_HYPERNETWORK,
         *_REPRESENTATION,
@@ -518,10 +524,12 @@ def save_model(estimator: Any, path: str | os.PathLike) -> None:
             arrays["X_fit_"] = np.asarray(X_fit)
     for name in (
         "coef_",
+        "intercept_",
         "dual_coef_",
         "sigma_",
         "omega_",
         "global_coef_",
+        "global_intercept_",
         "local_gap_",
         *_HYPERNETWORK,
         *_REPRESENTATION,
@@ -654,7 +662,16 @@ def _build(header: dict, arrays: dict[str, np.ndarray], where: str) -> Any:
     unknown = sorted(set(params_enc) - set(valid))
     if unknown:
         raise ValueError(f"{where}: {cls.__name__} has no parameters {unknown}")
-    est = cls(**{k: _decode_param(v, arrays) for k, v in params_enc.items()})
+    params = {k: _decode_param(v, arrays) for k, v in params_enc.items()}
+    if header["format_version"] < 2:
+        # written before intercepts existed: the model it holds has none
+        if "fit_intercept" in params or "intercept_" in arrays:
+            raise ValueError(f"{where}: a version-1 file cannot hold intercepts")
+        params["fit_intercept"] = False
+    elif "fit_intercept" not in params or "intercept_" not in arrays:
+        raise ValueError(f"{where}: a version-2 file needs fit_intercept and intercept_")
+    est = cls(**params)
+    n_constant = int(params["fit_intercept"] is True)  # the intercept's extra feature
 
     labels = [_decode_label(v) for v in header.get("tasks") or []]
     m = len(labels)
@@ -697,10 +714,18 @@ def _build(header: dict, arrays: dict[str, np.ndarray], where: str) -> Any:
                 f"{where}: coef_ has shape {coef.shape}, expected {expected} from "
                 f"{m} tasks, {n_features} features" + (f", {lead[0]} classes" if lead else "")
             )
+    intercept = arrays.get("intercept_", np.zeros((*lead, m)))
+    if intercept.shape != (*lead, m) or intercept.dtype.kind != "f":
+        raise ValueError(f"{where}: intercept_ has the wrong shape {intercept.shape}")
+    if "global_coef_" in arrays and "global_intercept_" not in arrays:
+        if header["format_version"] >= 2:
+            raise ValueError(f"{where}: global_coef_ comes with global_intercept_")
+        arrays["global_intercept_"] = np.zeros(lead)
     for name, shape in (
         ("sigma_", (*lead, m, m)),
         ("omega_", (*lead, m, m)),
         ("global_coef_", (*lead, n_features)),
+        ("global_intercept_", lead),
         ("local_gap_", (*lead, m)),
     ):
         if name in arrays and arrays[name].shape != shape:
@@ -709,7 +734,7 @@ def _build(header: dict, arrays: dict[str, np.ndarray], where: str) -> Any:
         q = arrays["hypernetwork_"].shape[-1]
         k = arrays["embeddings_"].shape[-1] if "embeddings_" in arrays else 0
         for name, shape in (
-            ("hypernetwork_", (*lead, n_features, q)),
+            ("hypernetwork_", (*lead, n_features + n_constant, q)),
             ("embeddings_", (*lead, m, k)),
             ("feature_map_omega_", (*lead, q, k)),
             ("feature_map_offset_", (*lead, q)),
@@ -721,7 +746,7 @@ def _build(header: dict, arrays: dict[str, np.ndarray], where: str) -> Any:
             raise ValueError(f"{where}: {' and '.join(_REPRESENTATION)} come together")
         k = arrays["representation_"].shape[-1]
         for name, shape in (
-            ("representation_", (*lead, n_features, k)),
+            ("representation_", (*lead, n_features + n_constant, k)),
             ("heads_", (*lead, m, k)),
         ):
             if arrays[name].shape != shape:
@@ -762,6 +787,7 @@ def _build(header: dict, arrays: dict[str, np.ndarray], where: str) -> Any:
             setattr(est, name, value)
     else:
         est.coef_ = coef
+    est.intercept_ = intercept
     est.sigma_ = arrays.get("sigma_")
     est.omega_ = arrays.get("omega_")
     est.dual_coef_ = arrays["dual_coef_"]
@@ -770,6 +796,9 @@ def _build(header: dict, arrays: dict[str, np.ndarray], where: str) -> Any:
     for name in ("global_coef_", "local_gap_", *_HYPERNETWORK, *_REPRESENTATION):
         if name in arrays:
             setattr(est, name, arrays[name])
+    if "global_intercept_" in arrays:
+        g = arrays["global_intercept_"]
+        est.global_intercept_ = g[()] if g.ndim == 0 else g  # a float64 scalar when binary
     return est
 
 

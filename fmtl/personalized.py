@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .estimators import (
+    _intercept_doc,
     _progress_printer,
     _TaskClassifierMixin,
     _TaskModelBase,
@@ -66,6 +67,8 @@ class _FedAvgBase(_TaskModelBase):
         random_state=None,
         n_jobs: int | None = None,
         verbose: int = 0,
+        fit_intercept: bool = True,
+        intercept_scaling: float = 1.0,
     ) -> None:
         self.alpha = alpha
         self.loss = loss
@@ -79,6 +82,8 @@ class _FedAvgBase(_TaskModelBase):
         self.random_state = random_state
         self.n_jobs = n_jobs
         self.verbose = verbose
+        self.fit_intercept = fit_intercept
+        self.intercept_scaling = intercept_scaling
 
     def _fedavg_kw(self) -> dict:
         return dict(
@@ -118,6 +123,17 @@ class _FedAvgBase(_TaskModelBase):
             vals = [p[key] for p in parts]
             setattr(self, key, vals[0] if len(vals) == 1 else np.stack(vals))
 
+    def _set_intercept(self, scaling: float | None) -> None:
+        super()._set_intercept(scaling)
+        if "global_coef_" not in self.__dict__:  # pFedHN and FedRep have no global model
+            return
+        g = self.global_coef_
+        if scaling is None:
+            self.global_intercept_ = np.zeros(g.shape[:-1])[()]
+        else:
+            self.global_intercept_ = (scaling * g[..., -1])[()]
+            self.global_coef_ = np.ascontiguousarray(g[..., :-1])
+
 
 class _DittoBase(_FedAvgBase):
     def __init__(
@@ -136,6 +152,8 @@ class _DittoBase(_FedAvgBase):
         random_state=None,
         n_jobs: int | None = None,
         verbose: int = 0,
+        fit_intercept: bool = True,
+        intercept_scaling: float = 1.0,
     ) -> None:
         self.alpha = alpha
         self.mu = mu
@@ -150,6 +168,8 @@ class _DittoBase(_FedAvgBase):
         self.random_state = random_state
         self.n_jobs = n_jobs
         self.verbose = verbose
+        self.fit_intercept = fit_intercept
+        self.intercept_scaling = intercept_scaling
 
     def _solve(self, Xs: list, ys: list, loss):
         kw = self._fedavg_kw()
@@ -185,6 +205,8 @@ class _PFedMeBase(_FedAvgBase):
         systems=None,
         random_state=None,
         verbose: int = 0,
+        fit_intercept: bool = True,
+        intercept_scaling: float = 1.0,
     ) -> None:
         self.alpha = alpha
         self.mu = mu
@@ -199,6 +221,8 @@ class _PFedMeBase(_FedAvgBase):
         self.systems = systems
         self.random_state = random_state
         self.verbose = verbose
+        self.fit_intercept = fit_intercept
+        self.intercept_scaling = intercept_scaling
 
     def _solve(self, Xs: list, ys: list, loss):
         res = pfedme(
@@ -221,6 +245,17 @@ class _PFedMeBase(_FedAvgBase):
         self._parts().append({"global_coef_": res.global_coef})
         return _Fit(res.coef, res.history, res.never_reported)
 
+
+# the fit_intercept / intercept_scaling entries, by how each method penalises the weights
+_INTERCEPT_DOCS = dict(
+    intercept=_intercept_doc("""
+        inside every ``(alpha/2) ||w||^2`` and proximal term of the method,"""),
+    intercept_rep=_intercept_doc("""
+        inside ``(alpha/2) ||h_t||^2`` through the head (the constant feature is one more
+        row of ``B``),"""),
+    intercept_hn=_intercept_doc("""
+        inside ``(alpha/2) ||w_t||^2``; the hypernetwork generates it as one more row,"""),
+)
 
 # the Raises section every estimator shares (the fit / predict contract of
 # _TaskModelBase), written once
@@ -255,7 +290,7 @@ _COMMON = """
     random_state : int, Generator or None
     n_jobs : int, optional
     verbose : int, default=0
-"""
+{intercept}"""
 
 _FEDAVG_DOC = (
     """FedAvg {kind}: one global model (optionally fine-tuned per task).
@@ -272,7 +307,10 @@ _FEDAVG_DOC = (
     Attributes
     ----------
     coef_ : ndarray of shape (n_tasks, n_features)
+    intercept_ : ndarray of shape (n_tasks,)
+        Zeros with ``fit_intercept=False``.
     global_coef_ : ndarray of shape (n_features,)
+    global_intercept_ : float
     tasks_ : ndarray of shape (n_tasks,)
     history_ : fmtl.federated.History
         ``primal`` is the pooled objective at the global model.
@@ -309,7 +347,10 @@ _DITTO_DOC = (
     ----------
     coef_ : ndarray of shape (n_tasks, n_features)
         Personal models.
+    intercept_ : ndarray of shape (n_tasks,)
+        Their intercepts (zeros with ``fit_intercept=False``).
     global_coef_ : ndarray of shape (n_features,)
+    global_intercept_ : float
     local_gap_ : ndarray of shape (n_tasks,)
     tasks_ : ndarray of shape (n_tasks,)
     history_ : fmtl.federated.History
@@ -333,6 +374,7 @@ _CLF = dict(
     data="classification",
     losses='{"logistic", "smoothed_hinge", "hinge"}',
     default="logistic",
+    **_INTERCEPT_DOCS,
 )
 _REG = dict(
     kind="linear regression",
@@ -340,6 +382,7 @@ _REG = dict(
     data="regression",
     losses='{"squared"}',
     default="squared",
+    **_INTERCEPT_DOCS,
 )
 
 
@@ -387,11 +430,14 @@ _PFEDME_DOC = (
     systems : fmtl.federated.SystemsModel, optional
     random_state : int, Generator or None
     verbose : int, default=0
-
+{intercept}
     Attributes
     ----------
     coef_ : ndarray of shape (n_tasks, n_features)
+    intercept_ : ndarray of shape (n_tasks,)
+        Zeros with ``fit_intercept=False``.
     global_coef_ : ndarray of shape (n_features,)
+    global_intercept_ : float
     tasks_ : ndarray of shape (n_tasks,)
     history_ : fmtl.federated.History
 
@@ -434,6 +480,8 @@ class _PerFedAvgBase(_FedAvgBase):
         systems=None,
         random_state=None,
         verbose: int = 0,
+        fit_intercept: bool = True,
+        intercept_scaling: float = 1.0,
     ) -> None:
         self.alpha = alpha
         self.loss = loss
@@ -447,6 +495,8 @@ class _PerFedAvgBase(_FedAvgBase):
         self.systems = systems
         self.random_state = random_state
         self.verbose = verbose
+        self.fit_intercept = fit_intercept
+        self.intercept_scaling = intercept_scaling
         self.gamma = 1.0  # not a parameter: the supported losses have no smoothing
 
     def _solve(self, Xs: list, ys: list, loss):
@@ -489,6 +539,8 @@ class _PFedHNBase(_FedAvgBase):
         systems=None,
         random_state=None,
         verbose: int = 0,
+        fit_intercept: bool = True,
+        intercept_scaling: float = 1.0,
     ) -> None:
         self.alpha = alpha
         self.loss = loss
@@ -503,6 +555,8 @@ class _PFedHNBase(_FedAvgBase):
         self.systems = systems
         self.random_state = random_state
         self.verbose = verbose
+        self.fit_intercept = fit_intercept
+        self.intercept_scaling = intercept_scaling
         self.gamma = 1.0
 
     def _solve(self, Xs: list, ys: list, loss):
@@ -534,7 +588,7 @@ class _PFedHNBase(_FedAvgBase):
             self.__dict__.pop(name, None)
         super()._store(results, labels)
 
-    def fit_new_task(self, X, y, *, rounds: int = 500) -> np.ndarray:
+    def fit_new_task(self, X, y, *, rounds: int = 500) -> tuple[np.ndarray, np.ndarray | float]:
         """Model of a client unseen during ``fit``, learned through its embedding alone.
 
         The hypernetwork (``hypernetwork_`` and, for ``"rff"``, the feature map) stays
@@ -555,13 +609,18 @@ class _PFedHNBase(_FedAvgBase):
         -------
         coef : ndarray of shape (n_features,) or (n_classes, n_features)
             The new client's linear model (per class for a multiclass classifier, as in
-            ``coef_``); its predictions are ``X @ coef`` (the margins of a classifier).
+            ``coef_``).
+        intercept : float or ndarray of shape (n_classes,)
+            Its intercept (``0.0`` with ``fit_intercept=False``): its predictions are
+            ``X @ coef + intercept`` (``X @ coef.T + intercept`` for a multiclass
+            classifier's margins).
 
         Raises
         ------
         ValueError
             ``X`` with another number of features, NaN or inf, ``y`` of the wrong length, a
-            label not in ``classes_``, or ``rounds < 1``.
+            label not in ``classes_``, ``rounds < 1``, or ``fit_intercept`` changed since
+            ``fit``.
         sklearn.exceptions.NotFittedError
             Before ``fit``.
 
@@ -574,8 +633,9 @@ class _PFedHNBase(_FedAvgBase):
         >>> X, y, tasks = data.stack()
         >>> hn = PFedHNRegressor(rounds=50, random_state=0).fit(X[tasks != 3], y[tasks != 3],
         ...                                                    tasks[tasks != 3])
-        >>> hn.fit_new_task(X[tasks == 3], y[tasks == 3], rounds=100).shape
-        (3,)
+        >>> coef, intercept = hn.fit_new_task(X[tasks == 3], y[tasks == 3], rounds=100)
+        >>> coef.shape, type(intercept).__name__
+        ((3,), 'float64')
         """
         from sklearn.base import ClassifierMixin
         from sklearn.utils.validation import check_is_fitted, validate_data
@@ -585,6 +645,14 @@ class _PFedHNBase(_FedAvgBase):
             X = validate_data(self, X, accept_sparse="csr", dtype=np.float64, reset=False)
         except (TypeError, ValueError) as e:
             raise type(e)(f"invalid X: {e}") from e
+        scaling = self._check_intercept()
+        if self.hypernetwork_.shape[-2] != self.n_features_in_ + (scaling is not None):
+            raise ValueError(
+                "fit_intercept was changed after fit (the hypernetwork has "
+                f"{self.hypernetwork_.shape[-2]} rows for {self.n_features_in_} features); "
+                "refit first"
+            )
+        X = self._augment(X, scaling)
         y = np.asarray(y)
         if y.ndim != 1 or y.shape[0] != X.shape[0]:
             raise ValueError(f"y must be 1-D with one value per row of X, got shape {y.shape}")
@@ -623,7 +691,10 @@ class _PFedHNBase(_FedAvgBase):
             )
             psi = hypernetwork_features(v, *(fmap or (None, None)))
             coefs.append(Phi @ psi)
-        return np.stack(coefs) if multi else coefs[0]
+        coef = np.stack(coefs) if multi else coefs[0]
+        if scaling is None:
+            return coef, np.zeros(coef.shape[:-1])[()]
+        return np.ascontiguousarray(coef[..., :-1]), (scaling * coef[..., -1])[()]
 
 
 class _FedRepBase(_FedAvgBase):
@@ -639,6 +710,8 @@ class _FedRepBase(_FedAvgBase):
         systems=None,
         random_state=None,
         verbose: int = 0,
+        fit_intercept: bool = True,
+        intercept_scaling: float = 1.0,
     ) -> None:
         self.alpha = alpha
         self.loss = loss
@@ -649,9 +722,18 @@ class _FedRepBase(_FedAvgBase):
         self.systems = systems
         self.random_state = random_state
         self.verbose = verbose
+        self.fit_intercept = fit_intercept
+        self.intercept_scaling = intercept_scaling
         self.gamma = 1.0
 
     def _solve(self, Xs: list, ys: list, loss):
+        d = Xs[0].shape[1]
+        if self.fit_intercept and isinstance(self.rank, int | np.integer) and self.rank > d:
+            # fedrep would name the augmented count as n_features
+            raise ValueError(
+                f"rank must be at most n_features + 1 = {d} with fit_intercept=True "
+                f"(the constant feature is one more dimension), got {self.rank}"
+            )
         res = fedrep(
             Xs,
             ys,
@@ -683,7 +765,8 @@ _FEDREP_DOC = (
     loss : {losses} or None, default=None
         ``None`` means ``"{default}"``.{loss_note}
     rank : int, default=2
-        Dimension ``k`` of the representation (``1 <= k <= n_features``).
+        Dimension ``k`` of the representation (``1 <= k <= n_features``, or
+        ``n_features + 1`` with ``fit_intercept``).
     rounds : int, default=100
     rep_steps : int, default=1
         Local gradient steps on ``B`` per round.
@@ -695,13 +778,16 @@ _FEDREP_DOC = (
         Seeds the initial ``B`` and the systems model's draws.
     verbose : int, default=0
         Print progress every ``verbose`` recorded rounds.
-
+{intercept_rep}
     Attributes
     ----------
     coef_ : ndarray of shape ({lead}n_tasks, n_features)
-        Personal models ``B h_t``.
-    representation_ : ndarray of shape ({lead}n_features, rank)
-        ``B`` (orthonormal columns).
+        Personal models ``B h_t`` (without the constant feature's row).
+    intercept_ : ndarray of shape ({lead}n_tasks,)
+        ``intercept_scaling * (B h_t)[-1]`` (zeros with ``fit_intercept=False``).
+    representation_ : ndarray of shape ({lead}n_features + fit_intercept, rank)
+        ``B`` (orthonormal columns); with ``fit_intercept`` its last row acts on the
+        constant feature.
     heads_ : ndarray of shape ({lead}n_tasks, rank)
     tasks_ : ndarray of shape (n_tasks,)
     history_ : fmtl.federated.History{hist}
@@ -715,8 +801,10 @@ _FEDREP_DOC = (
     >>> X, y, tasks = make_multitask_{data}(n_tasks=3, n_samples=30, n_features=4,
     ...                                     random_state=0).stack()
     >>> est = FedRep{cls}(rounds=10, random_state=0).fit(X, y, tasks)
-    >>> est.coef_.shape, est.representation_.shape, est.heads_.shape
-    ((3, 4), (4, 2), (3, 2))
+    >>> est.coef_.shape, est.intercept_.shape, est.heads_.shape
+    ((3, 4), (3,), (3, 2))
+    >>> est.representation_.shape  # one more row: the intercept's constant feature
+    (5, 2)
     """
 )
 
@@ -759,13 +847,17 @@ _PERFEDAVG_DOC = (
         Seeds the systems model's draws.
     verbose : int, default=0
         Print progress every ``verbose`` recorded rounds.
-
+{intercept}
     Attributes
     ----------
     coef_ : ndarray of shape (n_tasks, n_features)
         Personal models.
+    intercept_ : ndarray of shape (n_tasks,)
+        Their intercepts (zeros with ``fit_intercept=False``).
     global_coef_ : ndarray of shape (n_features,)
         The meta-model ``w``.
+    global_intercept_ : float
+        Its intercept.
     tasks_ : ndarray of shape (n_tasks,)
     history_ : fmtl.federated.History
         ``primal``: the MAML objective at the global model, per recorded round.
@@ -828,13 +920,17 @@ _PFEDHN_DOC = (
         As in :func:`fmtl.federated.pfedhn.pfedhn`.
     verbose : int, default=0
         Print progress every ``verbose`` recorded rounds.
-
+{intercept_hn}
     Attributes
     ----------
     coef_ : ndarray of shape (n_tasks, n_features)
         Personal models (stacked per class for a multiclass classifier, as are the others).
-    hypernetwork_ : ndarray of shape (n_features, embedding_dim or n_components)
-        ``Phi``.
+    intercept_ : ndarray of shape (n_tasks,)
+        Their intercepts (zeros with ``fit_intercept=False``).
+    hypernetwork_ : ndarray of shape (n_features + fit_intercept, embedding_dim or \
+n_components)
+        ``Phi``; with ``fit_intercept`` its last row generates the constant feature's
+        weight (``intercept_ = intercept_scaling * (Phi psi(v_t))[-1]``).
     embeddings_ : ndarray of shape (n_tasks, embedding_dim)
         The ``v_t``.
     feature_map_omega_, feature_map_offset_ : ndarray
@@ -855,9 +951,11 @@ _PFEDHN_DOC = (
     >>> X, y, tasks = data.stack()
     >>> est = {name}(hypernetwork="rff", n_components=20, rounds=10, random_state=0)
     >>> est = est.fit(X, y, tasks)
-    >>> est.coef_.shape, est.hypernetwork_.shape, est.embeddings_.shape
-    ((4, 4), (4, 20), (4, 2))
-    >>> est.fit_new_task(data.X[0], data.y[0], rounds=20).shape  # a "new" client
+    >>> est.coef_.shape, est.intercept_.shape, est.embeddings_.shape
+    ((4, 4), (4,), (4, 2))
+    >>> est.hypernetwork_.shape  # one more row: the intercept's constant feature
+    (5, 20)
+    >>> est.fit_new_task(data.X[0], data.y[0], rounds=20)[0].shape  # a "new" client
     (4,)
     """
 )

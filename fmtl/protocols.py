@@ -17,7 +17,7 @@ Where this module differs from the public MATLAB reference (``gingsmith/fmtl``),
   of a tie; error rates on small validation folds tie often, and we prefer the more
   regularised model.
 * **A zero margin is a negative prediction.** fmtl classifiers predict ``classes_[1]``
-  only when ``w_t.x > 0``; the reference's ``sign(0) = 0`` matches neither label, so a zero
+  only when ``w_t.x + b_t > 0``; the reference's ``sign(0) = 0`` matches neither label, so a zero
   margin always counts as an error there.
 * **Tiny tasks.** In the reference a task with fewer rows than folds gets an empty
   validation fold (a NaN error). Here such a task is always trained on and never scored in
@@ -72,12 +72,18 @@ METRICS: tuple[str, ...] = ("auto", "error_rate", "rmse")
 
 #: MOCHA settings used by :func:`paper_methods`: at most 10 x 50 federated rounds of one
 #: local SDCA pass each, i.e. the same local work as the reference's ``model_driver.m``
-#: (10 outer x 100 inner rounds of half a pass, ``mocha_sdca_frac = 0.5``).
-MOCHA_SETTINGS: dict[str, Any] = {"outer_iters": 10, "inner_iters": 50, "tol": 1e-5}
+#: (10 outer x 100 inner rounds of half a pass, ``mocha_sdca_frac = 0.5``), and no
+#: intercept, as in the paper and its reference code.
+MOCHA_SETTINGS: dict[str, Any] = {
+    "outer_iters": 10,
+    "inner_iters": 50,
+    "tol": 1e-5,
+    "fit_intercept": False,
+}
 
 #: Settings of the Global and Local baselines in :func:`paper_methods` (the reference's
-#: ``max_sdca_iters = 500``, ``tol = 1e-5``).
-BASELINE_SETTINGS: dict[str, Any] = {"max_rounds": 500, "tol": 1e-5}
+#: ``max_sdca_iters = 500``, ``tol = 1e-5``; no intercept, as in the paper).
+BASELINE_SETTINGS: dict[str, Any] = {"max_rounds": 500, "tol": 1e-5, "fit_intercept": False}
 
 #: Floor of the learned Sigma's eigenvalues for :func:`paper_methods`' MOCHA. With fewer
 #: features than tasks (Land Mine: 9 < 29) ``W^T W`` is singular, so most eigenvalues sit
@@ -249,7 +255,7 @@ def per_task_error(estimator: Any, dataset: MultiTaskDataset, metric: str = "aut
     Classification: each task's misclassification rate; regression: each task's RMSE. Tasks
     with no rows in ``dataset`` are skipped (they do not count in the mean).
 
-    fmtl classifiers predict ``classes_[1]`` when the margin ``w_t.x`` is ``> 0``, so a zero
+    fmtl classifiers predict ``classes_[1]`` when the margin ``w_t.x + b_t`` is ``> 0``, so a zero
     margin is a prediction of the *negative* class (``-1`` for labels ``+-1``). The MATLAB
     reference predicts ``sign(w_t.x)`` and its ``sign(0) = 0`` matches neither label, so it
     counts every zero margin as an error; the two agree whenever no margin is exactly 0.
@@ -783,6 +789,10 @@ def paper_methods(task: str = "classification", random_state: Any = 0) -> dict[s
     3,000 rounds (at the smallest lambdas a W-step needs ~1,000); :func:`error_table`
     records the final relative gap of each refit.
 
+    The models have no intercept (``fit_intercept=False``), as in the paper and its
+    reference code; set ``fit_intercept=True`` on them (``set_params``) for the
+    estimators' default.
+
     Parameters
     ----------
     task : {"classification", "regression"}, default="classification"
@@ -808,6 +818,8 @@ def paper_methods(task: str = "classification", random_state: Any = 0) -> dict[s
     ['Constant', 'Global', 'Local', 'MTL (mean-reg. Ω)', 'MOCHA']
     >>> methods["MOCHA"].get_params()["relationship"]
     'learned'
+    >>> methods["Local"].get_params()["fit_intercept"]
+    False
     >>> type(paper_methods("regression")["Local"]).__name__
     'LocalRegressor'
     """

@@ -11,9 +11,13 @@ to high accuracy with an interior-point conic solver, so that the federated solv
     P(W; \\Omega) = \\sum_t \\frac{1}{n_t} \\sum_i \\ell(y_{ti}, w_t^\\top x_{ti})
                    + \\frac{\\lambda}{2} \\operatorname{tr}(W \\Omega W^\\top).
 
-Tasks with zero samples contribute no loss term.  :func:`solve_fixed_sigma` minimises ``P``
-over ``W`` for a given ``Sigma``; :func:`solve_joint` minimises over ``(W, Sigma)`` subject to
-``Sigma >= eps * I`` and ``tr(Sigma) = 1``.  :func:`primal_objective` is an independent numpy
+Tasks with zero samples contribute no loss term.  With intercepts (``fit_intercept=True``;
+liblinear's convention, as in :class:`fmtl.MochaClassifier`) every row gets a constant feature
+``s = intercept_scaling`` appended, ``W`` a last row ``b / s`` and the predictions become
+``w_t^T x + b_t``: the intercepts are penalised inside ``tr(W Omega W^T)`` like every other
+weight.  :func:`solve_fixed_sigma` minimises ``P`` over ``W`` for a given ``Sigma``;
+:func:`solve_joint` minimises over ``(W, Sigma)`` subject to ``Sigma >= eps * I`` and
+``tr(Sigma) = 1``.  :func:`primal_objective` is an independent numpy
 evaluation of ``P`` and is what :attr:`ReferenceSolution.objective` reports.
 """
 
@@ -142,6 +146,10 @@ class ReferenceSolution:
         all attempts of the Clarabel settings ladder).
     solver_options : Mapping[str, Any]
         Keyword arguments of the successful ``problem.solve`` call (read-only).
+    intercept : ndarray of shape (m,) or None
+        Optimal intercepts ``b`` (read-only): ``intercept_scaling`` times the constant
+        feature's weights with ``fit_intercept=True``, zeros without; ``None`` only when
+        constructed directly without one.
 
     Raises
     ------
@@ -168,6 +176,7 @@ class ReferenceSolution:
     status: str
     solve_time: float
     solver_options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    intercept: np.ndarray | None = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -258,6 +267,27 @@ def _validate_data(
     if d == 0:
         raise ValueError("Xs must have at least one feature column")
     return out_X, out_y, d
+
+
+def _check_intercept_scaling(fit_intercept: Any, intercept_scaling: Any) -> float | None:
+    """The constant feature's value, or ``None`` without an intercept."""
+    if not isinstance(fit_intercept, bool | np.bool_):
+        raise ValueError(f"fit_intercept must be True or False, got {fit_intercept!r}")
+    if not fit_intercept:
+        return None
+    return _check_positive_scalar(intercept_scaling, "intercept_scaling")
+
+
+def _augment(Xs: list[np.ndarray | sp.csr_array], scaling: float):
+    """Every task's rows with the constant feature ``scaling`` appended (liblinear's way)."""
+    out: list[np.ndarray | sp.csr_array] = []
+    for X in Xs:
+        column = np.full((X.shape[0], 1), scaling)
+        if sp.issparse(X):
+            out.append(sp.csr_array(sp.hstack([X, sp.csr_array(column)], format="csr")))
+        else:
+            out.append(np.hstack([X, column]))
+    return out
 
 
 def _check_square(M: Any, m: int, name: str) -> np.ndarray:
@@ -398,11 +428,16 @@ def primal_objective(
     lam: float,
     loss: str = "hinge",
     gamma: float = 1.0,
+    *,
+    intercept: Any = None,
+    intercept_scaling: float = 1.0,
 ) -> float:
     """Evaluate the MTL primal objective ``P(W; Omega)`` in plain numpy.
 
-    ``P(W; Omega) = sum_t mean_i l(y_ti, w_t^T x_ti) + (lam / 2) tr(W Omega W^T)``; tasks
-    with no samples contribute no loss term.
+    ``P(W; Omega) = sum_t mean_i l(y_ti, w_t^T x_ti + b_t) + (lam / 2) tr(W' Omega W'^T)``
+    with ``W'`` the weights ``W`` and, given ``intercept``, a last row ``b / intercept_scaling``
+    (liblinear's penalised intercept; no ``intercept``: ``b = 0`` and ``W' = W``); tasks with
+    no samples contribute no loss term.
 
     Parameters
     ----------
@@ -420,6 +455,12 @@ def primal_objective(
         Loss function.
     gamma : float, default 1.0
         Smoothing parameter of ``"smoothed_hinge"``.
+    intercept : array_like of shape (m,), optional
+        Intercepts ``b_t``, e.g. :attr:`ReferenceSolution.intercept` or an estimator's
+        ``intercept_``.
+    intercept_scaling : float, default 1.0
+        Value of the constant feature the intercepts were fitted with (> 0; used only with
+        ``intercept``).
 
     Returns
     -------
@@ -432,8 +473,8 @@ def primal_objective(
         If ``lam`` is not a finite number > 0, the loss or ``gamma`` is invalid, the data
         are invalid (not one entry per task, no tasks, non-numeric, not 2-D/1-D,
         mismatched lengths or features, NaN or inf, labels not in {-1, +1} for a
-        classification loss), or ``W``/``Omega`` are not finite arrays of shape
-        ``(d, m)``/``(m, m)``.
+        classification loss), ``W``/``Omega`` are not finite arrays of shape
+        ``(d, m)``/``(m, m)``, or ``intercept`` is not a finite array of shape ``(m,)``.
 
     Examples
     --------
@@ -443,6 +484,9 @@ def primal_objective(
     >>> W = np.zeros((2, 2))
     >>> primal_objective(Xs, ys, W, np.eye(2), lam=0.5)  # hinge: 1 + 1
     2.0
+    >>> # b = (1, 1): mean hinge 1 (task 0) + 0 (task 1), penalty (0.5 / 2) (1 + 1)
+    >>> primal_objective(Xs, ys, W, np.eye(2), lam=0.5, intercept=[1.0, 1.0])
+    1.5
     """
     lam = _check_positive_scalar(lam, "lam")
     loss, gamma = _check_loss(loss, gamma)
@@ -457,6 +501,17 @@ def primal_objective(
     if not np.all(np.isfinite(W)):
         raise ValueError("W contains NaN or inf")
     Omega = _check_square(Omega, m, "Omega")
+    if intercept is not None:
+        scaling = _check_positive_scalar(intercept_scaling, "intercept_scaling")
+        try:
+            b = np.asarray(intercept, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"intercept must be a numeric ({m},) array") from exc
+        if b.shape != (m,):
+            raise ValueError(f"intercept must have shape ({m},), got {b.shape}")
+        if not np.all(np.isfinite(b)):
+            raise ValueError("intercept contains NaN or inf")
+        Xs_v, W = _augment(Xs_v, scaling), np.vstack([W, b / scaling])
     reg = 0.5 * lam * float(np.sum((W @ Omega) * W))
     return _loss_term(Xs_v, ys_v, W, loss, gamma) + reg
 
@@ -518,6 +573,23 @@ def _run(
     )
 
 
+def _split_intercept(
+    W: np.ndarray, d: int, scaling: float | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(weights, intercepts) of a solution on the augmented rows (zeros without one)."""
+    if scaling is None:
+        return W, np.zeros(W.shape[1])
+    return W[:d], scaling * W[d]
+
+
+def _objective(Xs, ys, W, b, Omega, lam, loss, gamma, scaling: float | None) -> float:
+    if scaling is None:
+        return primal_objective(Xs, ys, W, Omega, lam, loss, gamma)
+    return primal_objective(
+        Xs, ys, W, Omega, lam, loss, gamma, intercept=b, intercept_scaling=scaling
+    )
+
+
 def _frozen(a: np.ndarray) -> np.ndarray:
     a = np.array(a, dtype=np.float64, copy=True)
     a.setflags(write=False)
@@ -532,6 +604,9 @@ def solve_fixed_sigma(
     loss: str = "hinge",
     gamma: float = 1.0,
     solver: str | None = None,
+    *,
+    fit_intercept: bool = False,
+    intercept_scaling: float = 1.0,
     **solver_kwargs: Any,
 ) -> ReferenceSolution:
     """Minimise ``P(W; Sigma^{-1})`` over ``W`` for a fixed task covariance ``Sigma``.
@@ -555,6 +630,11 @@ def solve_fixed_sigma(
         cvxpy solver name; default ``"CLARABEL"`` (see :data:`CLARABEL_SETTINGS_FIXED`).  Avoid
         ``"HIGHS"``: with cvxpy 1.9 / HiGHS 1.16 its QP path was observed to report
         ``optimal`` at ``W = 0`` for a hinge problem whose true optimum is far from 0.
+    fit_intercept : bool, default False
+        Also fit one intercept per task, liblinear's way (see the module docstring): the
+        constant feature ``intercept_scaling`` is appended to every ``Xs[t]``.
+    intercept_scaling : float, default 1.0
+        Value of that feature (> 0).
     **solver_kwargs
         Passed to ``cvxpy.Problem.solve``; for Clarabel they override every ladder step.
 
@@ -581,11 +661,15 @@ def solve_fixed_sigma(
     ((3, 2), 'optimal')
     >>> bool(abs(sol.objective - sol.solver_objective) < 1e-7)
     True
+    >>> solve_fixed_sigma(Xs, ys, np.eye(2) / 2, lam=0.1, fit_intercept=True).intercept.shape
+    (2,)
     """
     lam = _check_positive_scalar(lam, "lam")
     loss, gamma = _check_loss(loss, gamma)
     Xs_v, ys_v, d = _validate_data(Xs, ys, loss)
     m = len(Xs_v)
+    scaling = _check_intercept_scaling(fit_intercept, intercept_scaling)
+    Xs_fit = Xs_v if scaling is None else _augment(Xs_v, scaling)
     solver = _check_solver("CLARABEL" if solver is None else solver)
     Sigma = _check_square(Sigma, m, "Sigma")
     vals, vecs = _spd_eigh(Sigma, "Sigma")
@@ -593,23 +677,24 @@ def solve_fixed_sigma(
     L = vecs / np.sqrt(vals)  # Omega = L @ L.T
     Omega = (vecs / vals) @ vecs.T
 
-    W = cp.Variable((d, m))
-    objective = _data_loss_expr(Xs_v, ys_v, W, loss, gamma) + (lam / 2) * cp.sum_squares(W @ L)
+    W = cp.Variable((Xs_fit[0].shape[1], m))
+    objective = _data_loss_expr(Xs_fit, ys_v, W, loss, gamma) + (lam / 2) * cp.sum_squares(W @ L)
     problem = cp.Problem(cp.Minimize(objective))
     solver_obj, status, elapsed, used = _run(
         problem, solver, solver_kwargs, CLARABEL_SETTINGS_FIXED
     )
 
-    W_val = np.asarray(W.value, dtype=np.float64)
+    W_val, b = _split_intercept(np.asarray(W.value, dtype=np.float64), d, scaling)
     return ReferenceSolution(
         W=_frozen(W_val),
         Sigma=_frozen(Sigma),
-        objective=primal_objective(Xs_v, ys_v, W_val, Omega, lam, loss, gamma),
+        objective=_objective(Xs_v, ys_v, W_val, b, Omega, lam, loss, gamma, scaling),
         solver_objective=solver_obj,
         solver=solver,
         status=status,
         solve_time=elapsed,
         solver_options=used,
+        intercept=_frozen(b),
     )
 
 
@@ -621,6 +706,9 @@ def solve_joint(
     gamma: float = 1.0,
     eps: float = 1e-6,
     solver: str = "CLARABEL",
+    *,
+    fit_intercept: bool = False,
+    intercept_scaling: float = 1.0,
     **solver_kwargs: Any,
 ) -> ReferenceSolution:
     """Jointly minimise over ``(W, Sigma)`` with ``Sigma >= eps I`` and ``tr(Sigma) = 1``.
@@ -643,6 +731,11 @@ def solve_joint(
     solver : str, default "CLARABEL"
         cvxpy solver name (must support SDPs; SCS is markedly less accurate).  Clarabel uses
         :data:`CLARABEL_SETTINGS_JOINT`.
+    fit_intercept : bool, default False
+        Also fit one intercept per task, liblinear's way (see the module docstring); the
+        intercepts then also inform the optimal ``Sigma``.
+    intercept_scaling : float, default 1.0
+        Value of the constant feature (> 0).
     **solver_kwargs
         Passed to ``cvxpy.Problem.solve``; for Clarabel they override every ladder step.
 
@@ -676,18 +769,20 @@ def solve_joint(
     eps = _check_positive_scalar(eps, "eps")
     if eps * m >= 1.0:
         raise ValueError(f"eps must satisfy eps * m < 1 (eps={eps!r}, m={m})")
+    scaling = _check_intercept_scaling(fit_intercept, intercept_scaling)
+    Xs_fit = Xs_v if scaling is None else _augment(Xs_v, scaling)
     solver = _check_solver(solver)
 
-    W = cp.Variable((d, m))
+    W = cp.Variable((Xs_fit[0].shape[1], m))
     S = cp.Variable((m, m), symmetric=True)
-    objective = _data_loss_expr(Xs_v, ys_v, W, loss, gamma) + (lam / 2) * cp.matrix_frac(W.T, S)
+    objective = _data_loss_expr(Xs_fit, ys_v, W, loss, gamma) + (lam / 2) * cp.matrix_frac(W.T, S)
     constraints = [S >> eps * np.eye(m), cp.trace(S) == 1]
     problem = cp.Problem(cp.Minimize(objective), constraints)
     solver_obj, status, elapsed, used = _run(
         problem, solver, solver_kwargs, CLARABEL_SETTINGS_JOINT
     )
 
-    W_val = np.asarray(W.value, dtype=np.float64)
+    W_val, b = _split_intercept(np.asarray(W.value, dtype=np.float64), d, scaling)
     S_val = np.asarray(S.value, dtype=np.float64)
     S_val = 0.5 * (S_val + S_val.T)
     vals, vecs = np.linalg.eigh(S_val)
@@ -699,10 +794,11 @@ def solve_joint(
     return ReferenceSolution(
         W=_frozen(W_val),
         Sigma=_frozen(S_val),
-        objective=primal_objective(Xs_v, ys_v, W_val, Omega, lam, loss, gamma),
+        objective=_objective(Xs_v, ys_v, W_val, b, Omega, lam, loss, gamma, scaling),
         solver_objective=solver_obj,
         solver=solver,
         status=status,
         solve_time=elapsed,
         solver_options=used,
+        intercept=_frozen(b),
     )

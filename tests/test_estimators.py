@@ -39,16 +39,24 @@ def test_fit_predict_shapes_and_task_labels(clf_data):
     np.testing.assert_array_equal(pred, np.where(s > 0, "spam", "ham"))
     row = 3
     t = list(clf.tasks_).index(labels[row])
-    assert s[row] == pytest.approx(X[row] @ clf.coef_[t])
+    assert s[row] == pytest.approx(X[row] @ clf.coef_[t] + clf.intercept_[t])
     assert clf.history_.last["rel_gap"] >= 0
     assert clf.n_features_in_ == 5
 
 
-def test_coef_equals_the_algorithm_on_the_same_split(clf_data):
+@pytest.mark.parametrize("fit_intercept", [False, True])
+def test_coef_equals_the_algorithm_on_the_same_split(clf_data, fit_intercept):
     X, y, tasks = clf_data
-    clf = MochaClassifier(alpha=0.05, loss="logistic", random_state=3, outer_iters=3).fit(
-        X, y, tasks
-    )
+    clf = MochaClassifier(
+        alpha=0.05,
+        loss="logistic",
+        random_state=3,
+        outer_iters=3,
+        fit_intercept=fit_intercept,
+        intercept_scaling=2.5,
+    ).fit(X, y, tasks)
+    if fit_intercept:  # mocha() on the rows with liblinear's constant feature appended
+        X = np.hstack([X, np.full((len(X), 1), 2.5)])
     Xs = [X[tasks == t] for t in range(4)]
     ys = [np.where(y[tasks == t] == clf.classes_[1], 1.0, -1.0) for t in range(4)]
     res = mocha(
@@ -64,7 +72,12 @@ def test_coef_equals_the_algorithm_on_the_same_split(clf_data):
         sigma_prime="adaptive",  # the estimators' defaults
         local_work="auto",
     )
-    np.testing.assert_array_equal(clf.coef_, res.coef)
+    if fit_intercept:
+        np.testing.assert_array_equal(clf.coef_, res.coef[:, :-1])
+        np.testing.assert_array_equal(clf.intercept_, 2.5 * res.coef[:, -1])
+    else:
+        np.testing.assert_array_equal(clf.coef_, res.coef)
+        np.testing.assert_array_equal(clf.intercept_, np.zeros(4))
 
 
 def test_unseen_task_is_a_clear_error(clf_data):
@@ -245,15 +258,23 @@ def test_global_matches_pooled_ridge_and_serves_unseen_tasks():
     lam = 0.05
     glob = GlobalRegressor(alpha=lam, tol=1e-12, max_rounds=5000, random_state=0)
     glob.fit(X, y, tasks)
-    # pooled mean loss + (lam/2)||w||^2  <=>  Ridge(alpha = N lam). The objective is
-    # lam-strongly convex, so the certified gap bounds the distance: ||w - w*||^2 <= 2 gap/lam
-    ridge = Ridge(alpha=len(y) * lam, fit_intercept=False).fit(X, y)
+    # pooled mean loss + (lam/2)(||w||^2 + b^2)  <=>  Ridge(alpha = N lam) on the rows with
+    # the constant feature 1 appended (the intercept penalised, liblinear's way). The objective
+    # is lam-strongly convex, so the certified gap bounds the distance:
+    # ||(w, b) - (w*, b*)||^2 <= 2 gap/lam
+    X1 = np.hstack([X, np.ones((len(X), 1))])
+    ridge = Ridge(alpha=len(y) * lam, fit_intercept=False).fit(X1, y)
     bound = np.sqrt(2 * glob.history_["gap"][-1] / lam)
-    assert np.linalg.norm(glob.coef_[0] - ridge.coef_) <= bound <= 1e-4
+    fitted = np.append(glob.coef_[0], glob.intercept_[0])
+    assert np.linalg.norm(fitted - ridge.coef_) <= bound <= 1e-4
     np.testing.assert_array_equal(glob.coef_, np.tile(glob.coef_[0], (3, 1)))
+    np.testing.assert_array_equal(glob.intercept_, np.full(3, glob.intercept_[0]))
     # an unseen task gets the global model
     np.testing.assert_allclose(
-        glob.predict(X[:3], ["new", "new", 0]), X[:3] @ glob.coef_[0], rtol=0, atol=1e-12
+        glob.predict(X[:3], ["new", "new", 0]),
+        X[:3] @ glob.coef_[0] + glob.intercept_[0],
+        rtol=0,
+        atol=1e-12,
     )
 
 

@@ -64,6 +64,9 @@ def test_linear_kernel_equals_mocha_classifier(clf_data):
         ker.decision_function(X, tasks), lin.decision_function(X, tasks), rtol=0, atol=1e-9
     )
     np.testing.assert_allclose(ker.linear_coef(), lin.coef_, rtol=0, atol=1e-10)
+    # the kernel's intercept (k + s^2) is the linear model's constant feature
+    assert np.abs(lin.intercept_).max() > 0.01
+    np.testing.assert_allclose(ker.intercept_, lin.intercept_, rtol=0, atol=1e-10)
     np.testing.assert_allclose(ker.sigma_, lin.sigma_, rtol=0, atol=1e-10)
     np.testing.assert_array_equal(ker.predict(X, tasks), lin.predict(X, tasks))
     assert len(ker.history_) == len(lin.history_)
@@ -73,18 +76,29 @@ def test_linear_kernel_equals_mocha_classifier(clf_data):
         KernelMochaClassifier(alpha=0.01, **FAST).fit(X, y, tasks).linear_coef()
 
 
-def test_estimator_is_the_kernel_mocha_fit(clf_data):
+@pytest.mark.parametrize("fit_intercept", [False, True])
+def test_estimator_is_the_kernel_mocha_fit(clf_data, fit_intercept):
+    from sklearn.metrics.pairwise import rbf_kernel
+
     X, y, tasks = clf_data
-    est = KernelMochaClassifier(alpha=0.01, kernel_params={"gamma": 0.3}, **FAST)
+    est = KernelMochaClassifier(
+        alpha=0.01,
+        kernel_params={"gamma": 0.3},
+        fit_intercept=fit_intercept,
+        intercept_scaling=1.5,
+        **FAST,
+    )
     est.fit(X, y, tasks)
     order = [np.flatnonzero(tasks == t) for t in est.tasks_]
+    # with an intercept: the kernel of the rows with the constant feature 1.5 appended
+    kernel = (lambda A, B: rbf_kernel(A, B, gamma=0.3) + 1.5**2) if fit_intercept else "rbf"
     res = kernel_mocha(
         [X[r] for r in order],
         [np.where(y[r] == est.classes_[1], 1.0, -1.0) for r in order],
         0.01,
         "hinge",
-        kernel="rbf",
-        kernel_params={"gamma": 0.3},
+        kernel=kernel,
+        kernel_params=None if fit_intercept else {"gamma": 0.3},
         tol=1e-6,
         outer_iters=3,
         inner_iters=30,
@@ -93,11 +107,16 @@ def test_estimator_is_the_kernel_mocha_fit(clf_data):
     np.testing.assert_array_equal(est.dual_coef_, res.dual_coef)
     np.testing.assert_array_equal(est.X_fit_, np.vstack([X[r] for r in order]))
     np.testing.assert_array_equal(est.task_offsets_, [0, 30, 60, 90, 120])
+    assert est.kernel_ == "rbf" and est.kernel_params_ == {"gamma": 0.3}
     idx = np.repeat(np.arange(4), 30)
-    np.testing.assert_array_equal(
-        est.decision_function(est.X_fit_, est.tasks_[idx]),
-        res.decision_function(res.X_fit, idx),
-    )
+    got = est.decision_function(est.X_fit_, est.tasks_[idx])
+    want = res.decision_function(res.X_fit, idx)
+    if fit_intercept:  # the offset is summed separately: equal up to rounding
+        assert np.abs(est.intercept_).max() > 0.01
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+    else:
+        np.testing.assert_array_equal(est.intercept_, np.zeros(4))
+        np.testing.assert_array_equal(got, want)
 
 
 def test_rbf_solves_per_task_xor_linear_cannot(xor):

@@ -27,7 +27,14 @@ from fmtl import (
 )
 from fmtl.datasets import make_multitask_classification
 from fmtl.federated import History, SystemsModel
-from fmtl.persistence import _checksum, _decode_label, _encode_label, load_model, save_model
+from fmtl.persistence import (
+    FORMAT_VERSION,
+    _checksum,
+    _decode_label,
+    _encode_label,
+    load_model,
+    save_model,
+)
 
 ODD_TASKS = np.empty(5, dtype=object)
 ODD_TASKS[:] = [3, "b", ("t", (1, None)), None, 2.5]
@@ -59,12 +66,17 @@ def _fit(name: str, d: dict):
         return MochaClassifier(alpha=0.01, loss="logistic", **fast).fit(X, d["y3"], tasks)
     if name == "mocha_regressor":
         sigma = np.eye(5) / 5 + 0.01
-        reg = MochaRegressor(alpha=0.1, relationship="fixed", sigma=sigma, **fast)
-        return reg.fit(X, d["z"], tasks)
+        reg = MochaRegressor(
+            alpha=0.1, relationship="fixed", sigma=sigma, intercept_scaling=2.0, **fast
+        )
+        return reg.fit(X, d["z"] + 3.0, tasks)
     if name == "local_bool":
         return LocalClassifier(alpha=0.1, max_rounds=20).fit(X, d["y"] > 0, tasks)
     if name == "local_regressor":
         return LocalRegressor(alpha=0.1, max_rounds=20, random_state=3).fit(X, d["z"], tasks)
+    if name == "local_no_intercept":
+        reg = LocalRegressor(alpha=0.1, max_rounds=20, fit_intercept=False)
+        return reg.fit(X, d["z"], tasks)
     if name == "global_multiclass":
         y_int = np.searchsorted(["x", "y", "z"], d["y3"]) * 10 - 5
         return GlobalClassifier(alpha=0.1, max_rounds=20).fit(X, y_int, tasks)
@@ -79,6 +91,7 @@ CASES = [
     "mocha_regressor",
     "local_bool",
     "local_regressor",
+    "local_no_intercept",
     "global_multiclass",
     "global_regressor",
 ]
@@ -142,7 +155,7 @@ def test_round_trip_is_bit_identical(name, fitted, data, tmp_path):
     assert all(same(a, b) for a, b in zip(got.tasks_, est.tasks_, strict=True))
     assert got._task_lookup_ == est._task_lookup_ and got.n_tasks_ == est.n_tasks_
     assert got.n_features_in_ == est.n_features_in_
-    for attr in ("coef_", "dual_coef_", "never_reported_"):
+    for attr in ("coef_", "intercept_", "dual_coef_", "never_reported_"):
         assert same(getattr(got, attr), getattr(est, attr)), attr
     for attr in ("sigma_", "omega_"):
         a, b = getattr(got, attr), getattr(est, attr)
@@ -156,6 +169,66 @@ def test_round_trip_is_bit_identical(name, fitted, data, tmp_path):
     # the loaded model saves to the same content
     again = round_trip(got, tmp_path, "again.npz")
     assert same(again.coef_, est.coef_)
+
+
+def test_intercepts_are_saved(fitted, data, tmp_path):
+    est = fitted["mocha_regressor"]
+    assert est.intercept_.shape == (5,) and np.all(est.intercept_ > 1.0)  # y shifted by 3
+    got = round_trip(est, tmp_path)
+    assert got.fit_intercept is True and got.intercept_scaling == 2.0
+    assert same(got.intercept_, est.intercept_)
+    free = round_trip(fitted["local_no_intercept"], tmp_path, "free.npz")
+    assert free.fit_intercept is False and same(free.intercept_, np.zeros(5))
+    assert fitted["global_multiclass"].intercept_.shape == (3, 5)
+
+
+def _as_version_1(path: Path, out: Path) -> Path:
+    """The file fmtl wrote before intercepts existed: no intercept params or arrays."""
+    arrays, header = _arrays_and_header(path)
+    for name in ("intercept_", "global_intercept_"):
+        arrays.pop(name, None)
+        header["arrays"].pop(name, None)
+    del header["params"]["fit_intercept"], header["params"]["intercept_scaling"]
+    header["format_version"] = 1
+    header["sha256"] = _checksum(header, arrays)
+    return _write(out, header, arrays)
+
+
+def test_version_1_files_load_as_intercept_free_models(fitted, data, tmp_path):
+    from fmtl.personalized import FedAvgClassifier, PFedHNRegressor
+
+    X, tasks = data["X"], data["tasks"]
+    models = [
+        fitted["local_no_intercept"],
+        MochaClassifier(alpha=0.01, loss="logistic", fit_intercept=False, outer_iters=1).fit(
+            X, data["y3"], tasks
+        ),
+        FedAvgClassifier(rounds=3, fit_intercept=False, random_state=0).fit(X, data["y"], tasks),
+        PFedHNRegressor(rounds=3, fit_intercept=False, random_state=0).fit(X, data["z"], tasks),
+    ]
+    for i, est in enumerate(models):
+        save_model(est, tmp_path / f"v2_{i}.npz")
+        got = load_model(_as_version_1(tmp_path / f"v2_{i}.npz", tmp_path / f"v1_{i}.npz"))
+        assert type(got) is type(est) and got.fit_intercept is False
+        assert same(got.intercept_, np.zeros_like(est.intercept_))
+        assert same(got.predict(X, tasks), est.predict(X, tasks))
+        if hasattr(est, "global_intercept_"):
+            assert same(got.global_intercept_, est.global_intercept_)  # 0.0
+
+
+def test_version_2_file_without_intercepts_is_refused(fitted, tmp_path):
+    save_model(fitted["local_regressor"], tmp_path / "m.npz")
+    arrays, header = _arrays_and_header(tmp_path / "m.npz")
+    del arrays["intercept_"], header["arrays"]["intercept_"]
+    header["sha256"] = _checksum(header, arrays)
+    with pytest.raises(ValueError, match="version-2 file needs fit_intercept and intercept_"):
+        load_model(_write(tmp_path / "bad.npz", header, arrays))
+    arrays, header = _arrays_and_header(tmp_path / "m.npz")
+    arrays["intercept_"] = arrays["intercept_"][:-1]
+    header["arrays"]["intercept_"]["shape"] = list(arrays["intercept_"].shape)
+    header["sha256"] = _checksum(header, arrays)
+    with pytest.raises(ValueError, match="intercept_ has the wrong shape"):
+        load_model(_write(tmp_path / "short.npz", header, arrays))
 
 
 def test_special_cases_survive(fitted):
@@ -172,7 +245,7 @@ def test_npz_is_plain_and_header_layout(fitted, tmp_path):
     with np.load(path, allow_pickle=False) as npz:
         files = {k: npz[k] for k in npz.files}
     header = json.loads(str(files.pop("__header__")))
-    assert header["format"] == "fmtl-model" and header["format_version"] == 1
+    assert header["format"] == "fmtl-model" and header["format_version"] == 2
     assert header["class"] == "MochaClassifier"
     assert header["params"]["systems"]["t"] == "SystemsModel"
     assert header["tasks"][2] == {
@@ -241,7 +314,7 @@ def saved(fitted, tmp_path):
 
 def test_newer_format_version_is_refused(saved, tmp_path):
     arrays, header = _arrays_and_header(saved)
-    header["format_version"] = 2
+    header["format_version"] = FORMAT_VERSION + 1
     bad = _write(tmp_path / "newer.npz", header, arrays)
     with pytest.raises(ValueError, match="needs a newer fmtl") as e:
         load_model(bad)

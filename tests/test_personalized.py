@@ -38,17 +38,34 @@ def clf_data():
     )
 
 
-def test_estimators_equal_the_functions(clf_data):
+def _with_constant(Xs, scaling=1.0):
+    """The rows with liblinear's intercept feature appended (what fit_intercept fits)."""
+    return [np.hstack([X, np.full((len(X), 1), scaling)]) for X in Xs]
+
+
+@pytest.mark.parametrize("fit_intercept", [False, True])
+def test_estimators_equal_the_functions(clf_data, fit_intercept):
     X, y, tasks = clf_data.stack()
     kw = dict(rounds=30, lr=0.2, random_state=0)
-    f = FedAvgClassifier(alpha=0.01, finetune_epochs=2, **kw).fit(X, y, tasks)
+    icpt = dict(fit_intercept=fit_intercept, intercept_scaling=0.5)
+    f = FedAvgClassifier(alpha=0.01, finetune_epochs=2, **icpt, **kw).fit(X, y, tasks)
     ys = [np.where(t > 0, 1.0, -1.0) for t in clf_data.y]
-    ref = fedavg(clf_data.X, ys, 0.01, finetune_epochs=2, lr_decay=0.01, **kw)
-    np.testing.assert_array_equal(f.coef_, ref.coef)
-    np.testing.assert_array_equal(f.global_coef_, ref.global_coef)
-    d = DittoClassifier(alpha=0.01, mu=0.2, **kw).fit(X, y, tasks)
-    refd = ditto(clf_data.X, ys, 0.01, 0.2, lr_decay=0.01, **kw)
-    np.testing.assert_array_equal(d.coef_, refd.coef)
+    Xs = _with_constant(clf_data.X, 0.5) if fit_intercept else clf_data.X
+    ref = fedavg(Xs, ys, 0.01, finetune_epochs=2, lr_decay=0.01, **kw)
+    d = DittoClassifier(alpha=0.01, mu=0.2, **icpt, **kw).fit(X, y, tasks)
+    refd = ditto(Xs, ys, 0.01, 0.2, lr_decay=0.01, **kw)
+    if fit_intercept:
+        np.testing.assert_array_equal(f.coef_, ref.coef[:, :-1])
+        np.testing.assert_array_equal(f.intercept_, 0.5 * ref.coef[:, -1])
+        np.testing.assert_array_equal(f.global_coef_, ref.global_coef[:-1])
+        assert f.global_intercept_ == 0.5 * ref.global_coef[-1]
+        np.testing.assert_array_equal(d.coef_, refd.coef[:, :-1])
+        np.testing.assert_array_equal(d.intercept_, 0.5 * refd.coef[:, -1])
+    else:
+        np.testing.assert_array_equal(f.coef_, ref.coef)
+        np.testing.assert_array_equal(f.global_coef_, ref.global_coef)
+        assert f.global_intercept_ == 0.0 and not f.intercept_.any()
+        np.testing.assert_array_equal(d.coef_, refd.coef)
     assert d.local_gap_.shape == (6,) and np.all(d.local_gap_ < 1e-8)
 
 
@@ -136,11 +153,13 @@ def test_more_regressors_equal_their_functions_and_round_trip(make, fit, kw, tmp
     X, y, tasks = data.stack()
     est = getattr(fmtl, make)(alpha=1e-3, **kw).fit(X, y, tasks)
     fkw = dict(kw)
+    Xs = _with_constant(data.X)  # the default fit_intercept=True, intercept_scaling=1
     if fit == "fedrep":
-        ref = F.fedrep(data.X, data.y, fkw.pop("rank"), 1e-3, **fkw)
+        ref = F.fedrep(Xs, data.y, fkw.pop("rank"), 1e-3, **fkw)
     else:
-        ref = getattr(F, fit)(data.X, data.y, 1e-3, **fkw)
-    np.testing.assert_array_equal(est.coef_, ref.coef)
+        ref = getattr(F, fit)(Xs, data.y, 1e-3, **fkw)
+    np.testing.assert_array_equal(est.coef_, ref.coef[:, :-1])
+    np.testing.assert_array_equal(est.intercept_, ref.coef[:, -1])
     assert clone(est).get_params() == est.get_params()
     est.save(tmp_path / "m.npz")
     np.testing.assert_array_equal(

@@ -312,6 +312,11 @@ def test_rff_bad_inputs_are_named(low_rank):
 # --------------------------------------------------------------------------- estimators
 
 
+def _with_constant(Xs):
+    """The rows with liblinear's intercept feature 1 appended (what fit_intercept fits)."""
+    return [np.hstack([X, np.ones((len(X), 1))]) for X in Xs]
+
+
 @pytest.mark.parametrize("hypernetwork", ["linear", "rff"])
 def test_estimator_new_task_and_save_load(circle, hypernetwork, tmp_path):
     from fmtl import PFedHNRegressor
@@ -321,25 +326,28 @@ def test_estimator_new_task_and_save_load(circle, hypernetwork, tmp_path):
     X, y, tasks = np.vstack(Xs_tr), np.concatenate(ys_tr), np.repeat(np.arange(30), 40)
     kw = dict(embedding_dim=1, hypernetwork=hypernetwork, n_components=50, rounds=300, lr=0.2)
     est = PFedHNRegressor(1e-4, random_state=0, **kw).fit(X, y, tasks)
-    ref = pfedhn(Xs_tr, ys_tr, 1e-4, random_state=0, **kw)
-    np.testing.assert_array_equal(est.coef_, ref.coef)
+    # the default intercept: pfedhn on the rows with the constant feature 1 appended
+    ref = pfedhn(_with_constant(Xs_tr), ys_tr, 1e-4, random_state=0, **kw)
+    np.testing.assert_array_equal(est.coef_, ref.coef[:, :-1])
+    np.testing.assert_array_equal(est.intercept_, ref.coef[:, -1])
     np.testing.assert_array_equal(est.hypernetwork_, ref.hypernetwork)
     np.testing.assert_array_equal(est.embeddings_, ref.embeddings)
     assert hasattr(est, "feature_map_omega_") == (hypernetwork == "rff")
     # the new client's model: its embedding fitted with the hypernetwork fixed
     Xn, yn = Xs[30][:40], ys[30][:40]
-    coef = est.fit_new_task(Xn, yn, rounds=200)
+    (Xn1,) = _with_constant([Xn])
+    coef, intercept = est.fit_new_task(Xn, yn, rounds=200)
     fmap = ref.feature_map
     v = fit_new_embedding(
-        Xn, yn, ref.hypernetwork, 1e-4, feature_map=fmap, init=ref.embeddings, rounds=200,
+        Xn1, yn, ref.hypernetwork, 1e-4, feature_map=fmap, init=ref.embeddings, rounds=200,
         lr=0.2,
     )  # fmt: skip
-    np.testing.assert_array_equal(
-        coef, ref.hypernetwork @ hypernetwork_features(v, *(fmap or (None, None)))
-    )
+    w = ref.hypernetwork @ hypernetwork_features(v, *(fmap or (None, None)))
+    np.testing.assert_array_equal(coef, w[:-1])
+    assert intercept == w[-1]
     # monotone descent from the best fitted embedding: no worse than any training model
     sq = get_loss("squared")
-    assert _value(Xn, yn, coef, sq, 1e-4) <= min(_value(Xn, yn, w, sq, 1e-4) for w in ref.coef)
+    assert _value(Xn1, yn, w, sq, 1e-4) <= min(_value(Xn1, yn, u, sq, 1e-4) for u in ref.coef)
     est.save(tmp_path / "m.npz")
     same = PFedHNRegressor.load(tmp_path / "m.npz")
     for name in ("coef_", "hypernetwork_", "embeddings_", "feature_map_omega_",
@@ -347,9 +355,15 @@ def test_estimator_new_task_and_save_load(circle, hypernetwork, tmp_path):
         assert hasattr(same, name) == hasattr(est, name)
         if hasattr(est, name):
             np.testing.assert_array_equal(getattr(same, name), getattr(est, name))
-    np.testing.assert_array_equal(same.fit_new_task(Xn, yn, rounds=200), coef)
+    again = same.fit_new_task(Xn, yn, rounds=200)
+    np.testing.assert_array_equal(again[0], coef)
+    assert again[1] == intercept
     with pytest.raises(ValueError, match="X"):
         est.fit_new_task(Xn[:, :2], yn)
+    est.set_params(fit_intercept=False)
+    with pytest.raises(ValueError, match="fit_intercept was changed after fit"):
+        est.fit_new_task(Xn, yn)
+    est.set_params(fit_intercept=True)
     if hypernetwork == "rff":  # a refit with the linear hypernetwork drops the feature map
         est.set_params(hypernetwork="linear", rounds=5).fit(X, y, tasks)
         assert not hasattr(est, "feature_map_omega_")
@@ -367,12 +381,14 @@ def test_classifier_new_task_multiclass_and_round_trip(tmp_path):
     est = PFedHNClassifier(
         0.01, hypernetwork="rff", n_components=20, rounds=100, random_state=0
     ).fit(X, y, tasks)
-    assert est.hypernetwork_.shape == (3, 4, 20) and est.feature_map_omega_.shape == (3, 20, 2)
-    coef = est.fit_new_task(X[:60], y[:60])
-    assert coef.shape == (3, 4)
-    assert np.mean(np.argmax(X[:60] @ coef.T, axis=1) == y[:60]) > 0.8
+    # one more hypernetwork row: the intercept's constant feature
+    assert est.hypernetwork_.shape == (3, 5, 20) and est.feature_map_omega_.shape == (3, 20, 2)
+    coef, intercept = est.fit_new_task(X[:60], y[:60])
+    assert coef.shape == (3, 4) and intercept.shape == (3,)
+    assert np.mean(np.argmax(X[:60] @ coef.T + intercept, axis=1) == y[:60]) > 0.8
     with pytest.raises(ValueError, match="labels"):
         est.fit_new_task(X[:3], [0, 1, 7])
     est.save(tmp_path / "c.npz")
     same = PFedHNClassifier.load(tmp_path / "c.npz")
-    np.testing.assert_array_equal(same.fit_new_task(X[:60], y[:60]), coef)
+    for a, b in zip(same.fit_new_task(X[:60], y[:60]), (coef, intercept), strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -144,6 +144,12 @@ BAD_PARAMS = [
     ("sigma", "indefinite", "mocha"),
     ("max_rounds", 0, "independent"),
     ("max_rounds", 2.5, "independent"),
+    ("fit_intercept", "yes", "all"),
+    ("fit_intercept", None, "all"),
+    ("intercept_scaling", 0.0, "all"),
+    ("intercept_scaling", -1.0, "all"),
+    ("intercept_scaling", float("inf"), "all"),
+    ("intercept_scaling", "1", "all"),
 ]
 # messages known to name another spelling of the parameter (see the report of this suite):
 # Local*/Global* pass max_rounds on as mocha's inner_iters
@@ -337,6 +343,9 @@ def fit_cases(draw, faulty: bool = False):
 
     # estimator parameters
     params: dict = {"alpha": draw(st.sampled_from([1e-4, 1e-2, 1.0, 100.0]))}
+    params["fit_intercept"] = draw(st.booleans())
+    if params["fit_intercept"]:
+        params["intercept_scaling"] = draw(st.sampled_from([0.1, 1.0, 10.0]))
     if is_clf:
         params["loss"] = draw(st.sampled_from([None, "hinge", "smoothed_hinge", "logistic"]))
         if params["loss"] == "smoothed_hinge":
@@ -457,6 +466,8 @@ def fit_cases(draw, faulty: bool = False):
                     value = 1.0
             if name == "kappa":
                 params["relationship"] = "mean"
+            if name == "intercept_scaling":
+                params["fit_intercept"] = True
             if name == "sigma":
                 params["relationship"] = "fixed"
                 value = {
@@ -502,9 +513,14 @@ def _check_fitted(est, X, tasks, labs):
             np.testing.assert_allclose(S, S.T, rtol=0, atol=1e-14)
             assert abs(np.trace(S) - 1.0) <= 1e-10
             assert np.linalg.eigvalsh(S)[0] >= -1e-14
+    assert est.intercept_.shape == est.coef_.shape[:-1]
+    assert np.all(np.isfinite(est.intercept_)), "NaN/inf in intercept_"
+    if not est.fit_intercept:
+        assert not np.any(est.intercept_)
     if isinstance(est, GLOBAL):
         coefs = est.coef_ if est.coef_.ndim == 3 else est.coef_[None]
         assert np.all(coefs == coefs[:, :1])
+        assert np.all(est.intercept_ == est.intercept_[..., :1])
     pred = est.predict(X, tasks)
     assert pred.shape == (X.shape[0],)
     if isinstance(est, ClassifierMixin):
@@ -601,9 +617,12 @@ def test_task_labels_of_mixed_types(tasks, cls):
     # each row is predicted by the model of its own task
     idx = [list(est.tasks_).index(v) if not isinstance(est, GLOBAL) else 0 for v in tasks]
     np.testing.assert_allclose(
-        est.predict(X, tasks), np.einsum("ij,ij->i", X, est.coef_[idx]), rtol=1e-12, atol=0
+        est.predict(X, tasks),
+        np.einsum("ij,ij->i", X, est.coef_[idx]) + est.intercept_[idx],
+        rtol=1e-12,
+        atol=0,
     )
-    assert np.all(np.isfinite(est.coef_))
+    assert np.all(np.isfinite(est.coef_)) and np.all(np.isfinite(est.intercept_))
 
 
 # ------------------------------------------------------------- dual feasibility
@@ -786,6 +805,9 @@ _KNOWN = [
     ("verbose-str", MochaClassifier, {"verbose": "a"}, "verbose"),
     ("max_rounds-0", LocalClassifier, {"max_rounds": 0}, "max_rounds"),  # says inner_iters
     ("predict-str-X", MochaClassifier, {}, "X"),  # predict: "could not convert string..."
+    ("fit_intercept-str", LocalClassifier, {"fit_intercept": "a"}, "fit_intercept"),
+    ("intercept_scaling-nan", MochaClassifier, {"intercept_scaling": np.nan}, "intercept_scaling"),
+    ("intercept_scaling-huge", LocalClassifier, {"intercept_scaling": 1e300}, "intercept_scaling"),
 ]
 
 
