@@ -12,6 +12,7 @@ from sklearn.metrics import accuracy_score, r2_score
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
+from .federated.history import _one_vs_rest_history
 from .federated.mocha import mocha
 from .losses import get_loss
 from .relationships import mean_regularized_sigma
@@ -240,7 +241,7 @@ class _TaskModelBase(BaseEstimator):
             self.sigma_ = _stack_or_none([r.sigma for r in results])
             self.omega_ = _stack_or_none([r.omega for r in results])
             self.dual_coef_ = np.stack([r.dual_coef for r in results])
-            self.history_ = [r.history for r in results]
+            self.history_ = _one_vs_rest_history([r.history for r in results])
 
     def _margins(self, X, tasks) -> np.ndarray:
         check_is_fitted(self, "coef_")
@@ -867,9 +868,10 @@ class MochaRegressor(_TaskRegressorMixin, _MochaBase):
         ``kappa``, out-of-range solver settings (as :func:`fmtl.federated.mocha`), bad
         ``X``/``y``/``tasks`` (shapes, NaN or inf, a single class to classify, entries
         so large that squared norms overflow). From ``predict``/``score``: a task not seen during
-        ``fit`` or ``X`` with the wrong number of features.
+        ``fit``, ``tasks=None`` on a model of several tasks, or ``X`` with the wrong number
+        of features.
     TypeError
-        A non-numeric ``alpha``, ``X`` or ``y``, ``tasks`` missing, sparse or holding
+        A non-numeric ``alpha``, ``X`` or ``y``, ``tasks`` sparse or holding
         unhashable labels.
     sklearn.exceptions.NotFittedError
         ``predict``, ``decision_function`` or ``score`` before ``fit``.

@@ -723,7 +723,7 @@ _FEDREP_DOC = (
 _FEDREP_CLF = dict(
     ovr=" More than two classes: one-vs-rest, one FedRep fit per class.",
     lead="[n_classes, ]",
-    hist=" (a list, one per class, with more than two classes)",
+    hist="\n        Multiclass: every class's records in turn, with a ``class_index`` column.",
     loss_note=' ``"smoothed_hinge"`` uses ``gamma = 1``.',
     **_CLF,
 )

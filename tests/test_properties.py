@@ -483,7 +483,11 @@ def fit_cases(draw, faulty: bool = False):
 
 
 def _histories(est):
-    return est.history_ if isinstance(est.history_, list) else [est.history_]
+    """One History per fit (per class of a one-vs-rest classifier)."""
+    h = est.history_
+    if "class_index" not in h.columns:
+        return [h]
+    return [h.where("class_index", k) for k in range(len(est.classes_))]
 
 
 def _check_fitted(est, X, tasks, labs):
