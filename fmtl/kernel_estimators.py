@@ -287,10 +287,10 @@ default="rbf"
         ``max_samples`` training rows, out-of-range solver settings (as
         :func:`fmtl.federated.kernel_mocha.kernel_mocha`), bad ``X``/``y``/``tasks``
         (shapes, NaN or inf{single_class}). From ``predict``/``decision_function``/
-        ``score``: a task not seen during ``fit`` or ``X`` with the wrong number of
-        features. From ``save``: a callable ``kernel``.
+        ``score``: a task not seen during ``fit``, ``tasks=None`` on a model of several
+        tasks, or ``X`` with the wrong number of features. From ``save``: a callable ``kernel``.
     TypeError
-        A non-numeric ``alpha``, ``X`` or ``y``, ``tasks`` missing, sparse or holding
+        A non-numeric ``alpha``, ``X`` or ``y``, ``tasks`` sparse or holding
         unhashable labels.
     sklearn.exceptions.NotFittedError
         ``predict``, ``decision_function`` or ``score`` before ``fit``.

@@ -230,7 +230,8 @@ _RAISES = """    Raises
         From ``fit``: an invalid parameter, named (``alpha <= 0``, an unknown ``loss``,
         ``rounds < 1``, ...); NaN or inf in ``X`` or ``y``; ``y`` or ``tasks`` of the wrong
         length; for classifiers, fewer than two classes. From ``predict``/``score``: a task
-        not seen during ``fit``, or ``X`` with another number of features.
+        not seen during ``fit``, ``tasks=None`` on a model of several tasks, or ``X`` with
+        another number of features.
     TypeError
         Non-numeric ``X`` or ``y``, or a parameter of the wrong type.
     sklearn.exceptions.NotFittedError
