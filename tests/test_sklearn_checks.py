@@ -18,6 +18,10 @@ from fmtl.protocols import ConstantBaseline
 if tuple(int(p) for p in sklearn.__version__.split(".")[:2]) < (1, 6):
     pytest.skip("expected_failed_checks needs scikit-learn >= 1.6", allow_module_level=True)
 
+# ~1,150 checks: about 50 s of CPU, 1.5-2 min of wall time on a busy 2-core machine
+# (deselect with -m "not slow")
+pytestmark = pytest.mark.slow
+
 _FAST = dict(random_state=0)
 # PFedMe: the checks' data (e.g. 100 rows at loc=100, badly conditioned) make the exact
 # personal solves slow; a few warm-started SDCA passes per round keep the checks quick
@@ -37,9 +41,10 @@ ESTIMATORS = [
     fmtl.PFedMeRegressor(rounds=10, local_passes=5, **_FAST),
     fmtl.PerFedAvgClassifier(rounds=10, **_FAST),
     fmtl.PerFedAvgRegressor(rounds=10, **_FAST),
-    fmtl.PFedHNClassifier(rounds=10, **_FAST),
-    # lr=0.5 diverges (a ValueError) on the checks' unscaled regression targets (|y| up to 140)
-    fmtl.PFedHNRegressor(rounds=10, lr=0.05, **_FAST),
+    # pFedHN takes fixed gradient steps: the default lr=0.5 diverges (a ValueError) on the
+    # checks' unscaled data (X around 100 in check_fit_idempotent, |y| up to 140)
+    fmtl.PFedHNClassifier(rounds=10, lr=1e-3, **_FAST),
+    fmtl.PFedHNRegressor(rounds=10, lr=1e-3, **_FAST),
     fmtl.FedRepClassifier(rounds=10, **_FAST),
     fmtl.FedRepRegressor(rounds=10, **_FAST),
     fmtl.KernelMochaClassifier(alpha=0.1, outer_iters=2, **_FAST),
@@ -48,10 +53,15 @@ ESTIMATORS = [
     ConstantBaseline("regression"),
 ]
 
-# estimator class name -> {check name: why its failure is accepted}. Empty today: every
-# failure the checks found (the sparse-input tag, the one-class message, ConstantBaseline's
-# string labels and non-finite targets) was fixed rather than listed.
-EXPECTED_FAILED_CHECKS: dict[str, dict[str, str]] = {}
+# estimator class name -> {check name: why its failure is accepted}. The other failures the
+# checks found (the sparse-input tag, the one-class message, ConstantBaseline's string
+# labels and non-finite targets, pFedHN's silent NaN models) were fixed instead.
+EXPECTED_FAILED_CHECKS: dict[str, dict[str, str]] = {
+    "PFedHNRegressor": {
+        "check_regressors_train": "fixed-step GD: a step stable on the checks' unscaled "
+        "data (lr=1e-3) is too small to reach R^2 > 0.5; one that does diverges there",
+    },
+}
 
 
 def _expected_failed_checks(estimator) -> dict[str, str]:
