@@ -380,7 +380,6 @@ def fit_cases(draw, faulty: bool = False):
                     "nan_task",
                     "unhashable_task",
                     "short_tasks",
-                    "none_tasks",
                     "2d_tasks",
                     "param",
                 ]
@@ -432,9 +431,6 @@ def fit_cases(draw, faulty: bool = False):
             expect.add("tasks")
         elif fault == "short_tasks":
             tasks = list(tasks)[:-1]
-            expect.add("tasks")
-        elif fault == "none_tasks":
-            tasks = None
             expect.add("tasks")
         elif fault == "2d_tasks":
             tasks = np.array([[t, t] for t in row_task])
