@@ -31,6 +31,7 @@ MODULES = [
     "fmtl.estimators",
     "fmtl.personalized",
     "fmtl.kernel_estimators",
+    "fmtl.compose",
     "fmtl.federated",
     "fmtl.federated.engine",
     "fmtl.federated.line_search",

@@ -41,6 +41,10 @@ _KERNEL_ESTIMATORS = (
 )
 
 
+# scikit-learn tools that cannot pass tasks (fmtl.compose)
+_COMPOSE = ("TaskColumn", "task_scorer")
+
+
 def __getattr__(name: str):
     if name in _ESTIMATORS:
         from . import estimators
@@ -54,6 +58,10 @@ def __getattr__(name: str):
         from . import kernel_estimators
 
         return getattr(kernel_estimators, name)
+    if name in _COMPOSE:
+        from . import compose
+
+        return getattr(compose, name)
     raise AttributeError(f"module 'fmtl' has no attribute {name!r}")
 
 
@@ -86,7 +94,9 @@ __all__ = [
     "PerFedAvgRegressor",
     "FedRepRegressor",
     "FedRepClassifier",
+    "TaskColumn",
     "get_loss",
+    "task_scorer",
     "mocha",
     "__version__",
 ]

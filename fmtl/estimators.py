@@ -12,6 +12,7 @@ from sklearn.metrics import accuracy_score, r2_score
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
+from .federated.history import _one_vs_rest_history
 from .federated.mocha import mocha
 from .losses import get_loss
 from .relationships import mean_regularized_sigma
@@ -19,10 +20,17 @@ from .relationships import mean_regularized_sigma
 _RELATIONSHIPS = ("learned", "identity", "mean", "fixed")
 
 
+# the label of the one task of a fit with ``tasks=None``
+SINGLE_TASK = 0
+
+
 def _check_tasks(tasks, n_samples: int) -> np.ndarray:
-    """Task labels as a 1-D object array of hashable, non-NaN values."""
+    """Task labels as a 1-D object array of hashable, non-NaN values (``None``: one task,
+    labelled ``SINGLE_TASK``)."""
     if tasks is None:
-        raise TypeError("tasks is required: one task label per row of X")
+        arr = np.empty(n_samples, dtype=object)
+        arr[:] = SINGLE_TASK
+        return arr
     if sp.issparse(tasks):
         raise TypeError("tasks must be a 1-D array-like of labels, not a sparse matrix")
     if isinstance(tasks, list | tuple) and any(isinstance(v, tuple) for v in tasks):
@@ -114,6 +122,18 @@ class _TaskModelBase(BaseEstimator):
 
     _loss_choices: tuple[str, ...] = ()
 
+    # with metadata routing on, meta-estimators (GridSearchCV, Pipeline, cross_validate)
+    # route ``tasks`` here without set_*_request calls; still overridable per instance
+    __metadata_request__fit = {"tasks": True}
+    __metadata_request__predict = {"tasks": True}
+    __metadata_request__decision_function = {"tasks": True}
+    __metadata_request__score = {"tasks": True}
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True  # CSR throughout (the solvers have CSR kernels)
+        return tags
+
     def _check_loss(self):
         """Validate ``alpha`` and resolve ``loss`` (``None``: the class default)."""
         if isinstance(self.alpha, bool) or not isinstance(self.alpha, numbers.Real):
@@ -188,6 +208,8 @@ class _TaskModelBase(BaseEstimator):
         return X, y, labels, _rows_by_task(arr, labels)
 
     def _task_index(self, tasks, n_samples: int) -> np.ndarray:
+        if tasks is None:
+            return self._single_task_index(n_samples)
         arr = _check_tasks(tasks, n_samples)
         index = self._task_lookup_
         out = np.empty(n_samples, dtype=np.int64)
@@ -201,6 +223,19 @@ class _TaskModelBase(BaseEstimator):
                 )
             out[i] = j
         return out
+
+    def _single_task_index(self, n_samples: int) -> np.ndarray:
+        """Every row to the one task of a one-task model; an error naming ``tasks`` on a
+        model of several tasks (which task a row belongs to cannot be guessed)."""
+        if self.n_tasks_ != 1:
+            shown = ", ".join(repr(t) for t in self.tasks_[:5])
+            raise ValueError(
+                f"tasks=None, but this model has {self.n_tasks_} tasks ({shown}"
+                f"{', ...' if self.n_tasks_ > 5 else ''}): pass each row's task label as "
+                "tasks. (scikit-learn's string scorers call predict without tasks: use "
+                "fmtl.task_scorer or fmtl.TaskColumn, see the user guide on tasks)"
+            )
+        return np.zeros(n_samples, dtype=np.int64)
 
     def _warm_results(self, rows: list, n_fits: int) -> list:
         """The previous fit's results to start from (``warm_start=True`` and the same rows
@@ -261,7 +296,15 @@ class _TaskModelBase(BaseEstimator):
         self.coef_ = np.ascontiguousarray(self.coef_[..., :-1])
 
     def _solve_maybe_warm(self, Xs: list, ys: list, loss, warm):
-        return self._solve(Xs, ys, loss) if warm is None else self._solve(Xs, ys, loss, warm)
+        res = self._solve(Xs, ys, loss) if warm is None else self._solve(Xs, ys, loss, warm)
+        coef = getattr(res, "coef", None)
+        if coef is not None and not np.all(np.isfinite(coef)):
+            # the step-size methods (FedAvg, pFedHN, ...) can diverge on unscaled data
+            raise ValueError(
+                f"{type(self).__name__} diverged: the fitted model has NaN or inf; use "
+                "smaller step sizes or standardise X (sklearn.preprocessing.StandardScaler)"
+            )
+        return res
 
     def _store(self, results, labels):
         # kept for warm starts (not a public attribute, not saved by ``save``)
@@ -283,7 +326,7 @@ class _TaskModelBase(BaseEstimator):
             self.sigma_ = _stack_or_none([r.sigma for r in results])
             self.omega_ = _stack_or_none([r.omega for r in results])
             self.dual_coef_ = np.stack([r.dual_coef for r in results])
-            self.history_ = [r.history for r in results]
+            self.history_ = _one_vs_rest_history([r.history for r in results])
 
     def _margins(self, X, tasks) -> np.ndarray:
         check_is_fitted(self, "coef_")
@@ -489,15 +532,16 @@ class _TaskClassifierMixin(ClassifierMixin):
 
     _loss_choices = ("hinge", "smoothed_hinge", "logistic")
 
-    def fit(self, X, y, tasks):
+    def fit(self, X, y, tasks=None):
         """Fit one model per task.
 
         Parameters
         ----------
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
         y : array-like of shape (n_samples,)
-        tasks : array-like of shape (n_samples,)
-            Task label (any hashable value) of each row.
+        tasks : array-like of shape (n_samples,), optional
+            Task label (any hashable value) of each row. ``None``: all rows are one task
+            (labelled ``0`` in ``tasks_``).
 
         Returns
         -------
@@ -526,7 +570,7 @@ class _TaskClassifierMixin(ClassifierMixin):
         self.classes_ = np.unique(y)
         if self.classes_.shape[0] < 2:
             raise ValueError(
-                f"y has a single class ({self.classes_[0]!r}); a classifier needs at least two"
+                f"y has only one class ({self.classes_[0]!r}); a classifier needs at least two"
             )
         loss = self._check_loss()
         scaling = self._check_intercept()
@@ -546,14 +590,15 @@ class _TaskClassifierMixin(ClassifierMixin):
         self._fit_rows_ = [len(r) for r in rows]
         return self
 
-    def decision_function(self, X, tasks) -> np.ndarray:
+    def decision_function(self, X, tasks=None) -> np.ndarray:
         """Signed margins ``w_t.x`` of each row under the model of its task.
 
         Parameters
         ----------
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
-        tasks : array-like of shape (n_samples,)
-            Task label of each row (tasks seen during ``fit``).
+        tasks : array-like of shape (n_samples,), optional
+            Task label of each row (tasks seen during ``fit``). ``None`` only for a model
+            of one task.
 
         Returns
         -------
@@ -564,8 +609,8 @@ class _TaskClassifierMixin(ClassifierMixin):
         Raises
         ------
         ValueError
-            A task not seen during ``fit``, ``X`` with another number of features, or
-            ``tasks`` not as long as ``X``.
+            A task not seen during ``fit``, ``X`` with another number of features,
+            ``tasks`` not as long as ``X``, or ``tasks=None`` on a model of several tasks.
         TypeError
             Non-numeric ``X``.
         sklearn.exceptions.NotFittedError
@@ -584,14 +629,15 @@ class _TaskClassifierMixin(ClassifierMixin):
         s = self._margins(X, tasks)
         return s[:, 0] if s.shape[1] == 1 else s
 
-    def predict(self, X, tasks) -> np.ndarray:
+    def predict(self, X, tasks=None) -> np.ndarray:
         """Predicted class of each row, using the model of its task.
 
         Parameters
         ----------
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
-        tasks : array-like of shape (n_samples,)
-            Task label of each row (tasks seen during ``fit``).
+        tasks : array-like of shape (n_samples,), optional
+            Task label of each row (tasks seen during ``fit``). ``None`` only for a model
+            of one task.
 
         Returns
         -------
@@ -601,8 +647,8 @@ class _TaskClassifierMixin(ClassifierMixin):
         Raises
         ------
         ValueError
-            A task not seen during ``fit``, ``X`` with another number of features, or
-            ``tasks`` not as long as ``X``.
+            A task not seen during ``fit``, ``X`` with another number of features,
+            ``tasks`` not as long as ``X``, or ``tasks=None`` on a model of several tasks.
         TypeError
             Non-numeric ``X``.
         sklearn.exceptions.NotFittedError
@@ -623,14 +669,15 @@ class _TaskClassifierMixin(ClassifierMixin):
             return self.classes_[(s[:, 0] > 0).astype(int)]
         return self.classes_[np.argmax(s, axis=1)]
 
-    def score(self, X, y, tasks, sample_weight=None) -> float:
+    def score(self, X, y, tasks=None, sample_weight=None) -> float:
         """Accuracy over all rows (each predicted by its task's model).
 
         Parameters
         ----------
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
         y : array-like of shape (n_samples,)
-        tasks : array-like of shape (n_samples,)
+        tasks : array-like of shape (n_samples,), optional
+            Task label of each row; ``None`` only for a model of one task.
         sample_weight : array-like of shape (n_samples,), optional
 
         Returns
@@ -640,8 +687,8 @@ class _TaskClassifierMixin(ClassifierMixin):
         Raises
         ------
         ValueError
-            A task not seen during ``fit``, ``X`` with another number of features, or
-            ``tasks`` not as long as ``X``.
+            A task not seen during ``fit``, ``X`` with another number of features,
+            ``tasks`` not as long as ``X``, or ``tasks=None`` on a model of several tasks.
         TypeError
             Non-numeric ``X``.
         sklearn.exceptions.NotFittedError
@@ -663,7 +710,7 @@ class _TaskClassifierMixin(ClassifierMixin):
 class _TaskRegressorMixin(RegressorMixin):
     _loss_choices = ("squared",)
 
-    def fit(self, X, y, tasks):
+    def fit(self, X, y, tasks=None):
         """Fit one model per task.
 
         Parameters
@@ -671,8 +718,9 @@ class _TaskRegressorMixin(RegressorMixin):
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
         y : array-like of shape (n_samples,)
             Real targets.
-        tasks : array-like of shape (n_samples,)
-            Task label (any hashable value) of each row.
+        tasks : array-like of shape (n_samples,), optional
+            Task label (any hashable value) of each row. ``None``: all rows are one task
+            (labelled ``0`` in ``tasks_``).
 
         Returns
         -------
@@ -707,14 +755,15 @@ class _TaskRegressorMixin(RegressorMixin):
         self._fit_rows_ = [len(r) for r in rows]
         return self
 
-    def predict(self, X, tasks) -> np.ndarray:
+    def predict(self, X, tasks=None) -> np.ndarray:
         """``w_t.x`` for each row, using the model of its task.
 
         Parameters
         ----------
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
-        tasks : array-like of shape (n_samples,)
-            Task label of each row (tasks seen during ``fit``).
+        tasks : array-like of shape (n_samples,), optional
+            Task label of each row (tasks seen during ``fit``). ``None`` only for a model
+            of one task.
 
         Returns
         -------
@@ -723,8 +772,8 @@ class _TaskRegressorMixin(RegressorMixin):
         Raises
         ------
         ValueError
-            A task not seen during ``fit``, ``X`` with another number of features, or
-            ``tasks`` not as long as ``X``.
+            A task not seen during ``fit``, ``X`` with another number of features,
+            ``tasks`` not as long as ``X``, or ``tasks=None`` on a model of several tasks.
         TypeError
             Non-numeric ``X``.
         sklearn.exceptions.NotFittedError
@@ -742,7 +791,7 @@ class _TaskRegressorMixin(RegressorMixin):
         """
         return self._margins(X, tasks)[:, 0]
 
-    def score(self, X, y, tasks, sample_weight=None) -> float:
+    def score(self, X, y, tasks=None, sample_weight=None) -> float:
         """Coefficient of determination R^2 over all rows (each predicted by its task's
         model).
 
@@ -750,7 +799,8 @@ class _TaskRegressorMixin(RegressorMixin):
         ----------
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
         y : array-like of shape (n_samples,)
-        tasks : array-like of shape (n_samples,)
+        tasks : array-like of shape (n_samples,), optional
+            Task label of each row; ``None`` only for a model of one task.
         sample_weight : array-like of shape (n_samples,), optional
 
         Returns
@@ -760,8 +810,8 @@ class _TaskRegressorMixin(RegressorMixin):
         Raises
         ------
         ValueError
-            A task not seen during ``fit``, ``X`` with another number of features, or
-            ``tasks`` not as long as ``X``.
+            A task not seen during ``fit``, ``X`` with another number of features,
+            ``tasks`` not as long as ``X``, or ``tasks=None`` on a model of several tasks.
         TypeError
             Non-numeric ``X``.
         sklearn.exceptions.NotFittedError
@@ -867,7 +917,8 @@ _ATTRS_DOC = """
         Dual variables, grouped task after task in the order of ``tasks_``.
     history_ : fmtl.federated.History
         Per-round primal, dual, duality gap, wall and estimated time, local steps and
-        dropped nodes.
+        dropped nodes; multiclass: every class's records in turn, with a ``class_index``
+        column (``history_.where("class_index", k)`` is class ``k``'s).
     never_reported_ : ndarray
         Tasks whose node never returned an update (simulated dead nodes).
     n_features_in_ : int
@@ -902,9 +953,10 @@ class MochaClassifier(_TaskClassifierMixin, _MochaBase):
         ``kappa``, out-of-range solver settings (as :func:`fmtl.federated.mocha`), bad
         ``X``/``y``/``tasks`` (shapes, NaN or inf, a single class to classify, entries
         so large that squared norms overflow). From ``predict``/``score``: a task not seen during
-        ``fit`` or ``X`` with the wrong number of features.
+        ``fit``, ``tasks=None`` on a model of several tasks, or ``X`` with the wrong number
+        of features.
     TypeError
-        A non-numeric ``alpha``, ``X`` or ``y``, ``tasks`` missing, sparse or holding
+        A non-numeric ``alpha``, ``X`` or ``y``, ``tasks`` sparse or holding
         unhashable labels.
     sklearn.exceptions.NotFittedError
         ``predict``, ``decision_function`` or ``score`` before ``fit``.
@@ -947,9 +999,10 @@ class MochaRegressor(_TaskRegressorMixin, _MochaBase):
         ``kappa``, out-of-range solver settings (as :func:`fmtl.federated.mocha`), bad
         ``X``/``y``/``tasks`` (shapes, NaN or inf, a single class to classify, entries
         so large that squared norms overflow). From ``predict``/``score``: a task not seen during
-        ``fit`` or ``X`` with the wrong number of features.
+        ``fit``, ``tasks=None`` on a model of several tasks, or ``X`` with the wrong number
+        of features.
     TypeError
-        A non-numeric ``alpha``, ``X`` or ``y``, ``tasks`` missing, sparse or holding
+        A non-numeric ``alpha``, ``X`` or ``y``, ``tasks`` sparse or holding
         unhashable labels.
     sklearn.exceptions.NotFittedError
         ``predict``, ``decision_function`` or ``score`` before ``fit``.
@@ -1044,7 +1097,7 @@ class _GlobalBase(_IndependentBase):
         return res
 
     def _task_index(self, tasks, n_samples: int) -> np.ndarray:
-        # the global model serves any task, seen during fit or not
+        # the global model serves any task, seen during fit or not (or none given)
         _check_tasks(tasks, n_samples)
         return np.zeros(n_samples, dtype=np.int64)
 
@@ -1102,9 +1155,10 @@ _LOCAL_DOC = """Local baseline: one independent {kind} per task, no sharing.
         ``max_rounds`` not an integer >= 1, out-of-range ``local_frac`` or ``tol``, bad
         ``X``/``y``/``tasks`` (shapes, NaN or inf, a single class to classify, entries
         so large that squared norms overflow). From ``predict``/``score``: a task not
-        seen during ``fit`` or ``X`` with the wrong number of features.
+        seen during ``fit``, ``tasks=None`` on a model of several tasks, or ``X`` with the
+        wrong number of features.
     TypeError
-        A non-numeric ``alpha``, ``X`` or ``y``, ``tasks`` missing, sparse or holding
+        A non-numeric ``alpha``, ``X`` or ``y``, ``tasks`` sparse or holding
         unhashable labels.
     sklearn.exceptions.NotFittedError
         ``predict`` or ``score`` before ``fit``.
@@ -1150,7 +1204,7 @@ _GLOBAL_DOC = """Global baseline: one {kind} fitted on the pooled data of all ta
         so large that squared norms overflow). From ``predict``/``score``: ``X`` with the wrong
         number of features.
     TypeError
-        A non-numeric ``alpha``, ``X`` or ``y``, ``tasks`` missing, sparse or holding
+        A non-numeric ``alpha``, ``X`` or ``y``, ``tasks`` sparse or holding
         unhashable labels.
     sklearn.exceptions.NotFittedError
         ``predict`` or ``score`` before ``fit``.

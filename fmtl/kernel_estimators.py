@@ -22,6 +22,7 @@ from .estimators import (
     _TaskModelBase,
     _TaskRegressorMixin,
 )
+from .federated.history import _one_vs_rest_history
 from .federated.kernel_mocha import MAX_SAMPLES, _check_kernel, _gram, kernel_mocha
 
 __all__ = ["KernelMochaClassifier", "KernelMochaRegressor"]
@@ -151,7 +152,7 @@ class _KernelMochaBase(_TaskModelBase):
             self.expansion_coef_ = np.stack([r.expansion_coef for r in results])
             self.sigma_ = np.stack([r.sigma for r in results])
             self.omega_ = np.stack([r.omega for r in results])
-            self.history_ = [r.history for r in results]
+            self.history_ = _one_vs_rest_history([r.history for r in results])
             self.never_reported_ = self.tasks_[
                 np.unique(np.concatenate([r.never_reported for r in results]))
             ]
@@ -345,10 +346,10 @@ default="rbf"
         ``max_samples`` training rows, out-of-range solver settings (as
         :func:`fmtl.federated.kernel_mocha.kernel_mocha`), bad ``X``/``y``/``tasks``
         (shapes, NaN or inf{single_class}). From ``predict``/``decision_function``/
-        ``score``: a task not seen during ``fit`` or ``X`` with the wrong number of
-        features. From ``save``: a callable ``kernel``.
+        ``score``: a task not seen during ``fit``, ``tasks=None`` on a model of several
+        tasks, or ``X`` with the wrong number of features. From ``save``: a callable ``kernel``.
     TypeError
-        A non-numeric ``alpha``, ``X`` or ``y``, ``tasks`` missing, sparse or holding
+        A non-numeric ``alpha``, ``X`` or ``y``, ``tasks`` sparse or holding
         unhashable labels.
     sklearn.exceptions.NotFittedError
         ``predict``, ``decision_function`` or ``score`` before ``fit``.
@@ -387,7 +388,7 @@ class KernelMochaClassifier(_TaskClassifierMixin, _KernelMochaBase):
         " stacked along a leading axis).",
         classes_attr="\n    classes_ : ndarray",
         lead="[n_classes, ]",
-        hist=" (a list, one per class, with more than two classes)",
+        hist="; multiclass: every class's records in turn, with a ``class_index`` column",
         single_class=", a single class to classify",
         target="np.where(X[:, 0] * X[:, 1] > 0, 1, 0)  # XOR: no linear model fits it",
     )

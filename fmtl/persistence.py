@@ -71,7 +71,7 @@ from .estimators import (
     MochaClassifier,
     MochaRegressor,
 )
-from .federated.history import History
+from .federated.history import History, _one_vs_rest_history
 from .federated.kernel_mocha import KERNELS, _check_kernel
 from .federated.systems import SystemsModel
 from .kernel_estimators import KernelMochaClassifier, KernelMochaRegressor
@@ -546,13 +546,8 @@ def save_model(estimator: Any, path: str | os.PathLike) -> None:
     arrays["never_reported_"] = np.array(
         [lookup[v] for v in np.asarray(estimator.never_reported_).tolist()], dtype=np.int64
     )
-    hist = estimator.history_
-    multi = isinstance(hist, list)
-    runs = hist if multi else [hist]
-    header["history"] = {
-        "multi": multi,
-        "runs": [_encode_history(h, i, arrays) for i, h in enumerate(runs)],
-    }
+    # one History, also for one-vs-rest (its "class_index" column says which class)
+    header["history"] = {"multi": False, "runs": [_encode_history(estimator.history_, 0, arrays)]}
     header["arrays"] = {
         name: {"shape": list(a.shape), "dtype": a.dtype.str} for name, a in arrays.items()
     }
@@ -762,11 +757,14 @@ def _build(header: dict, arrays: dict[str, np.ndarray], where: str) -> Any:
     if not isinstance(hist, dict) or not isinstance(hist.get("runs"), list):
         raise ValueError(f"{where}: malformed history")
     runs = [_decode_history(h, arrays) for h in hist["runs"]]
-    if bool(hist.get("multi")) != bool(lead) or len(runs) != (lead[0] if lead else 1):
+    # files of fmtl 0.1.0 hold one run per class of a one-vs-rest fit: stack them into one
+    multi = bool(hist.get("multi"))
+    if (multi and (not lead or len(runs) != lead[0])) or (not multi and len(runs) != 1):
         raise ValueError(
             f"{where}: {len(runs)} histories for "
             + (f"{lead[0]} classes" if lead else "a single model")
         )
+    history = _one_vs_rest_history(runs) if multi else runs[0]
 
     names_in = header.get("feature_names_in")
     if names_in is not None:
@@ -791,7 +789,7 @@ def _build(header: dict, arrays: dict[str, np.ndarray], where: str) -> Any:
     est.sigma_ = arrays.get("sigma_")
     est.omega_ = arrays.get("omega_")
     est.dual_coef_ = arrays["dual_coef_"]
-    est.history_ = runs if lead else runs[0]
+    est.history_ = history
     est.never_reported_ = tasks[never]
     for name in ("global_coef_", "local_gap_", *_HYPERNETWORK, *_REPRESENTATION):
         if name in arrays:

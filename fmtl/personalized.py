@@ -265,7 +265,8 @@ _RAISES = """    Raises
         From ``fit``: an invalid parameter, named (``alpha <= 0``, an unknown ``loss``,
         ``rounds < 1``, ...); NaN or inf in ``X`` or ``y``; ``y`` or ``tasks`` of the wrong
         length; for classifiers, fewer than two classes. From ``predict``/``score``: a task
-        not seen during ``fit``, or ``X`` with another number of features.
+        not seen during ``fit``, ``tasks=None`` on a model of several tasks, or ``X`` with
+        another number of features.
     TypeError
         Non-numeric ``X`` or ``y``, or a parameter of the wrong type.
     sklearn.exceptions.NotFittedError
@@ -811,7 +812,7 @@ _FEDREP_DOC = (
 _FEDREP_CLF = dict(
     ovr=" More than two classes: one-vs-rest, one FedRep fit per class.",
     lead="[n_classes, ]",
-    hist=" (a list, one per class, with more than two classes)",
+    hist="\n        Multiclass: every class's records in turn, with a ``class_index`` column.",
     loss_note=' ``"smoothed_hinge"`` uses ``gamma = 1``.',
     **_CLF,
 )

@@ -675,6 +675,11 @@ class ConstantBaseline(BaseEstimator):
     [1, -1]
     """
 
+    # with metadata routing on, meta-estimators route ``tasks`` here without set_*_request
+    __metadata_request__fit = {"tasks": True}
+    __metadata_request__predict = {"tasks": True}
+    __metadata_request__score = {"tasks": True}
+
     def __init__(self, task: str = "classification") -> None:
         self.task = task
 
@@ -683,19 +688,29 @@ class ConstantBaseline(BaseEstimator):
         return "classifier" if self.task == "classification" else "regressor"
 
     def __sklearn_tags__(self):  # is_classifier() from scikit-learn 1.6
+        from sklearn.utils import ClassifierTags, RegressorTags
+
         tags = super().__sklearn_tags__()
         tags.estimator_type = self._estimator_type
+        # as sklearn's DummyClassifier: X is only counted, a constant scores poorly
+        tags.input_tags.sparse = True
+        tags.no_validation = True
+        if self.task == "classification":
+            tags.classifier_tags = ClassifierTags(poor_score=True)
+        else:
+            tags.regressor_tags = RegressorTags(poor_score=True)
         return tags
 
-    def fit(self, X, y, tasks) -> ConstantBaseline:
+    def fit(self, X, y, tasks=None) -> ConstantBaseline:
         """Store each task's mode or mean of ``y``.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Ignored but for its length.
+            Ignored but for its length (and its number of features).
         y : array-like of shape (n_samples,)
-        tasks : array-like of shape (n_samples,)
+        tasks : array-like of shape (n_samples,), optional
+            Task label of each row; ``None``: one task, labelled ``0``.
 
         Returns
         -------
@@ -712,35 +727,53 @@ class ConstantBaseline(BaseEstimator):
         ...                                    [0, 0, 1]).constant_
         {0: 1.5, 1: 6.0}
         """
+        from sklearn.utils.validation import _num_samples, validate_data
+
+        from .estimators import _check_tasks
+
         if self.task not in ("classification", "regression"):
             raise ValueError(f"task must be 'classification' or 'regression', got {self.task!r}")
+        validate_data(self, X, skip_check_array=True)
         y = np.asarray(y)
-        tasks = np.asarray(tasks, dtype=object)
-        n = len(X)
-        if not (y.shape[0] == n == tasks.shape[0]) or n == 0:
+        n = _num_samples(X)
+        if not (y.shape[0] == n == (n if tasks is None else len(tasks))) or n == 0:
             raise ValueError(
                 f"X, y and tasks must have the same, non-zero length, got {n}, {y.shape[0]} "
-                f"and {tasks.shape[0]}"
+                f"and {n if tasks is None else len(tasks)}"
             )
+        if y.ndim != 1:
+            raise ValueError(f"y must be 1-D, got shape {y.shape}")
+        if self.task == "regression":
+            try:
+                y = y.astype(np.float64)
+            except (TypeError, ValueError) as e:
+                raise ValueError(f"y must hold numbers for task='regression': {e}") from e
+            if not np.all(np.isfinite(y)):
+                raise ValueError("y contains NaN or inf")
+        tasks = _check_tasks(tasks, n)
         self.constant_ = {}
         for t in dict.fromkeys(tasks.tolist()):
             yt = y[tasks == t]
             if self.task == "regression":
-                self.constant_[t] = float(np.mean(yt.astype(np.float64)))
+                self.constant_[t] = float(np.mean(yt))
             else:
                 labels, counts = np.unique(yt, return_counts=True)
-                self.constant_[t] = labels[np.argmax(counts)].item()
+                mode = labels[np.argmax(counts)]
+                self.constant_[t] = mode.item() if isinstance(mode, np.generic) else mode
         self.tasks_ = list(self.constant_)
+        if self.task == "classification":
+            self.classes_ = np.unique(y)
         return self
 
-    def predict(self, X, tasks) -> np.ndarray:
+    def predict(self, X, tasks=None) -> np.ndarray:
         """Each row's task constant.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
             Ignored but for its length.
-        tasks : array-like of shape (n_samples,)
+        tasks : array-like of shape (n_samples,), optional
+            Task label of each row; ``None`` only for a model of one task.
 
         Returns
         -------
@@ -749,21 +782,67 @@ class ConstantBaseline(BaseEstimator):
         Raises
         ------
         ValueError
-            A task not seen in ``fit``, or ``tasks`` not as long as ``X``.
+            A task not seen in ``fit``, ``tasks`` not as long as ``X``, or ``tasks=None``
+            after a fit on several tasks.
 
         Examples
         --------
         >>> est = ConstantBaseline().fit([[0], [0], [0]], ["x", "y", "y"], ["a", "a", "a"])
         >>> est.predict([[5], [7]], ["a", "a"]).tolist()
         ['y', 'y']
+        >>> est.predict([[5]]).tolist()  # one task: tasks may be left out
+        ['y']
         """
+        from sklearn.utils.validation import _num_samples, check_is_fitted
+
+        check_is_fitted(self, "constant_")
+        n = _num_samples(X)
+        if tasks is None:
+            if len(self.tasks_) != 1:
+                raise ValueError(
+                    f"tasks=None, but this model has {len(self.tasks_)} tasks: pass each "
+                    "row's task label as tasks"
+                )
+            tasks = [self.tasks_[0]] * n
         tasks = np.asarray(tasks, dtype=object)
-        if tasks.shape[0] != len(X):
-            raise ValueError(f"tasks has {tasks.shape[0]} entries for {len(X)} rows of X")
+        if tasks.shape[0] != n:
+            raise ValueError(f"tasks has {tasks.shape[0]} entries for {n} rows of X")
         unseen = [t for t in dict.fromkeys(tasks.tolist()) if t not in self.constant_]
         if unseen:
             raise ValueError(f"tasks contains {unseen[:5]}, not seen during fit")
         return np.array([self.constant_[t] for t in tasks.tolist()])
+
+    def score(self, X, y, tasks=None, sample_weight=None) -> float:
+        """Accuracy (classification) or R^2 (regression) of :meth:`predict`.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Ignored but for its length.
+        y : array-like of shape (n_samples,)
+        tasks : array-like of shape (n_samples,), optional
+            Task label of each row; ``None`` only for a model of one task.
+        sample_weight : array-like of shape (n_samples,), optional
+
+        Returns
+        -------
+        float
+
+        Raises
+        ------
+        ValueError
+            As :meth:`predict`.
+
+        Examples
+        --------
+        >>> est = ConstantBaseline().fit([[0], [0], [0]], [1, 1, 0], ["a", "a", "b"])
+        >>> est.score([[0], [0]], [1, 1], ["a", "b"])
+        0.5
+        """
+        from sklearn.metrics import accuracy_score, r2_score
+
+        metric = accuracy_score if self.task == "classification" else r2_score
+        return float(metric(y, self.predict(X, tasks), sample_weight=sample_weight))
 
 
 def paper_methods(task: str = "classification", random_state: Any = 0) -> dict[str, Any]:

@@ -175,8 +175,9 @@ def test_bad_inputs_name_the_argument(est, clf_data):
         est.fit(X, y[:-1], tasks)
     with pytest.raises(ValueError, match="tasks"):
         est.fit(X, y, np.where(tasks == 0, np.nan, tasks.astype(float)))
-    with pytest.raises(TypeError, match="tasks"):
-        est.fit(X, y, None)
+    fitted = clone(est).set_params(outer_iters=1).fit(X, y, tasks)
+    with pytest.raises(ValueError, match="tasks=None, but this model has 4 tasks"):
+        fitted.predict(X)  # several tasks: which one a row belongs to cannot be guessed
     for alpha in (0.0, -1.0, float("inf")):
         with pytest.raises(ValueError, match="alpha"):
             clone(est).set_params(alpha=alpha).fit(X, y, tasks)
@@ -190,7 +191,7 @@ def test_bad_inputs_name_the_argument(est, clf_data):
 
 def test_single_class_and_regression_targets_rejected(clf_data):
     X, y, tasks = clf_data
-    with pytest.raises(ValueError, match="single class"):
+    with pytest.raises(ValueError, match="only one class"):
         MochaClassifier().fit(X, np.ones_like(y), tasks)
     with pytest.raises(ValueError, match="Unknown label type|continuous"):
         MochaClassifier().fit(X, y + 0.5 * np.arange(len(y)), tasks)

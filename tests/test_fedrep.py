@@ -171,7 +171,10 @@ def test_classifier_gridsearch_and_multiclass(low_rank_split, tmp_path):
     assert mc.coef_.shape == (3, 20, 10)
     assert mc.representation_.shape == (3, 11, 2) and mc.heads_.shape == (3, 20, 2)
     assert mc.intercept_.shape == (3, 20)
-    assert isinstance(mc.history_, list) and len(mc.history_) == 3
+    # one History; the one-vs-rest fits' records in turn, tagged by class
+    assert mc.history_["class_index"].tolist() == [0] * 5 + [1] * 5 + [2] * 5
+    last = mc.history_.where("class_index", 2)
+    np.testing.assert_array_equal(last["primal"], mc.history_["primal"][10:])
     mc.save(tmp_path / "mc.npz")
     same = FedRepClassifier.load(tmp_path / "mc.npz")
     np.testing.assert_array_equal(same.predict(X, tasks), mc.predict(X, tasks))

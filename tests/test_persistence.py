@@ -31,6 +31,7 @@ from fmtl.persistence import (
     FORMAT_VERSION,
     _checksum,
     _decode_label,
+    _encode_history,
     _encode_label,
     load_model,
     save_model,
@@ -160,12 +161,7 @@ def test_round_trip_is_bit_identical(name, fitted, data, tmp_path):
     for attr in ("sigma_", "omega_"):
         a, b = getattr(got, attr), getattr(est, attr)
         assert (a is None and b is None) or same(a, b), attr
-    if isinstance(est.history_, list):
-        assert len(got.history_) == len(est.history_) == len(est.classes_)
-        for h1, h2 in zip(est.history_, got.history_, strict=True):
-            assert_same_history(h1, h2)
-    else:
-        assert_same_history(est.history_, got.history_)
+    assert_same_history(est.history_, got.history_)
     # the loaded model saves to the same content
     again = round_trip(got, tmp_path, "again.npz")
     assert same(again.coef_, est.coef_)
@@ -288,6 +284,39 @@ def test_irregular_history_round_trips(fitted, tmp_path):
     h.append(round=3.5, gap=np.float32(1.0), flag=False, steps=np.arange(3))
     est.history_ = h
     assert_same_history(h, round_trip(est, tmp_path).history_)
+
+
+def test_one_vs_rest_history_is_one_history_and_old_files_still_load(fitted, tmp_path):
+    est = fitted["mocha_multiclass"]
+    h = est.history_
+    assert isinstance(h, History) and h["gap"].ndim == 1  # the README's history_["gap"]
+    k = h["class_index"]
+    assert k.tolist() == sorted(k.tolist()) and set(k.tolist()) == {0, 1, 2}
+    # the layout of fmtl 0.1.0: one history run per class, without class_index
+    arrays, header = _arrays_and_header(_write_model(est, tmp_path / "new.npz"))
+    arrays = {name: a for name, a in arrays.items() if not name.startswith("history/")}
+    runs = []
+    for c in range(3):
+        part = History()
+        for rec in h.where("class_index", c).records:
+            part.append(**{key: v for key, v in rec.items() if key != "class_index"})
+        runs.append(_encode_history(part, c, arrays))
+    header["history"] = {"multi": True, "runs": runs}
+    header["arrays"] = {
+        name: {"shape": list(a.shape), "dtype": a.dtype.str} for name, a in arrays.items()
+    }
+    header["sha256"] = _checksum(header, arrays)
+    old = load_model(_write(tmp_path / "old.npz", header, arrays))
+    assert_same_history(old.history_, h)
+    header["history"] = {"multi": True, "runs": runs[:2]}
+    header["sha256"] = _checksum(header, arrays)
+    with pytest.raises(ValueError, match="2 histories for 3 classes"):
+        load_model(_write(tmp_path / "short.npz", header, arrays))
+
+
+def _write_model(est, path: Path) -> Path:
+    save_model(est, path)
+    return path
 
 
 # ---------------------------------------------------------------- refused files

@@ -389,7 +389,6 @@ def fit_cases(draw, faulty: bool = False):
                     "nan_task",
                     "unhashable_task",
                     "short_tasks",
-                    "none_tasks",
                     "2d_tasks",
                     "param",
                 ]
@@ -442,9 +441,6 @@ def fit_cases(draw, faulty: bool = False):
         elif fault == "short_tasks":
             tasks = list(tasks)[:-1]
             expect.add("tasks")
-        elif fault == "none_tasks":
-            tasks = None
-            expect.add("tasks")
         elif fault == "2d_tasks":
             tasks = np.array([[t, t] for t in row_task])
             expect.add("tasks")
@@ -494,7 +490,11 @@ def fit_cases(draw, faulty: bool = False):
 
 
 def _histories(est):
-    return est.history_ if isinstance(est.history_, list) else [est.history_]
+    """One History per fit (per class of a one-vs-rest classifier)."""
+    h = est.history_
+    if "class_index" not in h.columns:
+        return [h]
+    return [h.where("class_index", k) for k in range(len(est.classes_))]
 
 
 def _check_fitted(est, X, tasks, labs):

@@ -5,11 +5,12 @@ Choosing λ by cross-validation with ``tasks`` routed
 fmtl's estimators take the task of every row as a third argument,
 ``fit(X, y, tasks)`` / ``predict(X, tasks)`` / ``score(X, y, tasks)``. scikit-learn's
 *metadata routing* passes that argument through :class:`~sklearn.model_selection.GridSearchCV`
-(and pipelines): each estimator *requests* ``tasks`` for ``fit`` and ``score``, and the
-search splits it with the rows of ``X``. Here the regularisation strength ``alpha`` (λ) of
-:class:`~fmtl.estimators.MochaClassifier` is chosen by 5-fold cross-validation (shuffled
-folds, so every task has rows in every training fold), then the best model is refitted on
-all training rows and scored on a held-out 25 % of every task.
+(and pipelines): every fmtl estimator *requests* ``tasks`` by default for ``fit``,
+``predict`` and ``score``, and the search splits it with the rows of ``X``. Here the
+regularisation strength ``alpha`` (λ) of :class:`~fmtl.estimators.MochaClassifier` is
+chosen by 5-fold cross-validation (shuffled folds, so every task has rows in every training
+fold), then the best model is refitted on all training rows and scored on a held-out 25 %
+of every task.
 """
 
 # %%
@@ -30,8 +31,7 @@ data = make_multitask_classification(
 train, test = train_test_split_per_task(data, test_size=0.25, random_state=0)
 X, y, tasks = train.stack()
 
-est = MochaClassifier(outer_iters=5, random_state=0)
-est.set_fit_request(tasks=True).set_score_request(tasks=True)  # route `tasks`
+est = MochaClassifier(outer_iters=5, random_state=0)  # requests `tasks` by default
 alphas = [1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0]
 search = GridSearchCV(est, {"alpha": alphas}, cv=KFold(5, shuffle=True, random_state=0))
 search.fit(X, y, tasks=tasks)  # `tasks` is split with the rows and routed to fit/score

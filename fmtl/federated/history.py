@@ -18,6 +18,11 @@ class History:
     ``history["gap"]`` returns the column as an ndarray (per-node columns stack to
     ``(n_records, n_tasks)``).
 
+    A multiclass (one-vs-rest) estimator's ``history_`` is one History too: the records of
+    each class's fit in turn, each with a leading ``class_index`` column (the index into
+    ``classes_``); ``round``, ``wall_time`` and ``est_time`` restart with every class.
+    ``history.where("class_index", k)`` is the History of class ``k`` alone.
+
     Parameters
     ----------
     None
@@ -74,6 +79,41 @@ class History:
     def last(self) -> dict:
         return self.records[-1]
 
+    def where(self, column: str, value) -> History:
+        """The records whose ``column`` equals ``value``, as a new History.
+
+        Parameters
+        ----------
+        column : str
+            A scalar column, e.g. ``"class_index"`` or ``"outer"``.
+        value
+            The value to keep.
+
+        Returns
+        -------
+        History
+            The matching records (the same dict objects), oldest first; empty if none.
+
+        Raises
+        ------
+        KeyError
+            If no record has ``column``.
+
+        Examples
+        --------
+        >>> from fmtl.federated import History
+        >>> h = History()
+        >>> for k, gap in [(0, 0.5), (0, 0.1), (1, 0.7)]:
+        ...     h.append(class_index=k, gap=gap)
+        >>> h.where("class_index", 0)["gap"].tolist()
+        [0.5, 0.1]
+        """
+        if not any(column in r for r in self.records):
+            raise KeyError(f"History has no column {column!r}; columns: {self.columns}")
+        out = History()
+        out.records = [r for r in self.records if column in r and r[column] == value]
+        return out
+
     def scalar_columns(self) -> list[str]:
         return [k for k in self.columns if np.ndim(self.records[0][k]) == 0]
 
@@ -97,3 +137,13 @@ class History:
             return "History(empty)"
         last = {k: v for k, v in self.last.items() if np.ndim(v) == 0}
         return f"History({len(self)} records, last={last})"
+
+
+def _one_vs_rest_history(histories: list[History]) -> History:
+    """One History for a one-vs-rest fit: each class's records in turn, each with a leading
+    ``class_index`` column (its position in ``histories``, i.e. in ``classes_``)."""
+    out = History()
+    for k, h in enumerate(histories):
+        for rec in h.records:
+            out.append(**{"class_index": k, **rec})
+    return out
