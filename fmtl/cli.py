@@ -71,7 +71,7 @@ found, and synthetic sets shaped like Human Activity, Google Glass and Vehicle S
 Writes convergence.csv, convergence_summary.csv, convergence_summary.md and
 convergence_{statistical,systems,network,faults}.png into --out, and prints the fastest
 method to sub-optimality 1e-3 per panel. Full run: about 35 min on 2 cores; --quick
-(shorter budgets, one synthetic set): a few minutes."""
+(shorter budgets, the real set and one synthetic set): about 7 min."""
 
 ERRORS_DESCRIPTION = """\
 Reproduce the MOCHA paper's prediction-error table (Smith et al. 2017, Table 1 protocol):
@@ -84,7 +84,8 @@ shaped like Human Activity, Google Glass and Vehicle Sensor, MathAchieve and Che
 
 Writes errors.csv, errors_summary.csv, errors_summary.md and errors.png (errors_quick*
 with --quick) into --out. Full run (10 splits, all data sets): 20-30 min on 2 cores;
---quick (2 splits, 3 lambdas, small + one synthetic set + digits): about a minute."""
+--quick (2 splits, 3 lambdas, small + one synthetic set + digits): 1-5 min, depending
+on the machine's load."""
 
 CONVERGENCE_DATASETS = (
     "small, landmine (or another MOCHA .mat name found in the data directories), "

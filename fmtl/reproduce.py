@@ -493,6 +493,8 @@ def _plot_convergence(curves: list[dict], out: Path) -> None:
                     and (setting is None or r["setting"] == setting)
                 ]
                 keys = list(dict.fromkeys((r["setting"], r["method"]) for r in sel))
+                if exp == "faults":  # legend in drop-probability order
+                    keys.sort()
                 for key in keys:
                     pts = [r for r in sel if (r["setting"], r["method"]) == key]
                     t = np.array([r["est_time"] for r in pts])
