@@ -58,8 +58,8 @@ exclude_patterns = [
 # html_static_path entry is a warning
 
 # ----------------------------------------------------------------------------- HTML
-# the theme of the scientific-Python projects (NumPy, SciPy, pandas, scikit-learn's
-# look); its assets ship in the package, so the pages need no network
+# the theme the scientific-Python projects share (NumPy, SciPy, pandas, scikit-learn);
+# its assets ship in the package, so the pages need no network
 html_theme = "pydata_sphinx_theme"
 html_title = f"fmtl {release}"
 html_theme_options = {
