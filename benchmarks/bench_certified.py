@@ -451,7 +451,7 @@ def plot(rows: list[dict], path: Path) -> bool:
     ax.set_title("Time to a certified gap: fmtl / liblinear (one task)")
     ax.legend(loc="lower right", fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=150, bbox_inches="tight")
     plt.close(fig)
     return True
 

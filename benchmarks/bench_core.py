@@ -117,7 +117,7 @@ def main(argv=None) -> int:
         ax.set_title("MOCHA W-step, fixed mean-regularised Σ, hinge")
         ax.legend()
         fig.tight_layout()
-        fig.savefig(out / "bench_core.png", dpi=120)
+        fig.savefig(out / "bench_core.png", dpi=150, bbox_inches="tight")
     except ImportError:
         print("matplotlib not installed: skipped the PNG (pip install fmtl[plot])")
     print(f"wrote {csv_path}")

@@ -257,7 +257,7 @@ def main(argv=None) -> int:
         ax.set_title("Sigma-step: eigh O(m^3) vs thin SVD O(m d^2)")
         ax.legend()
         fig.tight_layout()
-        fig.savefig(out / f"bench_scale{suffix}.png", dpi=110)
+        fig.savefig(out / f"bench_scale{suffix}.png", dpi=150, bbox_inches="tight")
         print(f"wrote {out / f'bench_scale{suffix}.png'}")
     print("reproduce with: python benchmarks/bench_scale.py" + (" --quick" if q else ""))
     return 0

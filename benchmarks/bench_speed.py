@@ -625,7 +625,7 @@ def plot(rows: list[dict], path: Path) -> bool:
     hi = np.nanmax(ratios + [r["target"] for r in rows])
     ax.set_xlim(lo / 3, hi * 30)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=150, bbox_inches="tight")
     plt.close(fig)
     return True
 

@@ -635,7 +635,7 @@ def write_png(path: Path, rows: list[dict]) -> None:
         fontsize=9,
     )
     fig.tight_layout(rect=(0, 0.06, 1, 0.97))
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=150, bbox_inches="tight")
     plt.close(fig)
 
 

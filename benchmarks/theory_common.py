@@ -73,7 +73,7 @@ def pyplot():
 
 def save(fig, path: Path) -> None:
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=150, bbox_inches="tight")
     print(f"wrote {path}")
 
 

@@ -43,7 +43,8 @@ def _parse(path: Path) -> _Collector:
 
 def main(argv: list[str]) -> int:
     root = Path(argv[0] if argv else Path(__file__).resolve().parent / "_build" / "html")
-    pages = sorted(root.rglob("*.html"))
+    # pages, not the theme's assets (_static holds Jinja macro files named *.html)
+    pages = sorted(p for p in root.rglob("*.html") if "_static" not in p.relative_to(root).parts)
     if not pages:
         print(f"no HTML under {root}", file=sys.stderr)
         return 1

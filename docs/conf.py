@@ -58,16 +58,20 @@ exclude_patterns = [
 # html_static_path entry is a warning
 
 # ----------------------------------------------------------------------------- HTML
-html_theme = "alabaster"
+# the theme the scientific-Python projects share (NumPy, SciPy, pandas, scikit-learn);
+# its assets ship in the package, so the pages need no network
+html_theme = "pydata_sphinx_theme"
 html_title = f"fmtl {release}"
 html_theme_options = {
-    "description": "Convex federated multi-task learning, certified",
-    "fixed_sidebar": True,
-    "page_width": "1180px",
-    "sidebar_width": "240px",
-    "show_relbars": True,
+    "logo": {"text": f"fmtl {release}"},
+    "navbar_align": "left",
+    "header_links_before_dropdown": 6,
+    "show_toc_level": 2,
+    "navigation_with_keys": False,
+    "secondary_sidebar_items": ["page-toc"],  # no "edit this page" / "show source" links
+    "footer_start": ["copyright"],
+    "footer_end": ["sphinx-version", "theme-version"],
 }
-html_sidebars = {"**": ["about.html", "navigation.html", "relations.html", "searchbox.html"]}
 html_show_sourcelink = False  # sources of generated pages would be stubs
 
 # ----------------------------------------------------------------------------- MyST

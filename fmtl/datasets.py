@@ -798,10 +798,31 @@ def load_mocha(
     fname = _mat_filename(name)
     tried = "\n".join(f"  - {d / fname}" for d in mocha_data_paths(data_home))
     raise FileNotFoundError(
-        f"MOCHA data set {name!r} ({fname}) not found. Looked in:\n{tried}\n"
-        f"To fix: set the {FMTL_DATA_ENV} environment variable to the directory containing "
-        f"{fname}, pass data_home=<that directory>, or pass the full path to the file."
+        f"MOCHA data set {name!r} ({fname}) not found. Looked in:\n{tried}\n" + _data_hint(fname)
     )
+
+
+def _data_hint(fname: str = "small.mat") -> str:
+    """How to point fmtl at a MOCHA ``.mat`` file: the tail of every data-not-found message."""
+    return (
+        f"To fix, point fmtl at the directory holding {fname}: set the {FMTL_DATA_ENV} "
+        f"environment variable (export {FMTL_DATA_ENV}=/path/to/dir; several directories "
+        f"separated by {os.pathsep!r}), pass data_home=<dir> (on the command line: "
+        "--data-home <dir>), or give the full path to the file."
+        + (
+            " small.mat ships with the MOCHA reference code: "
+            "https://github.com/gingsmith/fmtl (data/small.mat)."
+            if fname == "small.mat"
+            else ""
+        )
+    )
+
+
+def _not_found_note(name: str = "small", data_home=None) -> str:
+    """One line for a run that goes on without a MOCHA data set: where it looked, how to fix."""
+    fname = _mat_filename(name)
+    where = ", ".join(str(d) for d in mocha_data_paths(data_home))
+    return f"{fname} not found (looked in: {where}). {_data_hint(fname)}"
 
 
 # --------------------------------------------------------------------------------------------

@@ -64,12 +64,14 @@ from joblib import Parallel, delayed
 from threadpoolctl import threadpool_limits
 
 from . import datasets as fd
+from ._progress import bar, write
 from .protocols import DEFAULT_ALPHAS, REFIT_SETTINGS, error_table, paper_methods, summarize
 
 QUICK_ALPHAS = (1e-4, 1e-2, 1.0)
 SYNTH_SAMPLES = 80  # per task (60 train / 20 test)
 CHEM97_TASKS = 200
 TOL = 1e-5  # the methods' stopping tolerance (relative duality gap)
+DPI = 150  # of the PNG
 
 #: (key, label, n_tasks, n_features): the paper's data set shapes
 SYNTHETIC_SHAPES = (
@@ -87,95 +89,123 @@ PAPER_COUNTERPART = {
 }
 
 
+#: names the command line accepts (``fmtl reproduce errors --dataset``) -> data set keys
+DATASET_NAMES = {
+    "small": ("small",),
+    "human-activity": ("har",),
+    "google-glass": ("glass",),
+    "vehicle-sensor": ("vehicle",),
+    "math-achieve": ("mathach-clf", "mathach-reg"),
+    "chem97": ("chem97-clf",),
+    "digits": ("digits",),
+}
+#: every data set key, in table order
+ALL_KEYS = (
+    "small",
+    "har",
+    "glass",
+    "vehicle",
+    "mathach-clf",
+    "mathach-reg",
+    "chem97-clf",
+    "digits",
+)
+QUICK_KEYS = ("small", "vehicle", "digits")
+
+
 def _note(msg: str) -> None:
-    print(f"note: {msg}", flush=True)
+    write(f"note: {msg}")
+
+
+def _build(key: str, data_home=None) -> tuple[str, str, object]:
+    """``(label, task, dataset)`` of one data set key; FileNotFoundError for ``small``
+    without its file, ImportError for MathAchieve / Chem97 without the extra."""
+    if key == "small":
+        return (
+            "small (MOCHA reference data, 29 x 9)",
+            "classification",
+            fd.load_mocha("small", data_home),
+        )
+    for k, label, m, d in SYNTHETIC_SHAPES:
+        if k == key:
+            ds = fd.make_multitask_classification(
+                n_tasks=m,
+                n_samples=SYNTH_SAMPLES,
+                n_features=d,
+                structure="clustered",
+                n_clusters=3,
+                noise=0.1,
+                flip_y=0.05,
+                random_state=0,
+            )
+            return f"{label}, {SYNTH_SAMPLES}/task", "classification", ds
+    if key == "mathach-clf":
+        ds = fd.load_math_achieve(target="classification")
+        return "MathAchieve (160 schools, above median)", "classification", ds
+    if key == "mathach-reg":
+        ds = fd.load_math_achieve(target="regression")
+        return "MathAchieve (160 schools, score, RMSE)", "regression", ds
+    if key == "chem97-clf":
+        ds = fd.load_chem97(target="classification", max_tasks=CHEM97_TASKS, random_state=0)
+        return f"Chem97 ({CHEM97_TASKS} random schools, score >= median)", "classification", ds
+    if key == "digits":
+        ds = fd.make_federated_digits(n_tasks=10, alpha=0.5, random_state=0)
+        return "federated digits (Dirichlet 0.5, 10 tasks, even vs odd)", "classification", ds
+    raise ValueError(f"unknown data set key {key!r}; expected one of {ALL_KEYS}")
+
+
+def resolve_only(only: str, data_home=None) -> list:
+    """``--only`` / ``--dataset`` items (comma-separated) -> data set keys, or for a path or
+    another MOCHA ``.mat`` name found in the data directories, ``("mat", path)``."""
+    keys: list = []
+    for item in (part.strip() for part in only.split(",")):
+        if not item:
+            continue
+        if item in DATASET_NAMES:
+            keys += DATASET_NAMES[item]
+        elif item in ALL_KEYS:
+            keys.append(item)
+        else:
+            path = fd.find_mocha(item, data_home)
+            if path is None:
+                raise FileNotFoundError(
+                    f"data set {item!r} is none of {', '.join(DATASET_NAMES)} and no MOCHA "
+                    f".mat file of that name or path was found "
+                    f"({fd._not_found_note(item, data_home)})"
+                )
+            keys.append(("mat", path))
+    if not keys:
+        raise ValueError(f"--only {only!r} names no data set")
+    return list(dict.fromkeys(keys))
 
 
 def build_datasets(
-    quick: bool, data_home=None
+    quick: bool, data_home=None, only: str | None = None
 ) -> tuple[list[tuple[str, str, str, object]], list[str]]:
-    """``[(key, label, task, dataset)]`` and notes on what was skipped."""
+    """``[(key, label, task, dataset)]`` and notes on what was skipped.
+
+    Without ``only``: every data set (``quick``: small, the Vehicle-Sensor-shaped set and
+    digits), skipping with a note those whose file or extra is missing. With ``only``
+    (see :func:`resolve_only`): exactly those, and a missing one is an error.
+    """
     out, notes = [], []
-    path = fd.find_mocha("small", data_home)
-    if path is not None:
-        out.append(
-            (
-                "small",
-                "small (MOCHA reference data, 29 x 9)",
-                "classification",
-                fd.load_mocha(path),
-            )
-        )
-    else:
-        notes.append("small.mat not found (set FMTL_DATA): skipped")
-    for key, label, m, d in SYNTHETIC_SHAPES:
-        if quick and key != "vehicle":
-            continue
-        ds = fd.make_multitask_classification(
-            n_tasks=m,
-            n_samples=SYNTH_SAMPLES,
-            n_features=d,
-            structure="clustered",
-            n_clusters=3,
-            noise=0.1,
-            flip_y=0.05,
-            random_state=0,
-        )
-        out.append((key, f"{label}, {SYNTH_SAMPLES}/task", "classification", ds))
-    if not quick:
-        if hasattr(fd, "load_math_achieve"):
-            try:
-                out.append(
-                    (
-                        "mathach-clf",
-                        "MathAchieve (160 schools, above median)",
-                        "classification",
-                        fd.load_math_achieve(target="classification"),
-                    )
-                )
-                out.append(
-                    (
-                        "mathach-reg",
-                        "MathAchieve (160 schools, score, RMSE)",
-                        "regression",
-                        fd.load_math_achieve(target="regression"),
-                    )
-                )
-            except ImportError as exc:
-                notes.append(f"MathAchieve skipped: {exc}")
-        else:
-            notes.append("fmtl.datasets.load_math_achieve missing: MathAchieve skipped")
-        if hasattr(fd, "load_chem97"):
-            try:
-                ds = fd.load_chem97(
-                    target="classification", max_tasks=CHEM97_TASKS, random_state=0
-                )
-                out.append(
-                    (
-                        "chem97-clf",
-                        f"Chem97 ({CHEM97_TASKS} random schools, score >= median)",
-                        "classification",
-                        ds,
-                    )
-                )
-            except ImportError as exc:
-                notes.append(f"Chem97 skipped: {exc}")
-        else:
-            notes.append("fmtl.datasets.load_chem97 missing: Chem97 skipped")
-    if hasattr(fd, "make_federated_digits"):
-        ds = fd.make_federated_digits(n_tasks=10, alpha=0.5, random_state=0)
-        out.append(
-            (
-                "digits",
-                "federated digits (Dirichlet 0.5, 10 tasks, even vs odd)",
-                "classification",
-                ds,
-            )
-        )
-    else:
-        notes.append("fmtl.datasets.make_federated_digits missing: digits skipped")
-    for n in notes:
-        _note(n)
+    if only is not None:
+        for key in resolve_only(only, data_home):
+            if isinstance(key, tuple):
+                ds = fd.load_mocha(key[1])
+                out.append(("custom", f"{ds.name} ({key[1]})", "classification", ds))
+            else:
+                out.append((key, *_build(key, data_home)))
+        return out, notes
+    for key in QUICK_KEYS if quick else ALL_KEYS:
+        try:
+            out.append((key, *_build(key, data_home)))
+        except FileNotFoundError:
+            notes.append("small.mat not found: skipped")
+            _note(f"skipped small: {fd._not_found_note('small', data_home)}")
+        except ImportError as exc:  # MathAchieve / Chem97 without the "datasets" extra
+            notes.append(f"{key} skipped: {exc}")
+            _note(notes[-1])
     return out, notes
 
 
@@ -317,7 +347,13 @@ def write_png(path: Path, summary: list[dict], methods: list[str]) -> None:
     n = len(info)
     ncols = min(3, n)
     nrows = math.ceil(n / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, 2.7 * nrows), squeeze=False)
+    fig, axes = plt.subplots(
+        nrows,
+        ncols,
+        figsize=(4.4 * ncols, 3.3 * nrows + 0.5),
+        squeeze=False,
+        layout="constrained",
+    )
     colors = ["#c7c7c7", "#7f7f7f", "#1f77b4", "#ff7f0e", "#2ca02c"]
     by = {(s["dataset"], s["method"]): s for s in summary}
     for ax, (label, metric) in zip(axes.ravel(), info, strict=False):
@@ -329,34 +365,36 @@ def write_png(path: Path, summary: list[dict], methods: list[str]) -> None:
         ax.bar(x, means, yerr=stds, color=colors[: len(methods)], capsize=3)
         ax.set_xticks(x)
         ax.set_xticklabels(
-            [m.replace("MTL (mean-reg. Ω)", "MTL\nmean-Ω") for m in methods], fontsize=7
+            [m.replace("MTL (mean-reg. Ω)", "MTL\nmean-Ω") for m in methods], fontsize=8
         )
-        ax.set_title(_short_title(label), fontsize=7)
-        ax.set_ylabel("error (%)" if clf else "RMSE", fontsize=7)
-        ax.tick_params(axis="y", labelsize=7)
+        ax.set_title(_short_title(label), fontsize=9)
+        ax.set_ylabel("error (%)" if clf else "RMSE", fontsize=9)
+        ax.tick_params(axis="y", labelsize=8)
     for ax in axes.ravel()[n:]:
         ax.axis("off")
-    fig.suptitle("Mean over tasks of per-task test error (mean ± std over splits)", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    fig.suptitle("Mean over tasks of per-task test error (mean ± std over splits)", fontsize=11)
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
     plt.close(fig)
 
 
-def _run_one(label: str, task: str, ds, seed: int, alphas, n_folds: int) -> list[dict]:
-    methods = paper_methods(task, random_state=0)
-    for est in methods.values():
-        if "n_jobs" in est.get_params():
-            est.set_params(n_jobs=1)
+def _run_one(
+    label: str, task: str, ds, seed: int, method: str, alphas, n_folds: int
+) -> list[dict]:
+    """The row of one (data set, seed, method): it depends on nothing else (the split on
+    the seed, the estimator on ``random_state=0``), so jobs can run in any process."""
+    est = paper_methods(task, random_state=0)[method]
+    if "n_jobs" in est.get_params():
+        est.set_params(n_jobs=1)
     # one BLAS thread: the Sigma-step's eigh runs several times slower with OpenBLAS
     # threads competing with the other worker (and numba) on 2 cores
     with threadpool_limits(1):
         return error_table(
             {label: ds},
-            methods,
+            {method: est},
             alphas=alphas,
             n_folds=n_folds,
             seeds=[seed],
-            refit_params=REFIT_SETTINGS,
+            refit_params={method: REFIT_SETTINGS[method]} if method in REFIT_SETTINGS else None,
         )
 
 
@@ -377,7 +415,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--only",
         default=None,
-        help="comma-separated data set keys to run, or a path to a MOCHA-layout .mat file",
+        help="comma-separated data sets: names ("
+        + ", ".join(DATASET_NAMES)
+        + ") or keys ("
+        + ", ".join(ALL_KEYS)
+        + "), another MOCHA .mat name found in the data directories, or a .mat path",
     )
     ap.add_argument("--data-home", default=None, help="directory holding small.mat")
     ap.add_argument("--jobs", type=int, default=2, help="worker processes (default 2)")
@@ -408,6 +450,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.only:
         cmd += f" --only {args.only}"
 
+    # the data first: a missing file fails here, before any compiling or fitting
+    info, notes = build_datasets(args.quick, args.data_home, args.only)
     t_start = time.perf_counter()
     # warm-up: compile (or load from cache) the numba kernels outside the timings
     warm = fd.make_multitask_classification(
@@ -420,43 +464,41 @@ def main(argv: list[str] | None = None) -> int:
     for est in paper_methods("regression").values():
         if "alpha" in est.get_params():
             est.set_params(alpha=0.1).fit(*wr.stack())
-    print(f"warm-up (numba compile/cache load): {time.perf_counter() - t_start:.1f} s", flush=True)
-
-    if args.only and (args.only.endswith(".mat") or os.path.isfile(args.only)):
-        ds = fd.load_mocha(args.only, args.data_home)
-        info, notes = [("custom", f"{ds.name} ({args.only})", "classification", ds)], []
-    else:
-        info, notes = build_datasets(args.quick, args.data_home)
-        if args.only:
-            keep = set(args.only.split(","))
-            info = [i for i in info if i[0] in keep]
-            if not info:
-                raise ValueError(f"--only {args.only!r} matches no data set key")
+    write(f"warm-up (numba compile/cache load): {time.perf_counter() - t_start:.1f} s")
     rows: list[dict] = []
     t_run = time.perf_counter()
 
     def show(r: dict) -> None:
         err = f"{100 * r['error']:6.2f} %" if r["metric"] == "error_rate" else f"{r['error']:.4f}"
-        print(
+        write(
             f"  {r['dataset'][:40]:40s} seed {r['seed']:2d} {r['method']:18s} "
-            f"alpha={r['alpha']:<7g} err={err}  gap={r['rel_gap']:.1e}  {r['seconds']:6.1f} s",
-            flush=True,
+            f"alpha={r['alpha']:<7g} err={err}  gap={r['rel_gap']:.1e}  {r['seconds']:6.1f} s"
         )
 
     for _key, label, _task, ds in info:
-        print(f"{label}: {ds.n_tasks} tasks x {ds.n_features} features, {ds.n_total} rows")
-    # one job per (data set, seed); each job's rows depend only on its seed, so the result
-    # is the same for any --jobs (numba threads are pinned to 1 per worker process)
-    jobs = [(label, task, ds, seed) for _k, label, task, ds in info for seed in range(n_seeds)]
+        write(f"{label}: {ds.n_tasks} tasks x {ds.n_features} features, {ds.n_total} rows")
+    # one job per (data set, seed, method); each job's row depends only on its seed, so the
+    # result is the same for any --jobs (numba threads are pinned to 1 per worker process)
+    method_names = list(paper_methods())
+    jobs = [
+        (label, task, ds, seed, method)
+        for _k, label, task, ds in info
+        for seed in range(n_seeds)
+        for method in method_names
+    ]
     per_dataset: dict[str, float] = {}
     results = Parallel(n_jobs=args.jobs, return_as="generator")(
-        delayed(_run_one)(label, task, ds, seed, alphas, n_folds) for label, task, ds, seed in jobs
+        delayed(_run_one)(label, task, ds, seed, method, alphas, n_folds)
+        for label, task, ds, seed, method in jobs
     )
-    for chunk in results:
-        for r in chunk:
-            show(r)
-            per_dataset[r["dataset"]] = per_dataset.get(r["dataset"], 0.0) + r["seconds"]
-        rows += chunk
+    with bar(len(jobs), "errors", unit="job", enabled=True) as pbar:
+        for chunk in results:
+            for r in chunk:
+                show(r)
+                per_dataset[r["dataset"]] = per_dataset.get(r["dataset"], 0.0) + r["seconds"]
+                pbar.set_postfix_str(f"{_short_title(r['dataset'])[:24]}, seed {r['seed']}")
+            rows += chunk
+            pbar.update(1)
     runtime = time.perf_counter() - t_run
     for label, sec in per_dataset.items():
         print(f"  {label}: {sec:.0f} s of fitting (summed over workers)")

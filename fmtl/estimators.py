@@ -12,6 +12,8 @@ from sklearn.metrics import accuracy_score, r2_score
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
+from ._progress import fit_progress
+from ._progress import round_printer as _progress_printer
 from .federated.history import _one_vs_rest_history
 from .federated.mocha import mocha
 from .losses import get_loss
@@ -91,30 +93,6 @@ def _rows_by_task(arr: np.ndarray, labels: list) -> list[np.ndarray]:
 
 def _stack_or_none(arrays: list):
     return None if any(a is None for a in arrays) else np.stack(arrays)
-
-
-def _progress_printer(every: int):
-    """A History callback printing every ``every``-th round's certificates (0: silent)."""
-    if isinstance(every, bool) or not isinstance(every, int | np.integer) or every < 0:
-        raise ValueError(f"verbose must be an integer >= 0, got {every!r}")
-    if not every:
-        return None
-
-    def show(rec: dict) -> None:
-        if rec["round"] % every == 0:
-            # certificates where the method has them (the dual methods), else the objective
-            extra = "".join(
-                f"  {key.replace('_', ' ')} {rec[key]:.3e}"
-                for key in ("gap", "joint_gap", "grad_norm")
-                if key in rec
-            )
-            print(
-                f"  round {rec['round']:5d}  outer {rec['outer']:3d}  primal "
-                f"{rec['primal']:.8f}{extra}",
-                flush=True,
-            )
-
-    return show
 
 
 class _TaskModelBase(BaseEstimator):
@@ -296,7 +274,8 @@ class _TaskModelBase(BaseEstimator):
         self.coef_ = np.ascontiguousarray(self.coef_[..., :-1])
 
     def _solve_maybe_warm(self, Xs: list, ys: list, loss, warm):
-        res = self._solve(Xs, ys, loss) if warm is None else self._solve(Xs, ys, loss, warm)
+        with fit_progress(self):  # verbose > 0: a bar over the round budget (terminals)
+            res = self._solve(Xs, ys, loss) if warm is None else self._solve(Xs, ys, loss, warm)
         coef = getattr(res, "coef", None)
         if coef is not None and not np.all(np.isfinite(coef)):
             # the step-size methods (FedAvg, pFedHN, ...) can diverge on unscaled data
@@ -886,7 +865,10 @@ _PARAMS_DOC = """
         of each W-step; ``tol`` is checked then. Larger values save up to ~40 % of a round
         on small problems.
     verbose : int, default=0
-        Print primal, gap (and joint gap) every ``verbose`` federated rounds.
+        0: silent. ``k > 0``: print the certificates (primal; duality gap and joint gap,
+        or gradient norm, where the method has them) every ``k`` federated rounds to
+        stdout and, when stderr is a terminal, a progress bar there over the round
+        budget with elapsed time and ETA (a fit that stops early ends short of it).
     warm_start : bool, default=False
         Start ``fit`` from the previous fit's dual variables (and learned Sigma) when the
         data have the same rows per task: cheap refits along an ``alpha`` path (the dual
@@ -1116,6 +1098,10 @@ _BASELINE_PARAMS_DOC = """
     n_jobs : int, optional
         Numba threads.
     verbose : int, default=0
+        0: silent. ``k > 0``: print the certificates (primal; duality gap and joint gap,
+        or gradient norm, where the method has them) every ``k`` federated rounds to
+        stdout and, when stderr is a terminal, a progress bar there over the round
+        budget with elapsed time and ETA (a fit that stops early ends short of it).
     warm_start : bool, default=False
         Start ``fit`` from the previous fit's dual variables when the data have the same
         rows per task (refits along an ``alpha`` path); otherwise from zero.

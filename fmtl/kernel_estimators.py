@@ -296,7 +296,10 @@ default="rbf"
     eval_every : int, default=1
         Compute the certificates every this many rounds and at the end of each W-step.
     verbose : int, default=0
-        Print primal, gap (and joint gap) every ``verbose`` federated rounds.
+        0: silent. ``k > 0``: print the certificates (primal; duality gap and joint gap,
+        or gradient norm, where the method has them) every ``k`` federated rounds to
+        stdout and, when stderr is a terminal, a progress bar there over the round
+        budget with elapsed time and ETA (a fit that stops early ends short of it).
     fit_intercept : bool, default=True
         Fit an intercept per task by adding ``intercept_scaling**2`` to the kernel (the
         kernel of the rows with the constant feature ``intercept_scaling`` appended). It is

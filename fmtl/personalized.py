@@ -291,6 +291,10 @@ _COMMON = """
     random_state : int, Generator or None
     n_jobs : int, optional
     verbose : int, default=0
+        0: silent. ``k > 0``: print the certificates (primal; duality gap and joint gap,
+        or gradient norm, where the method has them) every ``k`` federated rounds to
+        stdout and, when stderr is a terminal, a progress bar there over the round
+        budget with elapsed time and ETA (a fit that stops early ends short of it).
 {intercept}"""
 
 _FEDAVG_DOC = (
@@ -431,6 +435,10 @@ _PFEDME_DOC = (
     systems : fmtl.federated.SystemsModel, optional
     random_state : int, Generator or None
     verbose : int, default=0
+        0: silent. ``k > 0``: print the certificates (primal; duality gap and joint gap,
+        or gradient norm, where the method has them) every ``k`` federated rounds to
+        stdout and, when stderr is a terminal, a progress bar there over the round
+        budget with elapsed time and ETA (a fit that stops early ends short of it).
 {intercept}
     Attributes
     ----------
@@ -778,7 +786,10 @@ _FEDREP_DOC = (
     random_state : int, Generator or None
         Seeds the initial ``B`` and the systems model's draws.
     verbose : int, default=0
-        Print progress every ``verbose`` recorded rounds.
+        0: silent. ``k > 0``: print the certificates (primal; duality gap and joint gap,
+        or gradient norm, where the method has them) every ``k`` federated rounds to
+        stdout and, when stderr is a terminal, a progress bar there over the round
+        budget with elapsed time and ETA (a fit that stops early ends short of it).
 {intercept_rep}
     Attributes
     ----------
@@ -847,7 +858,10 @@ _PERFEDAVG_DOC = (
     random_state : int, Generator or None
         Seeds the systems model's draws.
     verbose : int, default=0
-        Print progress every ``verbose`` recorded rounds.
+        0: silent. ``k > 0``: print the certificates (primal; duality gap and joint gap,
+        or gradient norm, where the method has them) every ``k`` federated rounds to
+        stdout and, when stderr is a terminal, a progress bar there over the round
+        budget with elapsed time and ETA (a fit that stops early ends short of it).
 {intercept}
     Attributes
     ----------
@@ -920,7 +934,10 @@ _PFEDHN_DOC = (
     rounds, local_steps, lr, eta, systems, random_state
         As in :func:`fmtl.federated.pfedhn.pfedhn`.
     verbose : int, default=0
-        Print progress every ``verbose`` recorded rounds.
+        0: silent. ``k > 0``: print the certificates (primal; duality gap and joint gap,
+        or gradient norm, where the method has them) every ``k`` federated rounds to
+        stdout and, when stderr is a terminal, a progress bar there over the round
+        budget with elapsed time and ETA (a fit that stops early ends short of it).
 {intercept_hn}
     Attributes
     ----------

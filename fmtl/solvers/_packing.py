@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from ._jit import note_if_cold
+
 _EMPTY_F = np.zeros(0)
 _EMPTY_I = np.zeros(0, dtype=np.int64)
 
@@ -157,11 +159,13 @@ def pack_tasks(Xs: list, ys: list) -> PackedTasks:
         indptr = np.ascontiguousarray(A.indptr, dtype=np.int64)
         from .sdca import row_sqnorms
 
+        note_if_cold(row_sqnorms)
         sqnorm = row_sqnorms(np.zeros((0, d)), data, indices, indptr, True, offsets[-1])
         return PackedTasks(np.zeros((0, d)), data, indices, indptr, True, y, sqnorm, offsets, d)
     Xd = np.ascontiguousarray(np.vstack(Xs) if Xs else np.zeros((0, d)), dtype=np.float64)
     from .sdca import row_sqnorms
 
+    note_if_cold(row_sqnorms)
     sqnorm = row_sqnorms(Xd, _EMPTY_F, _EMPTY_I, _EMPTY_I, False, Xd.shape[0])
     return PackedTasks(Xd, _EMPTY_F, _EMPTY_I, _EMPTY_I, False, y, sqnorm, offsets, d)
 
