@@ -85,6 +85,24 @@ def _stack_or_none(arrays: list):
     return None if any(a is None for a in arrays) else np.stack(arrays)
 
 
+def _auto_alpha(Xs: list, *, per_task: bool = False) -> float:
+    """``alpha="auto"``: ``r^2 / N`` with ``r^2 = ||X||_F^2 / N`` the mean squared row norm
+    of the ``N`` training rows of all tasks; ``per_task``: ``r^2 / (N / m)`` (``m`` tasks).
+
+    With the loss averaged per task and ``Sigma = I / m`` (or the pooled mean loss of one
+    global model) this is liblinear's ``C = 1 / r^2`` for every task: scaling ``X`` by ``s``
+    scales it by ``s^2`` and leaves the predictions unchanged, and on standardised features
+    (``r^2 = n_features``) it is ``n_features / N``. All-zero ``X`` counts as ``r^2 = 1``.
+    """
+    n = sum(X.shape[0] for X in Xs)
+    sq = sum(
+        float(X.multiply(X).sum()) if sp.issparse(X) else float(np.einsum("ij,ij->", X, X))
+        for X in Xs
+    )
+    r2 = sq / n if sq > 0 else 1.0
+    return r2 / (n / len(Xs) if per_task else n)
+
+
 def _progress_printer(every: int):
     """A History callback printing every ``every``-th round's certificates (0: silent)."""
     if isinstance(every, bool) or not isinstance(every, int | np.integer) or every < 0:
@@ -114,11 +132,19 @@ class _TaskModelBase(BaseEstimator):
 
     _loss_choices: tuple[str, ...] = ()
 
+    # "auto" alpha: (mean squared row norm) / (rows per model's loss term), see _auto_alpha
+    _alpha_per_task = False
+
     def _check_loss(self):
         """Validate ``alpha`` and resolve ``loss`` (``None``: the class default)."""
-        if isinstance(self.alpha, bool) or not isinstance(self.alpha, numbers.Real):
-            raise TypeError(f"alpha must be a real number, got {type(self.alpha).__name__}")
-        if not (np.isfinite(self.alpha) and self.alpha > 0):
+        if isinstance(self.alpha, str):
+            if self.alpha != "auto":
+                raise ValueError(f"alpha must be 'auto' or a positive number, got {self.alpha!r}")
+        elif isinstance(self.alpha, bool) or not isinstance(self.alpha, numbers.Real):
+            raise TypeError(
+                f"alpha must be 'auto' or a real number, got {type(self.alpha).__name__}"
+            )
+        elif not (np.isfinite(self.alpha) and self.alpha > 0):
             raise ValueError(f"alpha must be a positive finite number, got {self.alpha!r}")
         name = self._loss_choices[0] if self.loss is None else self.loss
         if name not in self._loss_choices:
@@ -126,7 +152,8 @@ class _TaskModelBase(BaseEstimator):
                 f"loss={self.loss!r} is unknown for {type(self).__name__}; "
                 f"expected one of {self._loss_choices}"
             )
-        return get_loss(name, self.gamma)
+        # Per-FedAvg and pFedHN have no smoothed hinge, hence no gamma parameter
+        return get_loss(name, getattr(self, "gamma", 1.0))
 
     def _validate_fit(self, X, y, tasks):
         try:
@@ -217,7 +244,14 @@ class _TaskModelBase(BaseEstimator):
             return [None] * n_fits
         return prev
 
+    def _resolve_alpha(self, Xs: list) -> float:
+        """``alpha`` as a number: ``"auto"`` resolved on the per-task training rows."""
+        if isinstance(self.alpha, str):
+            return _auto_alpha(Xs, per_task=self._alpha_per_task)
+        return float(self.alpha)
+
     def _solve_maybe_warm(self, Xs: list, ys: list, loss, warm):
+        self.alpha_ = self._resolve_alpha(Xs)
         return self._solve(Xs, ys, loss) if warm is None else self._solve(Xs, ys, loss, warm)
 
     def _store(self, results, labels):
@@ -351,7 +385,7 @@ class _TaskModelBase(BaseEstimator):
 class _MochaBase(_TaskModelBase):
     def __init__(
         self,
-        alpha: float = 1.0,
+        alpha: float | str = "auto",
         *,
         loss: str | None = None,
         gamma: float = 1.0,
@@ -415,7 +449,7 @@ class _MochaBase(_TaskModelBase):
         return mocha(
             Xs,
             ys,
-            float(self.alpha),
+            self.alpha_,
             loss,
             relationship=mode,
             sigma=sigma,
@@ -727,8 +761,15 @@ class _TaskRegressorMixin(RegressorMixin):
 
 
 _PARAMS_DOC = """
-    alpha : float, default=1.0
+    alpha : float or "auto", default="auto"
         Regularisation strength ``lambda > 0`` of ``(lambda/2) tr(W Omega W^T)``.
+        ``"auto"``: ``lambda = r^2 / N``, with ``N`` the number of training rows and
+        ``r^2 = ||X||_F^2 / N`` their mean squared norm (``n_features / N`` on
+        standardised features); the value used is ``alpha_``. For independent tasks of
+        equal size (``Sigma = I / m``) this is liblinear's ``C = 1 / r^2`` in every task,
+        and rescaling ``X`` leaves the predictions unchanged. It is a default, not a tuned
+        value: ``MochaClassifierCV`` / ``MochaRegressorCV`` choose ``alpha`` by
+        cross-validation (measurements in ``docs/defaults.md``).
     gamma : float, default=1.0
         Smoothing of ``loss="smoothed_hinge"``.
     relationship : {"learned", "identity", "mean", "fixed"}, default="learned"
@@ -781,6 +822,8 @@ _PARAMS_DOC = """
 """
 
 _ATTRS_DOC = """
+    alpha_ : float
+        The regularisation strength used: ``alpha``, or its ``"auto"`` value.
     coef_ : ndarray of shape (n_tasks, n_features)
         One model per task (rows in the order of ``tasks_``); for multiclass
         classification ``(n_classes, n_tasks, n_features)``, one-vs-rest.
@@ -892,7 +935,7 @@ class _IndependentBase(_TaskModelBase):
 
     def __init__(
         self,
-        alpha: float = 1.0,
+        alpha: float | str = "auto",
         *,
         loss: str | None = None,
         gamma: float = 1.0,
@@ -928,7 +971,7 @@ class _IndependentBase(_TaskModelBase):
         return mocha(
             Xs,
             ys,
-            float(self.alpha),
+            self.alpha_,
             loss,
             relationship="fixed",
             sigma=np.eye(len(Xs)),
@@ -945,6 +988,8 @@ class _IndependentBase(_TaskModelBase):
 
 
 class _LocalBase(_IndependentBase):
+    _alpha_per_task = True  # one ridge problem per task: "auto" scales with the task size
+
     def _solve(self, Xs: list, ys: list, loss, warm=None):
         return self._independent_fit(Xs, ys, loss, warm)
 
@@ -966,8 +1011,12 @@ class _GlobalBase(_IndependentBase):
 
 
 _BASELINE_PARAMS_DOC = """
-    alpha : float, default=1.0
-        Regularisation strength ``lambda > 0``.
+    alpha : float or "auto", default="auto"
+        Regularisation strength ``lambda > 0``. ``"auto"``: ``lambda = r^2 / n`` with
+        ``r^2 = ||X||_F^2 / N`` the mean squared norm of the ``N`` training rows and ``n``
+        the rows one model's mean loss runs over: ``N`` for Global, the mean task size
+        ``N / n_tasks`` for Local (liblinear's ``C = 1 / r^2``; ``n_features / n`` on
+        standardised features). The value used is ``alpha_``.
     gamma : float, default=1.0
         Smoothing of ``loss="smoothed_hinge"``.
     max_rounds : int, default=1000
@@ -1001,6 +1050,8 @@ _LOCAL_DOC = """Local baseline: one independent {kind} per task, no sharing.
     {params}
     Attributes
     ----------
+    alpha_ : float
+        The regularisation strength used (``alpha`` or its ``"auto"`` value).
     coef_ : ndarray of shape (n_tasks, n_features)
     tasks_ : ndarray of shape (n_tasks,)
     sigma_, omega_ : ndarray, the identity
@@ -1043,6 +1094,8 @@ _GLOBAL_DOC = """Global baseline: one {kind} fitted on the pooled data of all ta
     {params}
     Attributes
     ----------
+    alpha_ : float
+        The regularisation strength used (``alpha`` or its ``"auto"`` value).
     coef_ : ndarray of shape (n_tasks, n_features)
         Identical rows.
     tasks_ : ndarray of shape (n_tasks,)

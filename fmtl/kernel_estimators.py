@@ -11,6 +11,7 @@ predictions evaluate the kernel between the new rows and the stored training row
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .estimators import (
@@ -81,7 +82,7 @@ class _KernelMochaBase(_TaskModelBase):
         return kernel_mocha(
             Xs,
             ys,
-            float(self.alpha),
+            self.alpha_,
             loss,
             kernel=self.kernel,
             kernel_params=self.kernel_params,
@@ -100,6 +101,19 @@ class _KernelMochaBase(_TaskModelBase):
             callback=_progress_printer(self.verbose),
             max_samples=self.max_samples,
         )
+
+    def _resolve_alpha(self, Xs: list) -> float:
+        if not isinstance(self.alpha, str):
+            return float(self.alpha)
+        # "auto": the linear rule with ||x||^2 replaced by k(x, x) (1 for "rbf")
+        _check_kernel(self.kernel, self.kernel_params)
+        X = sp.vstack(Xs, format="csr") if sp.issparse(Xs[0]) else np.vstack(Xs)
+        n, block = X.shape[0], 512
+        diag = sum(
+            float(np.trace(_gram(self.kernel, self.kernel_params or {}, X[i : i + block])))
+            for i in range(0, n, block)
+        )
+        return (diag / n if diag > 0 else 1.0) / n
 
     def _store(self, results, labels):
         self.tasks_ = np.empty(len(labels), dtype=object)

@@ -123,10 +123,14 @@ _HYPERNETWORK = ("hypernetwork_", "embeddings_", "feature_map_omega_", "feature_
 # FedRep's shared representation B (n_features x k) and personal heads (n_tasks x k)
 _REPRESENTATION = ("representation_", "heads_")
 
+# fitted floats resolved from "auto" parameters (the regularisation, Per-FedAvg's step)
+_SCALARS = ("alpha_", "a_")
+
 # fitted attributes this module knows how to save (public ones: sklearn's trailing "_")
 _FITTED = frozenset(
     {
         "coef_",
+        *_SCALARS,
         "tasks_",
         "n_tasks_",
         "n_features_in_",
@@ -490,6 +494,9 @@ def save_model(estimator: Any, path: str | os.PathLike) -> None:
         "classes_dtype": None,
         "n_features_in": int(estimator.n_features_in_),
         "feature_names_in": None,
+        "scalars": {
+            name: float(getattr(estimator, name)) for name in _SCALARS if hasattr(estimator, name)
+        },
     }
     if isinstance(estimator, ClassifierMixin):
         classes = np.asarray(estimator.classes_)
@@ -753,6 +760,14 @@ def _build(header: dict, arrays: dict[str, np.ndarray], where: str) -> Any:
             raise ValueError(f"{where}: malformed feature_names_in")
         est.feature_names_in_ = np.array(names_in, dtype=object)
 
+    # files written before the "auto" defaults have no scalars: alpha_ is alpha itself
+    scalars = header.get("scalars", {"alpha_": est.alpha})
+    if not isinstance(scalars, dict) or not set(scalars) <= set(_SCALARS):
+        raise ValueError(f"{where}: malformed scalars {scalars!r}")
+    for name, value in scalars.items():
+        if not (type(value) in (int, float) and math.isfinite(value) and value >= 0):
+            raise ValueError(f"{where}: malformed {name} {value!r}")
+        setattr(est, name, float(value))
     est.n_features_in_ = n_features
     est.tasks_ = tasks
     est._task_lookup_ = lookup

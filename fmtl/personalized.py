@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.linalg import svds
 
 from .estimators import (
     _progress_printer,
@@ -96,7 +98,7 @@ class _FedAvgBase(_TaskModelBase):
         res = fedavg(
             Xs,
             ys,
-            float(self.alpha),
+            self.alpha_,
             loss,
             gamma=self.gamma,
             finetune_epochs=self.finetune_epochs,
@@ -111,9 +113,17 @@ class _FedAvgBase(_TaskModelBase):
             self._fit_parts = []
         return self._fit_parts
 
+    _step_params: tuple[str, ...] = ("lr",)  # named when a fit diverges
+
     def _store(self, results, labels):
-        super()._store(results, labels)
         parts = self.__dict__.pop("_fit_parts", [])
+        if not all(np.all(np.isfinite(r.coef)) for r in results):
+            # gradient methods with too large a step overflow instead of converging
+            raise ValueError(
+                f"{type(self).__name__} diverged (non-finite model): lower "
+                + " or ".join(f"{p}={getattr(self, p)!r}" for p in self._step_params)
+            )
+        super()._store(results, labels)
         for key in parts[0] if parts else ():
             vals = [p[key] for p in parts]
             setattr(self, key, vals[0] if len(vals) == 1 else np.stack(vals))
@@ -156,7 +166,7 @@ class _DittoBase(_FedAvgBase):
         res = ditto(
             Xs,
             ys,
-            float(self.alpha),
+            self.alpha_,
             self.mu,
             loss,
             gamma=self.gamma,
@@ -169,6 +179,8 @@ class _DittoBase(_FedAvgBase):
 
 
 class _PFedMeBase(_FedAvgBase):
+    _step_params = ("beta",)
+
     def __init__(
         self,
         alpha: float = 1e-3,
@@ -204,7 +216,7 @@ class _PFedMeBase(_FedAvgBase):
         res = pfedme(
             Xs,
             ys,
-            float(self.alpha),
+            self.alpha_,
             self.mu,
             loss,
             gamma=self.gamma,
@@ -220,6 +232,23 @@ class _PFedMeBase(_FedAvgBase):
         )
         self._parts().append({"global_coef_": res.global_coef})
         return _Fit(res.coef, res.history, res.never_reported)
+
+
+def _smoothness(Xs: list, loss_name: str, alpha: float) -> float:
+    """``L = max_t c ||X_t||_2^2 / n_t + alpha``: the smoothness constant of every task's
+    ``F_t`` (``c`` bounds the loss's curvature: 1/4 logistic, 1 squared)."""
+    curvature = 0.25 if loss_name == "logistic" else 1.0
+    top = 0.0
+    for X in Xs:
+        if X.shape[0] == 0:
+            continue
+        if sp.issparse(X) and min(X.shape) > 2:
+            # largest singular value; a fixed start vector keeps the result deterministic
+            sv = svds(X, k=1, v0=np.ones(min(X.shape)), return_singular_vectors=False)[0]
+        else:
+            sv = np.linalg.norm(X.toarray() if sp.issparse(X) else X, 2)
+        top = max(top, float(sv) ** 2 / X.shape[0])
+    return curvature * top + alpha
 
 
 # the Raises section every estimator shares (the fit / predict contract of
@@ -419,17 +448,19 @@ class PFedMeRegressor(_TaskRegressorMixin, _PFedMeBase):
 
 
 class _PerFedAvgBase(_FedAvgBase):
+    _step_params = ("a", "beta")
+
     def __init__(
         self,
         alpha: float = 1e-3,
         *,
         loss: str | None = None,
-        a: float = 0.1,
+        a: float | str = "auto",
         beta: float = 0.1,
         rounds: int = 200,
         local_steps: int = 1,
         order: int = 2,
-        adapt_steps: int = 1,
+        adapt_steps: int = 5,
         inner_steps: int = 1,
         systems=None,
         random_state=None,
@@ -447,15 +478,21 @@ class _PerFedAvgBase(_FedAvgBase):
         self.systems = systems
         self.random_state = random_state
         self.verbose = verbose
-        self.gamma = 1.0  # not a parameter: the supported losses have no smoothing
 
     def _solve(self, Xs: list, ys: list, loss):
+        if isinstance(self.a, str):
+            if self.a != "auto":
+                raise ValueError(f"a must be 'auto' or a number >= 0, got {self.a!r}")
+            # 1 / L, L = max_t smoothness of F_t: the largest safe gradient step
+            self.a_ = 1.0 / _smoothness(Xs, loss.name, self.alpha_)
+        else:
+            self.a_ = self.a
         res = perfedavg(
             Xs,
             ys,
-            float(self.alpha),
+            self.alpha_,
             loss.name,
-            a=self.a,
+            a=self.a_,
             beta=self.beta,
             rounds=self.rounds,
             local_steps=self.local_steps,
@@ -471,6 +508,7 @@ class _PerFedAvgBase(_FedAvgBase):
 
 
 class _PFedHNBase(_FedAvgBase):
+    _step_params = ("lr", "eta")
     _FEATURE_MAP_ATTRS = ("feature_map_omega_", "feature_map_offset_")
 
     def __init__(
@@ -503,13 +541,12 @@ class _PFedHNBase(_FedAvgBase):
         self.systems = systems
         self.random_state = random_state
         self.verbose = verbose
-        self.gamma = 1.0
 
     def _solve(self, Xs: list, ys: list, loss):
         res = pfedhn(
             Xs,
             ys,
-            float(self.alpha),
+            self.alpha_,
             loss.name,
             embedding_dim=self.embedding_dim,
             hypernetwork=self.hypernetwork,
@@ -614,7 +651,7 @@ class _PFedHNBase(_FedAvgBase):
                 X,
                 target,
                 Phi,
-                float(self.alpha),
+                self.alpha_,
                 loss.name,
                 feature_map=fmap,
                 init=V,
@@ -632,6 +669,7 @@ class _FedRepBase(_FedAvgBase):
         alpha: float = 1e-3,
         *,
         loss: str | None = None,
+        gamma: float = 1.0,
         rank: int = 2,
         rounds: int = 100,
         rep_steps: int = 1,
@@ -642,6 +680,7 @@ class _FedRepBase(_FedAvgBase):
     ) -> None:
         self.alpha = alpha
         self.loss = loss
+        self.gamma = gamma
         self.rank = rank
         self.rounds = rounds
         self.rep_steps = rep_steps
@@ -649,14 +688,13 @@ class _FedRepBase(_FedAvgBase):
         self.systems = systems
         self.random_state = random_state
         self.verbose = verbose
-        self.gamma = 1.0
 
     def _solve(self, Xs: list, ys: list, loss):
         res = fedrep(
             Xs,
             ys,
             self.rank,
-            float(self.alpha),
+            self.alpha_,
             loss,
             rounds=self.rounds,
             rep_steps=self.rep_steps,
@@ -724,10 +762,19 @@ _FEDREP_CLF = dict(
     ovr=" More than two classes: one-vs-rest, one FedRep fit per class.",
     lead="[n_classes, ]",
     hist=" (a list, one per class, with more than two classes)",
-    loss_note=' ``"smoothed_hinge"`` uses ``gamma = 1``.',
+    loss_note='\n    gamma : float, default=1.0\n        Smoothing of ``"smoothed_hinge"``.',
     **_CLF,
 )
-_FEDREP_REG = dict(ovr="", lead="", hist="", loss_note="", **_REG)
+_FEDREP_REG = dict(
+    ovr="",
+    lead="",
+    hist="",
+    loss_note=(
+        "\n    gamma : float, default=1.0\n"
+        "        Unused by the squared loss (the classifiers' smoothed hinge)."
+    ),
+    **_REG,
+)
 
 
 _PERFEDAVG_DOC = (
@@ -739,8 +786,11 @@ _PERFEDAVG_DOC = (
         L2 weight ``lambda`` of every task's objective.
     loss : {losses} or None, default=None
         ``None`` means ``"{default}"``.
-    a : float, default=0.1
+    a : float or "auto", default="auto"
         Adaptation step size of the MAML objective and of the personal models.
+        ``"auto"``: ``1 / L`` with ``L = max_t c ||X_t||_2^2 / n_t + alpha`` the largest
+        smoothness constant of the task objectives (``c`` = 1/4 for the logistic loss, 1
+        for the squared loss): the largest step that surely decreases every ``F_t``.
     beta : float, default=0.1
         Local (outer) step size.
     rounds : int, default=200
@@ -749,8 +799,9 @@ _PERFEDAVG_DOC = (
         Local MAML steps per round (fewer under systems heterogeneity, at least one).
     order : {{1, 2}}, default=2
         2: exact MAML gradient (Hessian-vector products); 1: first-order MAML.
-    adapt_steps : int, default=1
-        Gradient steps of size ``a`` from the global model that make each personal model.
+    adapt_steps : int, default=5
+        Gradient steps of size ``a`` from the global model that make each personal model
+        (one step of ``1 / L`` barely moves on well-conditioned data: five personalise).
     inner_steps : int, default=1
         Adaptation steps inside the MAML objective (k-step MAML).
     systems : fmtl.federated.SystemsModel, optional
@@ -764,6 +815,8 @@ _PERFEDAVG_DOC = (
     ----------
     coef_ : ndarray of shape (n_tasks, n_features)
         Personal models.
+    a_ : float
+        The adaptation step used (``a`` or its ``"auto"`` value).
     global_coef_ : ndarray of shape (n_features,)
         The meta-model ``w``.
     tasks_ : ndarray of shape (n_tasks,)
