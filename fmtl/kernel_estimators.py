@@ -29,7 +29,7 @@ __all__ = ["KernelMochaClassifier", "KernelMochaRegressor"]
 class _KernelMochaBase(_TaskModelBase):
     def __init__(
         self,
-        alpha: float = 1.0,
+        alpha: float | str = "auto",
         *,
         kernel="rbf",
         kernel_params: dict | None = None,
@@ -215,8 +215,11 @@ _KERNEL_DOC = """Federated multi-task {kind} with a kernel, fitted by kernel MOC
 
     Parameters
     ----------
-    alpha : float, default=1.0
+    alpha : float or "auto", default="auto"
         Regularisation strength ``lambda > 0`` of ``(lambda/2) tr(W Omega W^T)``.
+        ``"auto"``: ``lambda = mean_i k(x_i, x_i) / N`` over the ``N`` training rows, the
+        linear estimators' rule with ``||x||^2`` replaced by ``k(x, x)`` (``1 / N`` for
+        ``"rbf"``, SVC's ``C = 1``); the value used is ``alpha_``.
     kernel : {{"rbf", "linear", "poly", "polynomial", "laplacian", "cosine"}} or callable, \
 default="rbf"
         A kernel of :func:`sklearn.metrics.pairwise.pairwise_kernels`, or a callable
@@ -265,6 +268,8 @@ default="rbf"
 
     Attributes
     ----------{classes_attr}
+    alpha_ : float
+        The regularisation strength used (``alpha`` or its ``"auto"`` value).
     dual_coef_ : ndarray of shape ({lead}n_samples_fit,)
         Dual variables, grouped task after task in the order of ``tasks_`` (the row order
         of ``X_fit_``).

@@ -59,6 +59,7 @@ import scipy.sparse as sp
 from sklearn.base import ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
+from .cv import MochaClassifierCV, MochaRegressorCV
 from .estimators import (
     GlobalClassifier,
     GlobalRegressor,
@@ -108,6 +109,8 @@ _CLASSES: dict[str, type] = {
         GlobalClassifier,
         GlobalRegressor,
         *_personalized_classes(),
+        MochaClassifierCV,
+        MochaRegressorCV,
         KernelMochaClassifier,
         KernelMochaRegressor,
     )
@@ -122,6 +125,11 @@ _CSR_PARTS = ("data", "indices", "indptr")
 _HYPERNETWORK = ("hypernetwork_", "embeddings_", "feature_map_omega_", "feature_map_offset_")
 # FedRep's shared representation B (n_features x k) and personal heads (n_tasks x k)
 _REPRESENTATION = ("representation_", "heads_")
+
+# the cross-validation record of MochaClassifierCV / MochaRegressorCV (cv_results_'s
+# arrays under "cv_results_/<key>"; its "params" follow from "param_alpha")
+_CV_CLASSES = (MochaClassifierCV, MochaRegressorCV)
+_CV_FITTED = ("alphas_", "best_score_", "cv_results_")
 
 # fitted floats resolved from "auto" parameters (the regularisation, Per-FedAvg's step)
 _SCALARS = ("alpha_", "a_")
@@ -146,6 +154,7 @@ _FITTED = frozenset(
         *_HYPERNETWORK,
         *_REPRESENTATION,
         *_KERNEL_FITTED,
+        *_CV_FITTED,
     }
 )
 
@@ -541,6 +550,12 @@ def save_model(estimator: Any, path: str | os.PathLike) -> None:
             if value.dtype.kind not in _ARRAY_KINDS:
                 raise TypeError(f"cannot save {name} of dtype {value.dtype}")
             arrays[name] = value
+    if isinstance(estimator, _CV_CLASSES):
+        header["cv"] = {"best_score_": float(estimator.best_score_)}
+        arrays["alphas_"] = np.asarray(estimator.alphas_, dtype=np.float64)
+        for key, value in estimator.cv_results_.items():
+            if key != "params":
+                arrays[f"cv_results_/{key}"] = np.asarray(value)
     lookup = {lab: i for i, lab in enumerate(estimator.tasks_.tolist())}
     arrays["never_reported_"] = np.array(
         [lookup[v] for v in np.asarray(estimator.never_reported_).tolist()], dtype=np.int64
@@ -761,7 +776,7 @@ def _build(header: dict, arrays: dict[str, np.ndarray], where: str) -> Any:
         est.feature_names_in_ = np.array(names_in, dtype=object)
 
     # files written before the "auto" defaults have no scalars: alpha_ is alpha itself
-    scalars = header.get("scalars", {"alpha_": est.alpha})
+    scalars = header.get("scalars", {"alpha_": getattr(est, "alpha", None)})
     if not isinstance(scalars, dict) or not set(scalars) <= set(_SCALARS):
         raise ValueError(f"{where}: malformed scalars {scalars!r}")
     for name, value in scalars.items():
@@ -785,7 +800,30 @@ def _build(header: dict, arrays: dict[str, np.ndarray], where: str) -> Any:
     for name in ("global_coef_", "local_gap_", *_HYPERNETWORK, *_REPRESENTATION):
         if name in arrays:
             setattr(est, name, arrays[name])
+    if issubclass(cls, _CV_CLASSES):
+        _build_cv(est, header, arrays, where)
     return est
+
+
+def _build_cv(est: Any, header: dict, arrays: dict[str, np.ndarray], where: str) -> None:
+    """MochaClassifierCV / MochaRegressorCV's cross-validation record, checked."""
+    info = header.get("cv")
+    best = info.get("best_score_") if isinstance(info, dict) else None
+    alphas = arrays.get("alphas_")
+    if type(best) not in (int, float) or alphas is None or alphas.ndim != 1:
+        raise ValueError(f"{where}: a cross-validated model needs alphas_ and best_score_")
+    results = {
+        key.split("/", 1)[1]: value
+        for key, value in arrays.items()
+        if key.startswith("cv_results_/")
+    }
+    if any(v.shape != alphas.shape for v in results.values()) or not np.array_equal(
+        results.get("param_alpha"), alphas
+    ):
+        raise ValueError(f"{where}: cv_results_ does not match alphas_")
+    params = {"params": [{"alpha": float(a)} for a in alphas]}
+    results = {"param_alpha": results.pop("param_alpha"), **params, **results}
+    est.alphas_, est.best_score_, est.cv_results_ = alphas, float(best), results
 
 
 def _build_kernel(

@@ -23,6 +23,7 @@ PUBLIC_MODULES = [
     "fmtl.protocols",
     "fmtl.personalized",
     "fmtl.kernel_estimators",
+    "fmtl.cv",
     "fmtl.distributed.dask",
     "fmtl.distributed.flower",
     "fmtl.distributed.protocol",
