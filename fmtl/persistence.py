@@ -131,8 +131,8 @@ _REPRESENTATION = ("representation_", "heads_")
 _CV_CLASSES = (MochaClassifierCV, MochaRegressorCV)
 _CV_FITTED = ("alphas_", "best_score_", "cv_results_")
 
-# fitted floats resolved from "auto" parameters (the regularisation, Per-FedAvg's step)
-_SCALARS = ("alpha_", "a_")
+# fitted floats resolved from "auto" parameters (the regularisation, the step sizes)
+_SCALARS = ("alpha_", "a_", "lr_")
 
 # fitted attributes this module knows how to save (public ones: sklearn's trailing "_")
 _FITTED = frozenset(

@@ -24,6 +24,7 @@ from .federated.history import History
 from .federated.perfedavg import perfedavg
 from .federated.pfedhn import fit_new_embedding, hypernetwork_features, pfedhn
 from .federated.pfedme import pfedme
+from .theory import loss_constants
 
 __all__ = [
     "DittoClassifier",
@@ -61,7 +62,7 @@ class _FedAvgBase(_TaskModelBase):
         gamma: float = 1.0,
         rounds: int = 200,
         local_epochs: float = 1.0,
-        lr: float = 0.1,
+        lr: float | str = "auto",
         lr_decay: float = 0.01,
         finetune_epochs: float = 0.0,
         systems=None,
@@ -82,11 +83,44 @@ class _FedAvgBase(_TaskModelBase):
         self.n_jobs = n_jobs
         self.verbose = verbose
 
+    # "auto" steps: ("sample", cap) for per-row SGD steps, ("batch", cap) for full-batch
+    # gradient steps; the cap is the former fixed default where that was stable
+    _auto_steps: dict[str, tuple[str, float]] = {"lr": ("sample", 0.1)}
+
+    def _auto_step(self, name: str, Xs: list, loss) -> float:
+        """The step ``name`` as a number, stored as ``name + "_"``; ``"auto"``: the inverse
+        of the smoothness of what one step descends (one row's loss, or every ``F_t``),
+        at most the cap."""
+        value = getattr(self, name)
+        if isinstance(value, str):
+            if value != "auto":
+                raise ValueError(f"{name} must be 'auto' or a positive number, got {value!r}")
+            kind, cap = self._auto_steps[name]
+            smooth = _smoothness(Xs, loss, self.alpha_, per_row=kind == "sample")
+            value = min(cap, 1.0 / smooth)
+        setattr(self, name + "_", value)
+        return value
+
+    def _solve_maybe_warm(self, Xs: list, ys: list, loss, warm):
+        res = super()._solve_maybe_warm(Xs, ys, loss, warm)
+        with np.errstate(over="ignore", invalid="ignore"):
+            finite = all(
+                np.all(np.isfinite(np.asarray(X @ w))) for X, w in zip(Xs, res.coef, strict=True)
+            )
+        if not finite:
+            # gradient methods with too large a step overflow instead of converging
+            self.__dict__.pop("_fit_parts", None)
+            raise ValueError(
+                f"{type(self).__name__} diverged (non-finite model or predictions): lower "
+                + " or ".join(f"{p}={getattr(self, p)!r}" for p in self._step_params)
+            )
+        return res
+
     def _fedavg_kw(self) -> dict:
         return dict(
             rounds=self.rounds,
             local_epochs=self.local_epochs,
-            lr=self.lr,
+            lr=self.lr_,
             lr_decay=self.lr_decay,
             systems=self.systems,
             random_state=self.random_state,
@@ -95,6 +129,7 @@ class _FedAvgBase(_TaskModelBase):
         )
 
     def _solve(self, Xs: list, ys: list, loss):
+        self._auto_step("lr", Xs, loss)
         res = fedavg(
             Xs,
             ys,
@@ -116,14 +151,8 @@ class _FedAvgBase(_TaskModelBase):
     _step_params: tuple[str, ...] = ("lr",)  # named when a fit diverges
 
     def _store(self, results, labels):
-        parts = self.__dict__.pop("_fit_parts", [])
-        if not all(np.all(np.isfinite(r.coef)) for r in results):
-            # gradient methods with too large a step overflow instead of converging
-            raise ValueError(
-                f"{type(self).__name__} diverged (non-finite model): lower "
-                + " or ".join(f"{p}={getattr(self, p)!r}" for p in self._step_params)
-            )
         super()._store(results, labels)
+        parts = self.__dict__.pop("_fit_parts", [])
         for key in parts[0] if parts else ():
             vals = [p[key] for p in parts]
             setattr(self, key, vals[0] if len(vals) == 1 else np.stack(vals))
@@ -139,7 +168,7 @@ class _DittoBase(_FedAvgBase):
         gamma: float = 1.0,
         rounds: int = 200,
         local_epochs: float = 1.0,
-        lr: float = 0.1,
+        lr: float | str = "auto",
         lr_decay: float = 0.01,
         tol: float = 1e-10,
         systems=None,
@@ -162,6 +191,7 @@ class _DittoBase(_FedAvgBase):
         self.verbose = verbose
 
     def _solve(self, Xs: list, ys: list, loss):
+        self._auto_step("lr", Xs, loss)
         kw = self._fedavg_kw()
         res = ditto(
             Xs,
@@ -234,13 +264,20 @@ class _PFedMeBase(_FedAvgBase):
         return _Fit(res.coef, res.history, res.never_reported)
 
 
-def _smoothness(Xs: list, loss_name: str, alpha: float) -> float:
-    """``L = max_t c ||X_t||_2^2 / n_t + alpha``: the smoothness constant of every task's
-    ``F_t`` (``c`` bounds the loss's curvature: 1/4 logistic, 1 squared)."""
-    curvature = 0.25 if loss_name == "logistic" else 1.0
+def _smoothness(Xs: list, loss, alpha: float, *, per_row: bool = False) -> float:
+    """``L = c s + alpha`` with ``c`` the loss's smoothness (1/4 logistic, 1 squared,
+    ``1 / gamma`` smoothed hinge; 1 for the hinge, which has none) and ``s`` the largest
+    ``||X_t||_2^2 / n_t`` over the tasks (every ``F_t`` is ``L``-smooth) or, ``per_row``,
+    the largest squared row norm ``||x_i||^2`` (every row's loss is)."""
+    c = loss_constants(loss).smoothness
+    c = 1.0 if not np.isfinite(c) else c
     top = 0.0
     for X in Xs:
         if X.shape[0] == 0:
+            continue
+        if per_row:
+            sq = X.multiply(X).sum(axis=1) if sp.issparse(X) else np.einsum("ij,ij->i", X, X)
+            top = max(top, float(np.max(sq)))
             continue
         if sp.issparse(X) and min(X.shape) > 2:
             # largest singular value; a fixed start vector keeps the result deterministic
@@ -248,7 +285,7 @@ def _smoothness(Xs: list, loss_name: str, alpha: float) -> float:
         else:
             sv = np.linalg.norm(X.toarray() if sp.issparse(X) else X, 2)
         top = max(top, float(sv) ** 2 / X.shape[0])
-    return curvature * top + alpha
+    return c * top + alpha
 
 
 # the Raises section every estimator shares (the fit / predict contract of
@@ -268,8 +305,10 @@ _RAISES = """    Raises
 """
 
 _COMMON = """
-    alpha : float, default=1e-3
+    alpha : float or "auto", default=1e-3
         L2 weight ``lambda`` of every task's objective ``F_t``.
+        ``"auto"``: ``r^2 / N`` (``r^2`` the mean squared norm of the ``N`` rows), as
+        :class:`fmtl.GlobalClassifier`; the value used is ``alpha_``.
     loss : {losses} or None, default=None
         ``None`` means ``"{default}"``.
     gamma : float, default=1.0
@@ -278,8 +317,13 @@ _COMMON = """
         FedAvg rounds.
     local_epochs : float, default=1.0
         Local SGD epochs per round.
-    lr, lr_decay : float, default=0.1, 0.01
-        Step size ``lr / (1 + lr_decay h)`` in round ``h``.
+    lr : float or "auto", default="auto"
+        Step size ``lr / (1 + lr_decay h)`` of the local SGD in round ``h``. ``"auto"``:
+        ``min(0.1, 1 / (c max_i ||x_i||^2 + alpha))`` with ``c`` the loss's smoothness
+        (1/4 logistic, 1 squared and hinge, ``1 / gamma`` smoothed hinge): the former
+        default 0.1, lowered to a step that is stable on every row (0.1 diverges on the
+        standardised School data); the value used is ``lr_``.
+    lr_decay : float, default=0.01
     systems : fmtl.federated.SystemsModel, optional
     random_state : int, Generator or None
     n_jobs : int, optional
@@ -300,6 +344,8 @@ _FEDAVG_DOC = (
 
     Attributes
     ----------
+    lr_ : float
+        The step size used (``lr`` or its ``"auto"`` value).
     coef_ : ndarray of shape (n_tasks, n_features)
     global_coef_ : ndarray of shape (n_features,)
     tasks_ : ndarray of shape (n_tasks,)
@@ -336,6 +382,8 @@ _DITTO_DOC = (
 
     Attributes
     ----------
+    lr_ : float
+        The step size used (``lr`` or its ``"auto"`` value).
     coef_ : ndarray of shape (n_tasks, n_features)
         Personal models.
     global_coef_ : ndarray of shape (n_features,)
@@ -400,8 +448,10 @@ _PFEDME_DOC = (
 
     Parameters
     ----------
-    alpha : float, default=1e-3
+    alpha : float or "auto", default=1e-3
         L2 weight ``lambda`` of every ``F_t``.
+        ``"auto"``: ``r^2 / N`` (``r^2`` the mean squared norm of the ``N`` rows), as
+        :class:`fmtl.GlobalClassifier`; the value used is ``alpha_``.
     mu : float, default=0.1
     loss : {losses} or None, default=None
         ``None`` means ``"{default}"``.
@@ -449,6 +499,7 @@ class PFedMeRegressor(_TaskRegressorMixin, _PFedMeBase):
 
 class _PerFedAvgBase(_FedAvgBase):
     _step_params = ("a", "beta")
+    _auto_steps = {"a": ("batch", np.inf)}
 
     def __init__(
         self,
@@ -480,13 +531,7 @@ class _PerFedAvgBase(_FedAvgBase):
         self.verbose = verbose
 
     def _solve(self, Xs: list, ys: list, loss):
-        if isinstance(self.a, str):
-            if self.a != "auto":
-                raise ValueError(f"a must be 'auto' or a number >= 0, got {self.a!r}")
-            # 1 / L, L = max_t smoothness of F_t: the largest safe gradient step
-            self.a_ = 1.0 / _smoothness(Xs, loss.name, self.alpha_)
-        else:
-            self.a_ = self.a
+        self._auto_step("a", Xs, loss)
         res = perfedavg(
             Xs,
             ys,
@@ -509,6 +554,7 @@ class _PerFedAvgBase(_FedAvgBase):
 
 class _PFedHNBase(_FedAvgBase):
     _step_params = ("lr", "eta")
+    _auto_steps = {"lr": ("batch", 0.5)}
     _FEATURE_MAP_ATTRS = ("feature_map_omega_", "feature_map_offset_")
 
     def __init__(
@@ -522,7 +568,7 @@ class _PFedHNBase(_FedAvgBase):
         kernel_gamma: float = 1.0,
         rounds: int = 200,
         local_steps: int = 1,
-        lr: float = 0.5,
+        lr: float | str = "auto",
         eta: float = 1.0,
         systems=None,
         random_state=None,
@@ -554,7 +600,7 @@ class _PFedHNBase(_FedAvgBase):
             kernel_gamma=self.kernel_gamma,
             rounds=self.rounds,
             local_steps=self.local_steps,
-            lr=self.lr,
+            lr=self._auto_step("lr", Xs, loss),
             eta=self.eta,
             systems=self.systems,
             random_state=self.random_state,
@@ -656,7 +702,7 @@ class _PFedHNBase(_FedAvgBase):
                 feature_map=fmap,
                 init=V,
                 rounds=rounds,
-                lr=self.lr,
+                lr=self.lr_,
             )
             psi = hypernetwork_features(v, *(fmap or (None, None)))
             coefs.append(Phi @ psi)
@@ -664,6 +710,8 @@ class _PFedHNBase(_FedAvgBase):
 
 
 class _FedRepBase(_FedAvgBase):
+    _auto_steps = {"lr": ("batch", 0.5)}
+
     def __init__(
         self,
         alpha: float = 1e-3,
@@ -673,7 +721,7 @@ class _FedRepBase(_FedAvgBase):
         rank: int = 2,
         rounds: int = 100,
         rep_steps: int = 1,
-        lr: float = 0.5,
+        lr: float | str = "auto",
         systems=None,
         random_state=None,
         verbose: int = 0,
@@ -698,7 +746,7 @@ class _FedRepBase(_FedAvgBase):
             loss,
             rounds=self.rounds,
             rep_steps=self.rep_steps,
-            lr=self.lr,
+            lr=self._auto_step("lr", Xs, loss),
             systems=self.systems,
             random_state=self.random_state,
             callback=_progress_printer(self.verbose),
@@ -716,8 +764,10 @@ _FEDREP_DOC = (
 
     Parameters
     ----------
-    alpha : float, default=1e-3
+    alpha : float or "auto", default=1e-3
         Penalty ``(alpha/2) ||h_t||^2`` on the heads (``lam`` of ``fedrep``).
+        ``"auto"``: ``r^2 / N`` (``r^2`` the mean squared norm of the ``N`` rows), as
+        :class:`fmtl.GlobalClassifier`; the value used is ``alpha_``.
     loss : {losses} or None, default=None
         ``None`` means ``"{default}"``.{loss_note}
     rank : int, default=2
@@ -725,8 +775,11 @@ _FEDREP_DOC = (
     rounds : int, default=100
     rep_steps : int, default=1
         Local gradient steps on ``B`` per round.
-    lr : float, default=0.5
-        Their step size.
+    lr : float or "auto", default="auto"
+        Their step size. ``"auto"``: ``min(0.5, 1 / L)``, ``L = max_t c ||X_t||_2^2 / n_t
+        + alpha`` with ``c`` the loss's smoothness (as Per-FedAvg's ``a``): the former
+        default 0.5, lowered where the task objectives are steeper; the value used is
+        ``lr_``.
     systems : fmtl.federated.SystemsModel, optional
         Heterogeneous work, drops and the cost model of the federated rounds.
     random_state : int, Generator or None
@@ -736,6 +789,8 @@ _FEDREP_DOC = (
 
     Attributes
     ----------
+    lr_ : float
+        The step size used (``lr`` or its ``"auto"`` value).
     coef_ : ndarray of shape ({lead}n_tasks, n_features)
         Personal models ``B h_t``.
     representation_ : ndarray of shape ({lead}n_features, rank)
@@ -782,8 +837,10 @@ _PERFEDAVG_DOC = (
 
     Parameters
     ----------
-    alpha : float, default=1e-3
+    alpha : float or "auto", default=1e-3
         L2 weight ``lambda`` of every task's objective.
+        ``"auto"``: ``r^2 / N`` (``r^2`` the mean squared norm of the ``N`` rows), as
+        :class:`fmtl.GlobalClassifier`; the value used is ``alpha_``.
     loss : {losses} or None, default=None
         ``None`` means ``"{default}"``.
     a : float or "auto", default="auto"
@@ -866,8 +923,10 @@ _PFEDHN_DOC = (
 
     Parameters
     ----------
-    alpha : float, default=1e-3
+    alpha : float or "auto", default=1e-3
         L2 weight ``lambda`` of every task's objective.
+        ``"auto"``: ``r^2 / N`` (``r^2`` the mean squared norm of the ``N`` rows), as
+        :class:`fmtl.GlobalClassifier`; the value used is ``alpha_``.
     loss : {losses} or None, default=None
         ``None`` means ``"{default}"``.
     embedding_dim : int, default=2
@@ -877,13 +936,20 @@ _PFEDHN_DOC = (
         Random features of ``"rff"``.
     kernel_gamma : float, default=1.0
         RBF width of ``"rff"`` in embedding space.
-    rounds, local_steps, lr, eta, systems, random_state
+    lr : float or "auto", default="auto"
+        The clients' gradient step. ``"auto"``: ``min(0.5, 1 / L)``, ``L = max_t c
+        ||X_t||_2^2 / n_t + alpha`` with ``c`` the loss's smoothness (1/4 logistic, 1
+        squared): the former default 0.5, lowered where the task objectives are steeper
+        (0.5 diverges on the standardised School data); the value used is ``lr_``.
+    rounds, local_steps, eta, systems, random_state
         As in :func:`fmtl.federated.pfedhn.pfedhn`.
     verbose : int, default=0
         Print progress every ``verbose`` recorded rounds.
 
     Attributes
     ----------
+    lr_ : float
+        The step size used (``lr`` or its ``"auto"`` value).
     coef_ : ndarray of shape (n_tasks, n_features)
         Personal models (stacked per class for a multiclass classifier, as are the others).
     hypernetwork_ : ndarray of shape (n_features, embedding_dim or n_components)
