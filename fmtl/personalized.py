@@ -96,22 +96,29 @@ class _FedAvgBase(_TaskModelBase):
             if value != "auto":
                 raise ValueError(f"{name} must be 'auto' or a positive number, got {value!r}")
             kind, cap = self._auto_steps[name]
-            smooth = _smoothness(Xs, loss, self.alpha_, per_row=kind == "sample")
-            value = min(cap, 1.0 / smooth)
+            if kind == "sample" and np.isfinite(loss_constants(loss).lipschitz):
+                # SGD on a Lipschitz loss (bounded derivative) cannot overflow: one
+                # outlying row need not slow every step down
+                value = cap
+            else:
+                smooth = _smoothness(Xs, loss, self.alpha_, per_row=kind == "sample")
+                value = min(cap, 1.0 / smooth)
         setattr(self, name + "_", value)
         return value
 
     def _solve_maybe_warm(self, Xs: list, ys: list, loss, warm):
         res = super()._solve_maybe_warm(Xs, ys, loss, warm)
         with np.errstate(over="ignore", invalid="ignore"):
+            # the training loss, not only the model: 1e306 coefficients are finite too
             finite = all(
-                np.all(np.isfinite(np.asarray(X @ w))) for X, w in zip(Xs, res.coef, strict=True)
+                np.isfinite(np.sum(loss.value(y, np.asarray(X @ w).ravel())))
+                for X, y, w in zip(Xs, ys, res.coef, strict=True)
             )
         if not finite:
             # gradient methods with too large a step overflow instead of converging
             self.__dict__.pop("_fit_parts", None)
             raise ValueError(
-                f"{type(self).__name__} diverged (non-finite model or predictions): lower "
+                f"{type(self).__name__} diverged (its training loss overflows): lower "
                 + " or ".join(f"{p}={getattr(self, p)!r}" for p in self._step_params)
             )
         return res
@@ -319,10 +326,10 @@ _COMMON = """
         Local SGD epochs per round.
     lr : float or "auto", default="auto"
         Step size ``lr / (1 + lr_decay h)`` of the local SGD in round ``h``. ``"auto"``:
-        ``min(0.1, 1 / (c max_i ||x_i||^2 + alpha))`` with ``c`` the loss's smoothness
-        (1/4 logistic, 1 squared and hinge, ``1 / gamma`` smoothed hinge): the former
-        default 0.1, lowered to a step that is stable on every row (0.1 diverges on the
-        standardised School data); the value used is ``lr_``.
+        the former default 0.1, and for the squared loss at most ``1 / (max_i ||x_i||^2
+        + alpha)``, a step that is stable on every row (0.1 overflows on the standardised
+        School data; the classification losses have bounded derivatives and cannot
+        overflow); the value used is ``lr_``.
     lr_decay : float, default=0.01
     systems : fmtl.federated.SystemsModel, optional
     random_state : int, Generator or None
