@@ -219,3 +219,18 @@ def test_fedrep_gamma_is_a_parameter_that_reaches_the_loss():
     assert not np.allclose(a, b)  # the smoothing changes the fitted heads
     c = FedRepClassifier(loss="smoothed_hinge", gamma=0.05, rounds=5, random_state=0)
     np.testing.assert_array_equal(c.fit(X, y, tasks).coef_, b)
+
+
+def test_kernel_auto_alpha_replaces_the_squared_norm_by_the_kernel_diagonal():
+    (X, y, tasks), _ = _clustered("classification")
+    X, y, tasks = X[:120], y[:120], tasks[:120]
+    kw = dict(outer_iters=1, inner_iters=2, random_state=0)
+    rbf = fmtl.KernelMochaClassifier(kernel="rbf", **kw).fit(X, y, tasks)
+    assert rbf.alpha_ == pytest.approx(1.0 / X.shape[0], rel=1e-12)  # k(x, x) = 1
+    linear = fmtl.KernelMochaClassifier(kernel="linear", **kw).fit(X, y, tasks)
+    assert linear.alpha_ == pytest.approx(MochaClassifier().fit(X, y, tasks).alpha_, rel=1e-12)
+    poly = fmtl.KernelMochaClassifier(
+        kernel="poly", kernel_params={"degree": 2, "gamma": 0.5, "coef0": 1.0}, **kw
+    ).fit(X, y, tasks)
+    diag = (0.5 * np.sum(X**2, axis=1) + 1.0) ** 2
+    assert poly.alpha_ == pytest.approx(diag.mean() / X.shape[0], rel=1e-12)
