@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 MODULES = [
     "fmtl",
     "fmtl.estimators",
+    "fmtl.cv",
     "fmtl.personalized",
     "fmtl.kernel_estimators",
     "fmtl.compose",

@@ -34,6 +34,12 @@ _PERSONALIZED = (
     "FedRepClassifier",
 )
 
+# MOCHA with alpha chosen by cross-validation (fmtl.cv)
+_CV_ESTIMATORS = (
+    "MochaClassifierCV",
+    "MochaRegressorCV",
+)
+
 # kernel MOCHA's estimators (fmtl.kernel_estimators)
 _KERNEL_ESTIMATORS = (
     "KernelMochaClassifier",
@@ -54,6 +60,10 @@ def __getattr__(name: str):
         from . import personalized
 
         return getattr(personalized, name)
+    if name in _CV_ESTIMATORS:
+        from . import cv
+
+        return getattr(cv, name)
     if name in _KERNEL_ESTIMATORS:
         from . import kernel_estimators
 
@@ -85,7 +95,9 @@ __all__ = [
     "LOSS_NAMES",
     "History",
     "MochaClassifier",
+    "MochaClassifierCV",
     "MochaRegressor",
+    "MochaRegressorCV",
     "PFedHNClassifier",
     "PFedHNRegressor",
     "PFedMeClassifier",

@@ -95,6 +95,24 @@ def _stack_or_none(arrays: list):
     return None if any(a is None for a in arrays) else np.stack(arrays)
 
 
+def _auto_alpha(Xs: list, *, per_task: bool = False) -> float:
+    """``alpha="auto"``: ``r^2 / N`` with ``r^2 = ||X||_F^2 / N`` the mean squared row norm
+    of the ``N`` training rows of all tasks; ``per_task``: ``r^2 / (N / m)`` (``m`` tasks).
+
+    With the loss averaged per task and ``Sigma = I / m`` (or the pooled mean loss of one
+    global model) this is liblinear's ``C = 1 / r^2`` for every task: scaling ``X`` by ``s``
+    scales it by ``s^2`` and leaves the predictions unchanged, and on standardised features
+    (``r^2 = n_features``) it is ``n_features / N``. All-zero ``X`` counts as ``r^2 = 1``.
+    """
+    n = sum(X.shape[0] for X in Xs)
+    sq = sum(
+        float(X.multiply(X).sum()) if sp.issparse(X) else float(np.einsum("ij,ij->", X, X))
+        for X in Xs
+    )
+    r2 = sq / n if sq > 0 else 1.0
+    return r2 / (n / len(Xs) if per_task else n)
+
+
 class _TaskModelBase(BaseEstimator):
     """Shared machinery: input validation, task lookup, fitted state, margins."""
 
@@ -112,11 +130,19 @@ class _TaskModelBase(BaseEstimator):
         tags.input_tags.sparse = True  # CSR throughout (the solvers have CSR kernels)
         return tags
 
+    # "auto" alpha: (mean squared row norm) / (rows per model's loss term), see _auto_alpha
+    _alpha_per_task = False
+
     def _check_loss(self):
         """Validate ``alpha`` and resolve ``loss`` (``None``: the class default)."""
-        if isinstance(self.alpha, bool) or not isinstance(self.alpha, numbers.Real):
-            raise TypeError(f"alpha must be a real number, got {type(self.alpha).__name__}")
-        if not (np.isfinite(self.alpha) and self.alpha > 0):
+        if isinstance(self.alpha, str):
+            if self.alpha != "auto":
+                raise ValueError(f"alpha must be 'auto' or a positive number, got {self.alpha!r}")
+        elif isinstance(self.alpha, bool) or not isinstance(self.alpha, numbers.Real):
+            raise TypeError(
+                f"alpha must be 'auto' or a real number, got {type(self.alpha).__name__}"
+            )
+        elif not (np.isfinite(self.alpha) and self.alpha > 0):
             raise ValueError(f"alpha must be a positive finite number, got {self.alpha!r}")
         name = self._loss_choices[0] if self.loss is None else self.loss
         if name not in self._loss_choices:
@@ -124,7 +150,8 @@ class _TaskModelBase(BaseEstimator):
                 f"loss={self.loss!r} is unknown for {type(self).__name__}; "
                 f"expected one of {self._loss_choices}"
             )
-        return get_loss(name, self.gamma)
+        # Per-FedAvg and pFedHN have no smoothed hinge, hence no gamma parameter
+        return get_loss(name, getattr(self, "gamma", 1.0))
 
     def _validate_fit(self, X, y, tasks):
         try:
@@ -273,7 +300,14 @@ class _TaskModelBase(BaseEstimator):
         self.intercept_ = scaling * self.coef_[..., -1]
         self.coef_ = np.ascontiguousarray(self.coef_[..., :-1])
 
+    def _resolve_alpha(self, Xs: list) -> float:
+        """``alpha`` as a number: ``"auto"`` resolved on the per-task training rows."""
+        if isinstance(self.alpha, str):
+            return _auto_alpha(Xs, per_task=self._alpha_per_task)
+        return float(self.alpha)
+
     def _solve_maybe_warm(self, Xs: list, ys: list, loss, warm):
+        self.alpha_ = self._resolve_alpha(Xs)
         with fit_progress(self):  # verbose > 0: a bar over the round budget (terminals)
             res = self._solve(Xs, ys, loss) if warm is None else self._solve(Xs, ys, loss, warm)
         coef = getattr(res, "coef", None)
@@ -417,7 +451,7 @@ class _TaskModelBase(BaseEstimator):
 class _MochaBase(_TaskModelBase):
     def __init__(
         self,
-        alpha: float = 1.0,
+        alpha: float | str = "auto",
         *,
         loss: str | None = None,
         gamma: float = 1.0,
@@ -485,7 +519,7 @@ class _MochaBase(_TaskModelBase):
         return mocha(
             Xs,
             ys,
-            float(self.alpha),
+            self.alpha_,
             loss,
             relationship=mode,
             sigma=sigma,
@@ -828,8 +862,15 @@ _INTERCEPT_MOCHA = """
         a learned ``Sigma`` sees them) like their other weights,"""
 
 _PARAMS_DOC = """
-    alpha : float, default=1.0
+    alpha : float or "auto", default="auto"
         Regularisation strength ``lambda > 0`` of ``(lambda/2) tr(W Omega W^T)``.
+        ``"auto"``: ``lambda = r^2 / N``, with ``N`` the number of training rows and
+        ``r^2 = ||X||_F^2 / N`` their mean squared norm (``n_features / N`` on
+        standardised features); the value used is ``alpha_``. For independent tasks of
+        equal size (``Sigma = I / m``) this is liblinear's ``C = 1 / r^2`` in every task,
+        and rescaling ``X`` leaves the predictions unchanged. It is a default, not a tuned
+        value: ``MochaClassifierCV`` / ``MochaRegressorCV`` choose ``alpha`` by
+        cross-validation (measurements in ``docs/defaults.md``).
     gamma : float, default=1.0
         Smoothing of ``loss="smoothed_hinge"``.
     relationship : {"learned", "identity", "mean", "fixed"}, default="learned"
@@ -885,6 +926,8 @@ _PARAMS_DOC = """
 """ + _intercept_doc(_INTERCEPT_MOCHA)
 
 _ATTRS_DOC = """
+    alpha_ : float
+        The regularisation strength used: ``alpha``, or its ``"auto"`` value.
     coef_ : ndarray of shape (n_tasks, n_features)
         One model per task (rows in the order of ``tasks_``); for multiclass
         classification ``(n_classes, n_tasks, n_features)``, one-vs-rest.
@@ -1007,7 +1050,7 @@ class _IndependentBase(_TaskModelBase):
 
     def __init__(
         self,
-        alpha: float = 1.0,
+        alpha: float | str = "auto",
         *,
         loss: str | None = None,
         gamma: float = 1.0,
@@ -1047,7 +1090,7 @@ class _IndependentBase(_TaskModelBase):
         return mocha(
             Xs,
             ys,
-            float(self.alpha),
+            self.alpha_,
             loss,
             relationship="fixed",
             sigma=np.eye(len(Xs)),
@@ -1064,6 +1107,8 @@ class _IndependentBase(_TaskModelBase):
 
 
 class _LocalBase(_IndependentBase):
+    _alpha_per_task = True  # one ridge problem per task: "auto" scales with the task size
+
     def _solve(self, Xs: list, ys: list, loss, warm=None):
         return self._independent_fit(Xs, ys, loss, warm)
 
@@ -1085,8 +1130,12 @@ class _GlobalBase(_IndependentBase):
 
 
 _BASELINE_PARAMS_DOC = """
-    alpha : float, default=1.0
-        Regularisation strength ``lambda > 0``.
+    alpha : float or "auto", default="auto"
+        Regularisation strength ``lambda > 0``. ``"auto"``: ``lambda = r^2 / n`` with
+        ``r^2 = ||X||_F^2 / N`` the mean squared norm of the ``N`` training rows and ``n``
+        the rows one model's mean loss runs over: ``N`` for Global, the mean task size
+        ``N / n_tasks`` for Local (liblinear's ``C = 1 / r^2``; ``n_features / n`` on
+        standardised features). The value used is ``alpha_``.
     gamma : float, default=1.0
         Smoothing of ``loss="smoothed_hinge"``.
     max_rounds : int, default=1000
@@ -1127,6 +1176,8 @@ _LOCAL_DOC = """Local baseline: one independent {kind} per task, no sharing.
     {params}
     Attributes
     ----------
+    alpha_ : float
+        The regularisation strength used (``alpha`` or its ``"auto"`` value).
     coef_ : ndarray of shape (n_tasks, n_features)
     intercept_ : ndarray of shape (n_tasks,)
         Zeros with ``fit_intercept=False``.
@@ -1174,6 +1225,8 @@ _GLOBAL_DOC = """Global baseline: one {kind} fitted on the pooled data of all ta
     {params}
     Attributes
     ----------
+    alpha_ : float
+        The regularisation strength used (``alpha`` or its ``"auto"`` value).
     coef_ : ndarray of shape (n_tasks, n_features)
         Identical rows.
     intercept_ : ndarray of shape (n_tasks,)

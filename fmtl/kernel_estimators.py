@@ -13,6 +13,7 @@ stored training rows (``X_fit_``). With ``kernel="linear"`` the explicit models 
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .estimators import (
@@ -46,7 +47,7 @@ class _OffsetKernel:
 class _KernelMochaBase(_TaskModelBase):
     def __init__(
         self,
-        alpha: float = 1.0,
+        alpha: float | str = "auto",
         *,
         kernel="rbf",
         kernel_params: dict | None = None,
@@ -111,7 +112,7 @@ class _KernelMochaBase(_TaskModelBase):
         return kernel_mocha(
             Xs,
             ys,
-            float(self.alpha),
+            self.alpha_,
             loss,
             kernel=kernel,
             kernel_params=kernel_params,
@@ -130,6 +131,19 @@ class _KernelMochaBase(_TaskModelBase):
             callback=_progress_printer(self.verbose),
             max_samples=self.max_samples,
         )
+
+    def _resolve_alpha(self, Xs: list) -> float:
+        if not isinstance(self.alpha, str):
+            return float(self.alpha)
+        # "auto": the linear rule with ||x||^2 replaced by k(x, x) (1 for "rbf")
+        _check_kernel(self.kernel, self.kernel_params)
+        X = sp.vstack(Xs, format="csr") if sp.issparse(Xs[0]) else np.vstack(Xs)
+        n, block = X.shape[0], 512
+        diag = sum(
+            float(np.trace(_gram(self.kernel, self.kernel_params or {}, X[i : i + block])))
+            for i in range(0, n, block)
+        )
+        return (diag / n if diag > 0 else 1.0) / n
 
     def _store(self, results, labels):
         self.tasks_ = np.empty(len(labels), dtype=object)
@@ -250,8 +264,11 @@ _KERNEL_DOC = """Federated multi-task {kind} with a kernel, fitted by kernel MOC
 
     Parameters
     ----------
-    alpha : float, default=1.0
+    alpha : float or "auto", default="auto"
         Regularisation strength ``lambda > 0`` of ``(lambda/2) tr(W Omega W^T)``.
+        ``"auto"``: ``lambda = mean_i k(x_i, x_i) / N`` over the ``N`` training rows, the
+        linear estimators' rule with ``||x||^2`` replaced by ``k(x, x)`` (``1 / N`` for
+        ``"rbf"``, SVC's ``C = 1``); the value used is ``alpha_``.
     kernel : {{"rbf", "linear", "poly", "polynomial", "laplacian", "cosine"}} or callable, \
 default="rbf"
         A kernel of :func:`sklearn.metrics.pairwise.pairwise_kernels`, or a callable
@@ -311,6 +328,8 @@ default="rbf"
 
     Attributes
     ----------{classes_attr}
+    alpha_ : float
+        The regularisation strength used (``alpha`` or its ``"auto"`` value).
     dual_coef_ : ndarray of shape ({lead}n_samples_fit,)
         Dual variables, grouped task after task in the order of ``tasks_`` (the row order
         of ``X_fit_``).

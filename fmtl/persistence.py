@@ -63,6 +63,7 @@ import scipy.sparse as sp
 from sklearn.base import ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
+from .cv import MochaClassifierCV, MochaRegressorCV
 from .estimators import (
     GlobalClassifier,
     GlobalRegressor,
@@ -112,6 +113,8 @@ _CLASSES: dict[str, type] = {
         GlobalClassifier,
         GlobalRegressor,
         *_personalized_classes(),
+        MochaClassifierCV,
+        MochaRegressorCV,
         KernelMochaClassifier,
         KernelMochaRegressor,
     )
@@ -127,11 +130,20 @@ _HYPERNETWORK = ("hypernetwork_", "embeddings_", "feature_map_omega_", "feature_
 # FedRep's shared representation B (n_features x k) and personal heads (n_tasks x k)
 _REPRESENTATION = ("representation_", "heads_")
 
+# the cross-validation record of MochaClassifierCV / MochaRegressorCV (cv_results_'s
+# arrays under "cv_results_/<key>"; its "params" follow from "param_alpha")
+_CV_CLASSES = (MochaClassifierCV, MochaRegressorCV)
+_CV_FITTED = ("alphas_", "best_score_", "cv_results_")
+
+# fitted floats resolved from "auto" parameters (the regularisation, the step sizes)
+_SCALARS = ("alpha_", "a_", "lr_")
+
 # fitted attributes this module knows how to save (public ones: sklearn's trailing "_")
 _FITTED = frozenset(
     {
         "coef_",
         "intercept_",
+        *_SCALARS,
         "tasks_",
         "n_tasks_",
         "n_features_in_",
@@ -148,6 +160,7 @@ _FITTED = frozenset(
         *_HYPERNETWORK,
         *_REPRESENTATION,
         *_KERNEL_FITTED,
+        *_CV_FITTED,
     }
 )
 
@@ -496,6 +509,9 @@ def save_model(estimator: Any, path: str | os.PathLike) -> None:
         "classes_dtype": None,
         "n_features_in": int(estimator.n_features_in_),
         "feature_names_in": None,
+        "scalars": {
+            name: float(getattr(estimator, name)) for name in _SCALARS if hasattr(estimator, name)
+        },
     }
     if isinstance(estimator, ClassifierMixin):
         classes = np.asarray(estimator.classes_)
@@ -542,6 +558,12 @@ def save_model(estimator: Any, path: str | os.PathLike) -> None:
             if value.dtype.kind not in _ARRAY_KINDS:
                 raise TypeError(f"cannot save {name} of dtype {value.dtype}")
             arrays[name] = value
+    if isinstance(estimator, _CV_CLASSES):
+        header["cv"] = {"best_score_": float(estimator.best_score_)}
+        arrays["alphas_"] = np.asarray(estimator.alphas_, dtype=np.float64)
+        for key, value in estimator.cv_results_.items():
+            if key != "params":
+                arrays[f"cv_results_/{key}"] = np.asarray(value)
     lookup = {lab: i for i, lab in enumerate(estimator.tasks_.tolist())}
     arrays["never_reported_"] = np.array(
         [lookup[v] for v in np.asarray(estimator.never_reported_).tolist()], dtype=np.int64
@@ -776,6 +798,14 @@ def _build(header: dict, arrays: dict[str, np.ndarray], where: str) -> Any:
             raise ValueError(f"{where}: malformed feature_names_in")
         est.feature_names_in_ = np.array(names_in, dtype=object)
 
+    # files written before the "auto" defaults have no scalars: alpha_ is alpha itself
+    scalars = header.get("scalars", {"alpha_": getattr(est, "alpha", None)})
+    if not isinstance(scalars, dict) or not set(scalars) <= set(_SCALARS):
+        raise ValueError(f"{where}: malformed scalars {scalars!r}")
+    for name, value in scalars.items():
+        if not (type(value) in (int, float) and math.isfinite(value) and value >= 0):
+            raise ValueError(f"{where}: malformed {name} {value!r}")
+        setattr(est, name, float(value))
     est.n_features_in_ = n_features
     est.tasks_ = tasks
     est._task_lookup_ = lookup
@@ -797,7 +827,30 @@ def _build(header: dict, arrays: dict[str, np.ndarray], where: str) -> Any:
     if "global_intercept_" in arrays:
         g = arrays["global_intercept_"]
         est.global_intercept_ = g[()] if g.ndim == 0 else g  # a float64 scalar when binary
+    if issubclass(cls, _CV_CLASSES):
+        _build_cv(est, header, arrays, where)
     return est
+
+
+def _build_cv(est: Any, header: dict, arrays: dict[str, np.ndarray], where: str) -> None:
+    """MochaClassifierCV / MochaRegressorCV's cross-validation record, checked."""
+    info = header.get("cv")
+    best = info.get("best_score_") if isinstance(info, dict) else None
+    alphas = arrays.get("alphas_")
+    if type(best) not in (int, float) or alphas is None or alphas.ndim != 1:
+        raise ValueError(f"{where}: a cross-validated model needs alphas_ and best_score_")
+    results = {
+        key.split("/", 1)[1]: value
+        for key, value in arrays.items()
+        if key.startswith("cv_results_/")
+    }
+    if any(v.shape != alphas.shape for v in results.values()) or not np.array_equal(
+        results.get("param_alpha"), alphas
+    ):
+        raise ValueError(f"{where}: cv_results_ does not match alphas_")
+    params = {"params": [{"alpha": float(a)} for a in alphas]}
+    results = {"param_alpha": results.pop("param_alpha"), **params, **results}
+    est.alphas_, est.best_score_, est.cv_results_ = alphas, float(best), results
 
 
 def _build_kernel(

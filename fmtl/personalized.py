@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.linalg import svds
 
 from .estimators import (
     _intercept_doc,
@@ -23,6 +25,7 @@ from .federated.history import History
 from .federated.perfedavg import perfedavg
 from .federated.pfedhn import fit_new_embedding, hypernetwork_features, pfedhn
 from .federated.pfedme import pfedme
+from .theory import loss_constants
 
 __all__ = [
     "DittoClassifier",
@@ -60,7 +63,7 @@ class _FedAvgBase(_TaskModelBase):
         gamma: float = 1.0,
         rounds: int = 200,
         local_epochs: float = 1.0,
-        lr: float = 0.1,
+        lr: float | str = "auto",
         lr_decay: float = 0.01,
         finetune_epochs: float = 0.0,
         systems=None,
@@ -85,11 +88,51 @@ class _FedAvgBase(_TaskModelBase):
         self.fit_intercept = fit_intercept
         self.intercept_scaling = intercept_scaling
 
+    # "auto" steps: ("sample", cap) for per-row SGD steps, ("batch", cap) for full-batch
+    # gradient steps; the cap is the former fixed default where that was stable
+    _auto_steps: dict[str, tuple[str, float]] = {"lr": ("sample", 0.1)}
+
+    def _auto_step(self, name: str, Xs: list, loss) -> float:
+        """The step ``name`` as a number, stored as ``name + "_"``; ``"auto"``: the inverse
+        of the smoothness of what one step descends (one row's loss, or every ``F_t``),
+        at most the cap."""
+        value = getattr(self, name)
+        if isinstance(value, str):
+            if value != "auto":
+                raise ValueError(f"{name} must be 'auto' or a positive number, got {value!r}")
+            kind, cap = self._auto_steps[name]
+            if kind == "sample" and np.isfinite(loss_constants(loss).lipschitz):
+                # SGD on a Lipschitz loss (bounded derivative) cannot overflow: one
+                # outlying row need not slow every step down
+                value = cap
+            else:
+                smooth = _smoothness(Xs, loss, self.alpha_, per_row=kind == "sample")
+                value = min(cap, 1.0 / smooth)
+        setattr(self, name + "_", value)
+        return value
+
+    def _solve_maybe_warm(self, Xs: list, ys: list, loss, warm):
+        res = super()._solve_maybe_warm(Xs, ys, loss, warm)
+        with np.errstate(over="ignore", invalid="ignore"):
+            # the training loss, not only the model: 1e306 coefficients are finite too
+            finite = all(
+                np.isfinite(np.sum(loss.value(y, np.asarray(X @ w).ravel())))
+                for X, y, w in zip(Xs, ys, res.coef, strict=True)
+            )
+        if not finite:
+            # gradient methods with too large a step overflow instead of converging
+            self.__dict__.pop("_fit_parts", None)
+            raise ValueError(
+                f"{type(self).__name__} diverged (its training loss overflows): lower "
+                + " or ".join(f"{p}={getattr(self, p)!r}" for p in self._step_params)
+            )
+        return res
+
     def _fedavg_kw(self) -> dict:
         return dict(
             rounds=self.rounds,
             local_epochs=self.local_epochs,
-            lr=self.lr,
+            lr=self.lr_,
             lr_decay=self.lr_decay,
             systems=self.systems,
             random_state=self.random_state,
@@ -98,10 +141,11 @@ class _FedAvgBase(_TaskModelBase):
         )
 
     def _solve(self, Xs: list, ys: list, loss):
+        self._auto_step("lr", Xs, loss)
         res = fedavg(
             Xs,
             ys,
-            float(self.alpha),
+            self.alpha_,
             loss,
             gamma=self.gamma,
             finetune_epochs=self.finetune_epochs,
@@ -115,6 +159,8 @@ class _FedAvgBase(_TaskModelBase):
         if "_fit_parts" not in self.__dict__:
             self._fit_parts = []
         return self._fit_parts
+
+    _step_params: tuple[str, ...] = ("lr",)  # named when a fit diverges
 
     def _store(self, results, labels):
         super()._store(results, labels)
@@ -145,7 +191,7 @@ class _DittoBase(_FedAvgBase):
         gamma: float = 1.0,
         rounds: int = 200,
         local_epochs: float = 1.0,
-        lr: float = 0.1,
+        lr: float | str = "auto",
         lr_decay: float = 0.01,
         tol: float = 1e-10,
         systems=None,
@@ -172,11 +218,12 @@ class _DittoBase(_FedAvgBase):
         self.intercept_scaling = intercept_scaling
 
     def _solve(self, Xs: list, ys: list, loss):
+        self._auto_step("lr", Xs, loss)
         kw = self._fedavg_kw()
         res = ditto(
             Xs,
             ys,
-            float(self.alpha),
+            self.alpha_,
             self.mu,
             loss,
             gamma=self.gamma,
@@ -189,6 +236,8 @@ class _DittoBase(_FedAvgBase):
 
 
 class _PFedMeBase(_FedAvgBase):
+    _step_params = ("beta",)
+
     def __init__(
         self,
         alpha: float = 1e-3,
@@ -228,7 +277,7 @@ class _PFedMeBase(_FedAvgBase):
         res = pfedme(
             Xs,
             ys,
-            float(self.alpha),
+            self.alpha_,
             self.mu,
             loss,
             gamma=self.gamma,
@@ -257,6 +306,31 @@ _INTERCEPT_DOCS = dict(
         inside ``(alpha/2) ||w_t||^2``; the hypernetwork generates it as one more row,"""),
 )
 
+
+def _smoothness(Xs: list, loss, alpha: float, *, per_row: bool = False) -> float:
+    """``L = c s + alpha`` with ``c`` the loss's smoothness (1/4 logistic, 1 squared,
+    ``1 / gamma`` smoothed hinge; 1 for the hinge, which has none) and ``s`` the largest
+    ``||X_t||_2^2 / n_t`` over the tasks (every ``F_t`` is ``L``-smooth) or, ``per_row``,
+    the largest squared row norm ``||x_i||^2`` (every row's loss is)."""
+    c = loss_constants(loss).smoothness
+    c = 1.0 if not np.isfinite(c) else c
+    top = 0.0
+    for X in Xs:
+        if X.shape[0] == 0:
+            continue
+        if per_row:
+            sq = X.multiply(X).sum(axis=1) if sp.issparse(X) else np.einsum("ij,ij->i", X, X)
+            top = max(top, float(np.max(sq)))
+            continue
+        if sp.issparse(X) and min(X.shape) > 2:
+            # largest singular value; a fixed start vector keeps the result deterministic
+            sv = svds(X, k=1, v0=np.ones(min(X.shape)), return_singular_vectors=False)[0]
+        else:
+            sv = np.linalg.norm(X.toarray() if sp.issparse(X) else X, 2)
+        top = max(top, float(sv) ** 2 / X.shape[0])
+    return c * top + alpha
+
+
 # the Raises section every estimator shares (the fit / predict contract of
 # _TaskModelBase), written once
 _RAISES = """    Raises
@@ -275,8 +349,10 @@ _RAISES = """    Raises
 """
 
 _COMMON = """
-    alpha : float, default=1e-3
+    alpha : float or "auto", default=1e-3
         L2 weight ``lambda`` of every task's objective ``F_t``.
+        ``"auto"``: ``r^2 / N`` (``r^2`` the mean squared norm of the ``N`` rows), as
+        :class:`fmtl.GlobalClassifier`; the value used is ``alpha_``.
     loss : {losses} or None, default=None
         ``None`` means ``"{default}"``.
     gamma : float, default=1.0
@@ -285,8 +361,13 @@ _COMMON = """
         FedAvg rounds.
     local_epochs : float, default=1.0
         Local SGD epochs per round.
-    lr, lr_decay : float, default=0.1, 0.01
-        Step size ``lr / (1 + lr_decay h)`` in round ``h``.
+    lr : float or "auto", default="auto"
+        Step size ``lr / (1 + lr_decay h)`` of the local SGD in round ``h``. ``"auto"``:
+        the former default 0.1, and for the squared loss at most ``1 / (max_i ||x_i||^2
+        + alpha)``, a step that is stable on every row (0.1 overflows on the standardised
+        School data; the classification losses have bounded derivatives and cannot
+        overflow); the value used is ``lr_``.
+    lr_decay : float, default=0.01
     systems : fmtl.federated.SystemsModel, optional
     random_state : int, Generator or None
     n_jobs : int, optional
@@ -311,6 +392,8 @@ _FEDAVG_DOC = (
 
     Attributes
     ----------
+    lr_ : float
+        The step size used (``lr`` or its ``"auto"`` value).
     coef_ : ndarray of shape (n_tasks, n_features)
     intercept_ : ndarray of shape (n_tasks,)
         Zeros with ``fit_intercept=False``.
@@ -350,6 +433,8 @@ _DITTO_DOC = (
 
     Attributes
     ----------
+    lr_ : float
+        The step size used (``lr`` or its ``"auto"`` value).
     coef_ : ndarray of shape (n_tasks, n_features)
         Personal models.
     intercept_ : ndarray of shape (n_tasks,)
@@ -419,8 +504,10 @@ _PFEDME_DOC = (
 
     Parameters
     ----------
-    alpha : float, default=1e-3
+    alpha : float or "auto", default=1e-3
         L2 weight ``lambda`` of every ``F_t``.
+        ``"auto"``: ``r^2 / N`` (``r^2`` the mean squared norm of the ``N`` rows), as
+        :class:`fmtl.GlobalClassifier`; the value used is ``alpha_``.
     mu : float, default=0.1
     loss : {losses} or None, default=None
         ``None`` means ``"{default}"``.
@@ -474,17 +561,20 @@ class PFedMeRegressor(_TaskRegressorMixin, _PFedMeBase):
 
 
 class _PerFedAvgBase(_FedAvgBase):
+    _step_params = ("a", "beta")
+    _auto_steps = {"a": ("batch", np.inf)}
+
     def __init__(
         self,
         alpha: float = 1e-3,
         *,
         loss: str | None = None,
-        a: float = 0.1,
+        a: float | str = "auto",
         beta: float = 0.1,
         rounds: int = 200,
         local_steps: int = 1,
         order: int = 2,
-        adapt_steps: int = 1,
+        adapt_steps: int = 5,
         inner_steps: int = 1,
         systems=None,
         random_state=None,
@@ -506,15 +596,15 @@ class _PerFedAvgBase(_FedAvgBase):
         self.verbose = verbose
         self.fit_intercept = fit_intercept
         self.intercept_scaling = intercept_scaling
-        self.gamma = 1.0  # not a parameter: the supported losses have no smoothing
 
     def _solve(self, Xs: list, ys: list, loss):
+        self._auto_step("a", Xs, loss)
         res = perfedavg(
             Xs,
             ys,
-            float(self.alpha),
+            self.alpha_,
             loss.name,
-            a=self.a,
+            a=self.a_,
             beta=self.beta,
             rounds=self.rounds,
             local_steps=self.local_steps,
@@ -530,6 +620,8 @@ class _PerFedAvgBase(_FedAvgBase):
 
 
 class _PFedHNBase(_FedAvgBase):
+    _step_params = ("lr", "eta")
+    _auto_steps = {"lr": ("batch", 0.5)}
     _FEATURE_MAP_ATTRS = ("feature_map_omega_", "feature_map_offset_")
 
     def __init__(
@@ -543,7 +635,7 @@ class _PFedHNBase(_FedAvgBase):
         kernel_gamma: float = 1.0,
         rounds: int = 200,
         local_steps: int = 1,
-        lr: float = 0.5,
+        lr: float | str = "auto",
         eta: float = 1.0,
         systems=None,
         random_state=None,
@@ -566,13 +658,12 @@ class _PFedHNBase(_FedAvgBase):
         self.verbose = verbose
         self.fit_intercept = fit_intercept
         self.intercept_scaling = intercept_scaling
-        self.gamma = 1.0
 
     def _solve(self, Xs: list, ys: list, loss):
         res = pfedhn(
             Xs,
             ys,
-            float(self.alpha),
+            self.alpha_,
             loss.name,
             embedding_dim=self.embedding_dim,
             hypernetwork=self.hypernetwork,
@@ -580,7 +671,7 @@ class _PFedHNBase(_FedAvgBase):
             kernel_gamma=self.kernel_gamma,
             rounds=self.rounds,
             local_steps=self.local_steps,
-            lr=self.lr,
+            lr=self._auto_step("lr", Xs, loss),
             eta=self.eta,
             systems=self.systems,
             random_state=self.random_state,
@@ -691,12 +782,12 @@ class _PFedHNBase(_FedAvgBase):
                 X,
                 target,
                 Phi,
-                float(self.alpha),
+                self.alpha_,
                 loss.name,
                 feature_map=fmap,
                 init=V,
                 rounds=rounds,
-                lr=self.lr,
+                lr=self.lr_,
             )
             psi = hypernetwork_features(v, *(fmap or (None, None)))
             coefs.append(Phi @ psi)
@@ -707,15 +798,18 @@ class _PFedHNBase(_FedAvgBase):
 
 
 class _FedRepBase(_FedAvgBase):
+    _auto_steps = {"lr": ("batch", 0.5)}
+
     def __init__(
         self,
         alpha: float = 1e-3,
         *,
         loss: str | None = None,
+        gamma: float = 1.0,
         rank: int = 2,
         rounds: int = 100,
         rep_steps: int = 1,
-        lr: float = 0.5,
+        lr: float | str = "auto",
         systems=None,
         random_state=None,
         verbose: int = 0,
@@ -724,6 +818,7 @@ class _FedRepBase(_FedAvgBase):
     ) -> None:
         self.alpha = alpha
         self.loss = loss
+        self.gamma = gamma
         self.rank = rank
         self.rounds = rounds
         self.rep_steps = rep_steps
@@ -733,7 +828,6 @@ class _FedRepBase(_FedAvgBase):
         self.verbose = verbose
         self.fit_intercept = fit_intercept
         self.intercept_scaling = intercept_scaling
-        self.gamma = 1.0
 
     def _solve(self, Xs: list, ys: list, loss):
         d = Xs[0].shape[1]
@@ -747,11 +841,11 @@ class _FedRepBase(_FedAvgBase):
             Xs,
             ys,
             self.rank,
-            float(self.alpha),
+            self.alpha_,
             loss,
             rounds=self.rounds,
             rep_steps=self.rep_steps,
-            lr=self.lr,
+            lr=self._auto_step("lr", Xs, loss),
             systems=self.systems,
             random_state=self.random_state,
             callback=_progress_printer(self.verbose),
@@ -769,8 +863,10 @@ _FEDREP_DOC = (
 
     Parameters
     ----------
-    alpha : float, default=1e-3
+    alpha : float or "auto", default=1e-3
         Penalty ``(alpha/2) ||h_t||^2`` on the heads (``lam`` of ``fedrep``).
+        ``"auto"``: ``r^2 / N`` (``r^2`` the mean squared norm of the ``N`` rows), as
+        :class:`fmtl.GlobalClassifier`; the value used is ``alpha_``.
     loss : {losses} or None, default=None
         ``None`` means ``"{default}"``.{loss_note}
     rank : int, default=2
@@ -779,8 +875,11 @@ _FEDREP_DOC = (
     rounds : int, default=100
     rep_steps : int, default=1
         Local gradient steps on ``B`` per round.
-    lr : float, default=0.5
-        Their step size.
+    lr : float or "auto", default="auto"
+        Their step size. ``"auto"``: ``min(0.5, 1 / L)``, ``L = max_t c ||X_t||_2^2 / n_t
+        + alpha`` with ``c`` the loss's smoothness (as Per-FedAvg's ``a``): the former
+        default 0.5, lowered where the task objectives are steeper; the value used is
+        ``lr_``.
     systems : fmtl.federated.SystemsModel, optional
         Heterogeneous work, drops and the cost model of the federated rounds.
     random_state : int, Generator or None
@@ -793,6 +892,8 @@ _FEDREP_DOC = (
 {intercept_rep}
     Attributes
     ----------
+    lr_ : float
+        The step size used (``lr`` or its ``"auto"`` value).
     coef_ : ndarray of shape ({lead}n_tasks, n_features)
         Personal models ``B h_t`` (without the constant feature's row).
     intercept_ : ndarray of shape ({lead}n_tasks,)
@@ -824,10 +925,19 @@ _FEDREP_CLF = dict(
     ovr=" More than two classes: one-vs-rest, one FedRep fit per class.",
     lead="[n_classes, ]",
     hist="\n        Multiclass: every class's records in turn, with a ``class_index`` column.",
-    loss_note=' ``"smoothed_hinge"`` uses ``gamma = 1``.',
+    loss_note='\n    gamma : float, default=1.0\n        Smoothing of ``"smoothed_hinge"``.',
     **_CLF,
 )
-_FEDREP_REG = dict(ovr="", lead="", hist="", loss_note="", **_REG)
+_FEDREP_REG = dict(
+    ovr="",
+    lead="",
+    hist="",
+    loss_note=(
+        "\n    gamma : float, default=1.0\n"
+        "        Unused by the squared loss (the classifiers' smoothed hinge)."
+    ),
+    **_REG,
+)
 
 
 _PERFEDAVG_DOC = (
@@ -835,12 +945,17 @@ _PERFEDAVG_DOC = (
 
     Parameters
     ----------
-    alpha : float, default=1e-3
+    alpha : float or "auto", default=1e-3
         L2 weight ``lambda`` of every task's objective.
+        ``"auto"``: ``r^2 / N`` (``r^2`` the mean squared norm of the ``N`` rows), as
+        :class:`fmtl.GlobalClassifier`; the value used is ``alpha_``.
     loss : {losses} or None, default=None
         ``None`` means ``"{default}"``.
-    a : float, default=0.1
+    a : float or "auto", default="auto"
         Adaptation step size of the MAML objective and of the personal models.
+        ``"auto"``: ``1 / L`` with ``L = max_t c ||X_t||_2^2 / n_t + alpha`` the largest
+        smoothness constant of the task objectives (``c`` = 1/4 for the logistic loss, 1
+        for the squared loss): the largest step that surely decreases every ``F_t``.
     beta : float, default=0.1
         Local (outer) step size.
     rounds : int, default=200
@@ -849,8 +964,9 @@ _PERFEDAVG_DOC = (
         Local MAML steps per round (fewer under systems heterogeneity, at least one).
     order : {{1, 2}}, default=2
         2: exact MAML gradient (Hessian-vector products); 1: first-order MAML.
-    adapt_steps : int, default=1
-        Gradient steps of size ``a`` from the global model that make each personal model.
+    adapt_steps : int, default=5
+        Gradient steps of size ``a`` from the global model that make each personal model
+        (one step of ``1 / L`` barely moves on well-conditioned data: five personalise).
     inner_steps : int, default=1
         Adaptation steps inside the MAML objective (k-step MAML).
     systems : fmtl.federated.SystemsModel, optional
@@ -869,6 +985,8 @@ _PERFEDAVG_DOC = (
         Personal models.
     intercept_ : ndarray of shape (n_tasks,)
         Their intercepts (zeros with ``fit_intercept=False``).
+    a_ : float
+        The adaptation step used (``a`` or its ``"auto"`` value).
     global_coef_ : ndarray of shape (n_features,)
         The meta-model ``w``.
     global_intercept_ : float
@@ -920,8 +1038,10 @@ _PFEDHN_DOC = (
 
     Parameters
     ----------
-    alpha : float, default=1e-3
+    alpha : float or "auto", default=1e-3
         L2 weight ``lambda`` of every task's objective.
+        ``"auto"``: ``r^2 / N`` (``r^2`` the mean squared norm of the ``N`` rows), as
+        :class:`fmtl.GlobalClassifier`; the value used is ``alpha_``.
     loss : {losses} or None, default=None
         ``None`` means ``"{default}"``.
     embedding_dim : int, default=2
@@ -931,7 +1051,12 @@ _PFEDHN_DOC = (
         Random features of ``"rff"``.
     kernel_gamma : float, default=1.0
         RBF width of ``"rff"`` in embedding space.
-    rounds, local_steps, lr, eta, systems, random_state
+    lr : float or "auto", default="auto"
+        The clients' gradient step. ``"auto"``: ``min(0.5, 1 / L)``, ``L = max_t c
+        ||X_t||_2^2 / n_t + alpha`` with ``c`` the loss's smoothness (1/4 logistic, 1
+        squared): the former default 0.5, lowered where the task objectives are steeper
+        (0.5 diverges on the standardised School data); the value used is ``lr_``.
+    rounds, local_steps, eta, systems, random_state
         As in :func:`fmtl.federated.pfedhn.pfedhn`.
     verbose : int, default=0
         0: silent. ``k > 0``: print the certificates (primal; duality gap and joint gap,
@@ -941,6 +1066,8 @@ _PFEDHN_DOC = (
 {intercept_hn}
     Attributes
     ----------
+    lr_ : float
+        The step size used (``lr`` or its ``"auto"`` value).
     coef_ : ndarray of shape (n_tasks, n_features)
         Personal models (stacked per class for a multiclass classifier, as are the others).
     intercept_ : ndarray of shape (n_tasks,)

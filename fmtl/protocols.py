@@ -300,7 +300,30 @@ def per_task_error(estimator: Any, dataset: MultiTaskDataset, metric: str = "aut
 # ------------------------------------------------------------------------------ CV
 
 
-def per_task_folds(dataset: MultiTaskDataset, n_folds: int = 5) -> list[np.ndarray]:
+def _task_folds(
+    sizes: Sequence[int], n_folds: int, strata: Sequence[np.ndarray] | None = None
+) -> list[np.ndarray]:
+    """The fold of every row of every task (see :func:`per_task_folds`); ``strata``: one
+    array of labels per task, whose rows are dealt to the folds class after class."""
+    out = []
+    for t, n_t in enumerate(sizes):
+        if n_t < n_folds:
+            out.append(np.full(n_t, -1, dtype=np.int64))
+        elif strata is None:
+            out.append(np.arange(n_t, dtype=np.int64) % n_folds)
+        else:
+            # rows in class order (stable: row order within a class), then dealt round-robin:
+            # each class spreads over the folds as evenly as the task's rows do
+            codes = np.unique(np.asarray(strata[t]), return_inverse=True)[1].ravel()
+            fold = np.empty(n_t, dtype=np.int64)
+            fold[np.argsort(codes, kind="stable")] = np.arange(n_t) % n_folds
+            out.append(fold)
+    return out
+
+
+def per_task_folds(
+    dataset: MultiTaskDataset, n_folds: int = 5, *, stratify: bool = False
+) -> list[np.ndarray]:
     """Interleaved per-task cross-validation folds, as in the reference's ``cross_val_1.m``.
 
     Within each task, row ``i`` (0-based) belongs to fold ``i % n_folds``: fold ``k`` holds
@@ -316,6 +339,11 @@ def per_task_folds(dataset: MultiTaskDataset, n_folds: int = 5) -> list[np.ndarr
         The training part to cross-validate on.
     n_folds : int >= 2, default=5
         Number of folds.
+    stratify : bool, default=False
+        Deal each task's rows to the folds class after class (rows sorted by label, stably,
+        then row ``i`` of that order to fold ``i % n_folds``), so that every fold holds
+        each task's classes in the task's proportions, up to one row per class. For
+        classification; ``False`` is the reference's order.
 
     Returns
     -------
@@ -336,16 +364,61 @@ def per_task_folds(dataset: MultiTaskDataset, n_folds: int = 5) -> list[np.ndarr
     >>> ds = MultiTaskDataset([np.zeros((7, 1)), np.zeros((2, 1))], [np.ones(7), np.ones(2)])
     >>> [f.tolist() for f in per_task_folds(ds, n_folds=3)]
     [[0, 1, 2, 0, 1, 2, 0], [-1, -1]]
+    >>> ds = MultiTaskDataset([np.zeros((6, 1))], [[-1, 1, -1, 1, 1, 1]])
+    >>> per_task_folds(ds, n_folds=2)[0].tolist()  # fold 1 gets no -1
+    [0, 1, 0, 1, 0, 1]
+    >>> per_task_folds(ds, n_folds=2, stratify=True)[0].tolist()  # one -1 in each fold
+    [0, 0, 1, 1, 0, 1]
     """
     dataset = _check_dataset(dataset, "dataset")
     n_folds = _check_n_folds(n_folds)
-    out = []
-    for n_t in dataset.n_samples.tolist():
-        if n_t < n_folds:
-            out.append(np.full(n_t, -1, dtype=np.int64))
-        else:
-            out.append(np.arange(n_t, dtype=np.int64) % n_folds)
-    return out
+    strata = list(dataset.y) if stratify else None
+    return _task_folds(dataset.n_samples.tolist(), n_folds, strata)
+
+
+def _alpha_path_scores(
+    estimator: Any,
+    fold_data: Iterable[tuple[tuple, Any]],
+    grid: np.ndarray,
+    score: Callable[[Any, Any], float],
+    *,
+    warm: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Scores and fit seconds, each ``(n_alphas, n_folds)`` in the order of ``grid``.
+
+    ``fold_data`` yields, per fold, the fit arguments ``(X, y, tasks)`` and what
+    ``score(fitted, val)`` scores on. In each fold one clone of ``estimator`` walks the grid
+    from the largest alpha down; with ``warm`` and a ``warm_start`` parameter (the dual
+    methods) each fit starts from the previous one's duals (same rows, feasible for any
+    alpha), else every candidate is a fresh clone.
+    """
+    warm = warm and "warm_start" in estimator.get_params(deep=False)
+    columns = []
+    for fit_args, val in fold_data:
+        scores, seconds = np.empty(grid.size), np.empty(grid.size)
+        est = clone(estimator)
+        if warm:
+            est.set_params(warm_start=True)
+        for j in np.argsort(-grid, kind="stable").tolist():
+            if not warm:
+                est = clone(estimator)
+            est.set_params(alpha=float(grid[j]))
+            start = time.perf_counter()
+            est.fit(*fit_args)
+            seconds[j] = time.perf_counter() - start
+            scores[j] = score(est, val)
+        columns.append((scores, seconds))
+    return (
+        np.column_stack([c[0] for c in columns]),
+        np.column_stack([c[1] for c in columns]),
+    )
+
+
+def _pick_alpha(grid: np.ndarray, mean_errors: np.ndarray) -> float:
+    """The alpha of the least mean error; ties (1e-12 relative) go to the larger alpha."""
+    best = mean_errors.min()
+    ties = mean_errors <= best + 1e-12 * max(1.0, abs(best))
+    return float(grid[ties].max())
 
 
 def cross_validate_alpha(
@@ -422,27 +495,18 @@ def cross_validate_alpha(
             f"train has no task with at least n_folds={n_folds} rows (largest task: "
             f"{int(train.n_samples.max())} rows); lower n_folds"
         )
-    errors = np.empty((grid.size, n_folds))
-    for k in range(n_folds):
-        fit_part = _select(train, [np.flatnonzero(f != k) for f in folds])
-        val_part = _select(train, [np.flatnonzero(f == k) for f in folds])
-        X, y, tasks = fit_part.stack()
-        # one estimator per fold walks the grid from the largest alpha down, each fit
-        # warm-started from the previous one's duals (same rows, feasible for any alpha)
-        est = clone(estimator)
-        warm = "warm_start" in est.get_params()
-        if warm:
-            est.set_params(warm_start=True)
-        for j in np.argsort(-grid, kind="stable").tolist():
-            if not warm:
-                est = clone(estimator)
-            est.set_params(alpha=float(grid[j]))
-            est.fit(X, y, tasks)
-            errors[j, k] = per_task_error(est, val_part, metric)
+    fold_data = (
+        (
+            _select(train, [np.flatnonzero(f != k) for f in folds]).stack(),
+            _select(train, [np.flatnonzero(f == k) for f in folds]),
+        )
+        for k in range(n_folds)
+    )
+    errors, _ = _alpha_path_scores(
+        estimator, fold_data, grid, lambda est, val: per_task_error(est, val, metric)
+    )
     mean_errors = errors.mean(axis=1)
-    best_err = mean_errors.min()
-    ties = mean_errors <= best_err + 1e-12 * max(1.0, abs(best_err))
-    best_alpha = float(grid[ties].max())
+    best_alpha = _pick_alpha(grid, mean_errors)
     if return_fold_errors:
         return best_alpha, mean_errors, errors
     return best_alpha, mean_errors

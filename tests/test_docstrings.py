@@ -24,6 +24,7 @@ PUBLIC_MODULES = [
     "fmtl.personalized",
     "fmtl.kernel_estimators",
     "fmtl.compose",
+    "fmtl.cv",
     "fmtl.distributed.dask",
     "fmtl.distributed.flower",
     "fmtl.distributed.protocol",

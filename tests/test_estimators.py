@@ -181,8 +181,10 @@ def test_bad_inputs_name_the_argument(est, clf_data):
     for alpha in (0.0, -1.0, float("inf")):
         with pytest.raises(ValueError, match="alpha"):
             clone(est).set_params(alpha=alpha).fit(X, y, tasks)
+    with pytest.raises(ValueError, match="alpha must be 'auto'"):
+        clone(est).set_params(alpha="big").fit(X, y, tasks)  # the only string is "auto"
     with pytest.raises(TypeError, match="alpha"):
-        clone(est).set_params(alpha="big").fit(X, y, tasks)
+        clone(est).set_params(alpha=[1.0]).fit(X, y, tasks)
     with pytest.raises(ValueError, match="loss"):
         clone(est).set_params(loss="huber").fit(X, y, tasks)
     with pytest.raises(ValueError):

@@ -140,7 +140,7 @@ def test_bad_inputs_are_named(clf_data):
 @pytest.mark.parametrize(
     "make, fit, kw",
     [
-        ("PerFedAvgRegressor", "perfedavg", dict(rounds=20, a=0.1, beta=0.1)),
+        ("PerFedAvgRegressor", "perfedavg", dict(rounds=20, a=0.1, beta=0.1, adapt_steps=5)),
         ("PFedHNRegressor", "pfedhn", dict(rounds=20, embedding_dim=2, random_state=0)),
         ("FedRepRegressor", "fedrep", dict(rounds=10, rank=2, random_state=0)),
     ],
