@@ -90,6 +90,8 @@ class _MochaCVBase(_TaskModelBase):
         verbose: int = 0,
         sigma_prime: str | float = "adaptive",
         local_work: str = "auto",
+        fit_intercept: bool = True,
+        intercept_scaling: float = 1.0,
     ) -> None:
         self.alphas = alphas
         self.cv = cv
@@ -112,6 +114,8 @@ class _MochaCVBase(_TaskModelBase):
         self.verbose = verbose
         self.sigma_prime = sigma_prime
         self.local_work = local_work
+        self.fit_intercept = fit_intercept
+        self.intercept_scaling = intercept_scaling
 
     def _base_estimator(self):
         """The MOCHA estimator the path is walked with: every shared parameter as set."""
@@ -220,7 +224,7 @@ _CV_PARAMS_DOC = """
         Greater is better; ties go to the larger ``alpha``.
     loss, gamma, relationship, kappa, sigma, outer_iters, inner_iters, local_frac, tol, \
 sigma_floor, random_state, n_jobs, systems, record_local_gaps, eval_every, verbose, \
-sigma_prime, local_work
+sigma_prime, local_work, fit_intercept, intercept_scaling
         As in :class:`fmtl.{base}` (every fit of the path and the refit use them).
 """
 
@@ -297,7 +301,7 @@ class MochaClassifierCV(_TaskClassifierMixin, _MochaCVBase):
     )
     _base_class = MochaClassifier
 
-    def fit(self, X, y, tasks):
+    def fit(self, X, y, tasks=None):
         """Choose ``alpha`` by cross-validation, then refit on all rows.
 
         Parameters
@@ -362,7 +366,7 @@ class MochaRegressorCV(_TaskRegressorMixin, _MochaCVBase):
     )
     _base_class = MochaRegressor
 
-    def fit(self, X, y, tasks):
+    def fit(self, X, y, tasks=None):
         """Choose ``alpha`` by cross-validation, then refit on all rows.
 
         Parameters
