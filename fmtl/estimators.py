@@ -95,7 +95,7 @@ def _stack_or_none(arrays: list):
     return None if any(a is None for a in arrays) else np.stack(arrays)
 
 
-def _auto_alpha(Xs: list, *, per_task: bool = False) -> float:
+def _auto_alpha(Xs: list, *, per_task: bool = False, constant: float = 0.0) -> float:
     """``alpha="auto"``: ``r^2 / N`` with ``r^2 = ||X||_F^2 / N`` the mean squared row norm
     of the ``N`` training rows of all tasks; ``per_task``: ``r^2 / (N / m)`` (``m`` tasks).
 
@@ -103,12 +103,15 @@ def _auto_alpha(Xs: list, *, per_task: bool = False) -> float:
     global model) this is liblinear's ``C = 1 / r^2`` for every task: scaling ``X`` by ``s``
     scales it by ``s^2`` and leaves the predictions unchanged, and on standardised features
     (``r^2 = n_features``) it is ``n_features / N``. All-zero ``X`` counts as ``r^2 = 1``.
+    ``constant``: the value of an appended intercept column, left out of ``r^2`` so that
+    the rule stays the features' (and scale-free in them).
     """
     n = sum(X.shape[0] for X in Xs)
     sq = sum(
         float(X.multiply(X).sum()) if sp.issparse(X) else float(np.einsum("ij,ij->", X, X))
         for X in Xs
     )
+    sq = max(0.0, sq - n * constant**2)
     r2 = sq / n if sq > 0 else 1.0
     return r2 / (n / len(Xs) if per_task else n)
 
@@ -303,7 +306,8 @@ class _TaskModelBase(BaseEstimator):
     def _resolve_alpha(self, Xs: list) -> float:
         """``alpha`` as a number: ``"auto"`` resolved on the per-task training rows."""
         if isinstance(self.alpha, str):
-            return _auto_alpha(Xs, per_task=self._alpha_per_task)
+            constant = self._check_intercept() or 0.0  # Xs carry the intercept's column
+            return _auto_alpha(Xs, per_task=self._alpha_per_task, constant=constant)
         return float(self.alpha)
 
     def _solve_maybe_warm(self, Xs: list, ys: list, loss, warm):
@@ -313,9 +317,12 @@ class _TaskModelBase(BaseEstimator):
         coef = getattr(res, "coef", None)
         if coef is not None and not np.all(np.isfinite(coef)):
             # the step-size methods (FedAvg, pFedHN, ...) can diverge on unscaled data
+            params = self.get_params(deep=False)
+            steps = ", ".join(f"{k}={params[k]!r}" for k in ("lr", "a", "beta") if k in params)
             raise ValueError(
                 f"{type(self).__name__} diverged: the fitted model has NaN or inf; use "
-                "smaller step sizes or standardise X (sklearn.preprocessing.StandardScaler)"
+                f"smaller step sizes ({steps}) or standardise X "
+                "(sklearn.preprocessing.StandardScaler)"
             )
         return res
 

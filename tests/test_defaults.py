@@ -94,7 +94,9 @@ def test_auto_alpha_makes_predictions_independent_of_the_feature_scale(cls):
         "classification" if cls is not MochaRegressor else "regression"
     )
     # a smooth loss, so that the fits reach the tolerance (the hinge's stop at the round cap)
+    # no intercept: its constant column does not scale with X
     kw = dict(random_state=0, tol=1e-10, loss="logistic" if cls is not MochaRegressor else None)
+    kw["fit_intercept"] = False
     a = cls(**kw).fit(X, y, tasks)
     b = cls(**kw).fit(10.0 * X, y, tasks)
     np.testing.assert_allclose(b.alpha_, 100.0 * a.alpha_, rtol=1e-12)
@@ -152,7 +154,8 @@ def test_auto_steps_follow_their_rule(name, param, rule, cap, kind, scale):
     X = scale * X
     suffix = "Classifier" if kind == "classification" else "Regressor"
     cls = getattr(fmtl, name + suffix)
-    est = cls(rounds=2, random_state=0).fit(X, y, tasks)
+    # the rules are stated on X (with an intercept they see its constant column too)
+    est = cls(rounds=2, random_state=0, fit_intercept=False).fit(X, y, tasks)
     curvature = 0.25 if kind == "classification" else 1.0  # logistic, squared
     if rule == "batch":
         expected = min(cap, 1.0 / (_task_smoothness(X, tasks, curvature) + est.alpha_))
@@ -161,7 +164,7 @@ def test_auto_steps_follow_their_rule(name, param, rule, cap, kind, scale):
     else:  # the logistic loss's derivative is bounded: SGD cannot overflow
         expected = cap
     np.testing.assert_allclose(getattr(est, param + "_"), expected, rtol=1e-10)
-    same = cls(rounds=2, random_state=0, **{param: getattr(est, param + "_")})
+    same = cls(rounds=2, random_state=0, fit_intercept=False, **{param: getattr(est, param + "_")})
     same.fit(X, y, tasks)
     np.testing.assert_array_equal(same.coef_, est.coef_)
 
@@ -192,7 +195,7 @@ def test_a_diverging_fit_raises_instead_of_returning_inf():
     (X, y, tasks), _ = _clustered("regression")
     with np.errstate(over="ignore", invalid="ignore"):  # the overflow is the point
         with pytest.raises(ValueError, match=r"diverged.*a=50\.0"):
-            PerFedAvgRegressor(a=50.0).fit(X, y, tasks)
+            PerFedAvgRegressor(a=50.0, fit_intercept=False).fit(X, y, tasks)
 
 
 def _all_estimator_classes():
@@ -255,9 +258,11 @@ def test_defaults_converge_on_standardised_school(name, school_split):
     # steps (SGD lr = 0.1, pFedHN lr = 0.5) overflow; the "auto" steps fit. Measured RMSE
     # (seed 0): Global 22.6, FedAvg 23.0, Ditto 10.3, pFedHN 10.2
     (X, y, tasks), test = school_split
-    est = getattr(fmtl, name + "Regressor")(random_state=0).fit(X, y, tasks)
+    # measured without intercepts (School's last feature is a constant 1 already)
+    est = getattr(fmtl, name + "Regressor")(random_state=0, fit_intercept=False).fit(X, y, tasks)
     error = _error(est, *test, "regression")
-    global_error = _error(GlobalRegressor().fit(X, y, tasks), *test, "regression")
+    glob = GlobalRegressor(fit_intercept=False).fit(X, y, tasks)
+    global_error = _error(glob, *test, "regression")
     if name == "FedAvg":  # one global model, by SGD: within 5 % of the certified one
         assert error <= 1.05 * global_error
     else:
