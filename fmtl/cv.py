@@ -308,8 +308,8 @@ class MochaClassifierCV(_TaskClassifierMixin, _MochaCVBase):
         ----------
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
         y : array-like of shape (n_samples,)
-        tasks : array-like of shape (n_samples,)
-            Task label (any hashable value) of each row.
+        tasks : array-like of shape (n_samples,), optional
+            Task label (any hashable value) of each row; None: one task.
 
         Returns
         -------
@@ -373,8 +373,8 @@ class MochaRegressorCV(_TaskRegressorMixin, _MochaCVBase):
         ----------
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
         y : array-like of shape (n_samples,)
-        tasks : array-like of shape (n_samples,)
-            Task label (any hashable value) of each row.
+        tasks : array-like of shape (n_samples,), optional
+            Task label (any hashable value) of each row; None: one task.
 
         Returns
         -------
