@@ -11,6 +11,7 @@ from ._jit import note_if_cold
 
 _EMPTY_F = np.zeros(0)
 _EMPTY_I = np.zeros(0, dtype=np.int64)
+_EMPTY_I32 = np.zeros(0, dtype=np.int32)
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,7 @@ class PackedTasks:
     Xd : ndarray of shape (n_samples_total, n_features) or (0, n_features)
         All rows stacked (dense layout), or an empty placeholder.
     data, indices, indptr : ndarray
-        The CSR triplet of all rows stacked (sparse layout, int64 indices), or empty
+        The CSR triplet of all rows stacked (sparse layout, int32 column indices, int64 row pointers), or empty
         placeholders.
     sparse : bool
         Which layout is populated.
@@ -151,11 +152,12 @@ def pack_tasks(Xs: list, ys: list) -> PackedTasks:
         dtype=np.float64,
     )
     if any(sp.issparse(X) for X in Xs):
-        A = sp.vstack([sp.csr_matrix(X, dtype=np.float64) for X in Xs], format="csr")
-        A.sum_duplicates()
-        A.sort_indices()
+        if d > np.iinfo(np.int32).max:
+            raise ValueError(f"X has {d} features; at most 2**31 - 1 are supported")
+        A = _stacked_csr(Xs)
         data = np.ascontiguousarray(A.data, dtype=np.float64)
-        indices = np.ascontiguousarray(A.indices, dtype=np.int64)
+        # 32-bit column indices: a third less memory traffic per non-zero in the hot loop
+        indices = np.ascontiguousarray(A.indices, dtype=np.int32)
         indptr = np.ascontiguousarray(A.indptr, dtype=np.int64)
         from .sdca import row_sqnorms
 
@@ -166,8 +168,24 @@ def pack_tasks(Xs: list, ys: list) -> PackedTasks:
     from .sdca import row_sqnorms
 
     note_if_cold(row_sqnorms)
-    sqnorm = row_sqnorms(Xd, _EMPTY_F, _EMPTY_I, _EMPTY_I, False, Xd.shape[0])
-    return PackedTasks(Xd, _EMPTY_F, _EMPTY_I, _EMPTY_I, False, y, sqnorm, offsets, d)
+    sqnorm = row_sqnorms(Xd, _EMPTY_F, _EMPTY_I32, _EMPTY_I, False, Xd.shape[0])
+    return PackedTasks(Xd, _EMPTY_F, _EMPTY_I32, _EMPTY_I, False, y, sqnorm, offsets, d)
+
+
+def _stacked_csr(Xs: list) -> sp.csr_matrix:
+    """All rows stacked as one canonical float64 CSR matrix (sorted indices, no duplicates);
+    a single canonical float64 CSR input is used as it is, without a copy."""
+    if len(Xs) == 1 and sp.issparse(Xs[0]) and Xs[0].format == "csr":
+        X = Xs[0]
+        if X.dtype == np.float64 and X.has_canonical_format:
+            return X
+    if len(Xs) == 1:
+        A = sp.csr_matrix(Xs[0], dtype=np.float64, copy=True)
+    else:
+        A = sp.vstack([sp.csr_matrix(X, dtype=np.float64) for X in Xs], format="csr")
+    A.sum_duplicates()  # the copy is ours: canonicalising it in place is safe
+    A.sort_indices()
+    return A
 
 
 def dual_sums(tasks: PackedTasks, alpha: np.ndarray) -> np.ndarray:
