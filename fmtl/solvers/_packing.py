@@ -28,8 +28,8 @@ class PackedTasks:
     Xd : ndarray of shape (n_samples_total, n_features) or (0, n_features)
         All rows stacked (dense layout), or an empty placeholder.
     data, indices, indptr : ndarray
-        The CSR triplet of all rows stacked (sparse layout, int32 column indices, int64 row pointers), or empty
-        placeholders.
+        The CSR triplet of all rows stacked (sparse layout: int32 column indices, int64
+        row pointers), or empty placeholders.
     sparse : bool
         Which layout is populated.
     y : ndarray of shape (n_samples_total,)
