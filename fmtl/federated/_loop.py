@@ -132,7 +132,7 @@ def numba_threads(n_threads: int | None):
     """Run the block with ``n_threads`` numba threads (results do not depend on it) and
     single-threaded BLAS: a round's BLAS calls are small, and on 2 shared cores OpenBLAS
     threads competing with numba's were measured 10-60x slower than one thread."""
-    from threadpoolctl import threadpool_limits
+    from .._blas import single_threaded_blas
 
     prev = numba.get_num_threads()
     if n_threads is not None:
@@ -147,7 +147,7 @@ def numba_threads(n_threads: int | None):
             )
         numba.set_num_threads(int(n_threads))
     try:
-        with threadpool_limits(1, user_api="blas"):
+        with single_threaded_blas():
             yield
     finally:
         numba.set_num_threads(prev)

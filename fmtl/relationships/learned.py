@@ -86,9 +86,9 @@ def omega_update(Wt: np.ndarray, sigma_floor: float = 1e-6) -> tuple[np.ndarray,
     A = (Wt / scale) @ (Wt / scale).T if scale > 0 else np.zeros((m, m))
     if m >= 64:
         # multithreaded OpenBLAS eigh was 60x slower on 2 shared cores (158 ms vs 2.6 ms, m=160)
-        from threadpoolctl import threadpool_limits
+        from .._blas import single_threaded_blas
 
-        with threadpool_limits(1, user_api="blas"):
+        with single_threaded_blas():
             a, V = np.linalg.eigh((A + A.T) / 2.0)
     else:
         a, V = np.linalg.eigh((A + A.T) / 2.0)
