@@ -407,3 +407,48 @@ def test_error_table_with_the_constant_baseline():
 def _mode(y):
     labels, counts = np.unique(y, return_counts=True)
     return labels[np.argmax(counts)]
+
+
+def test_polish_refit_certifies_the_last_w_step_for_the_learned_sigma():
+    # a learned-Sigma fit stopped at its cap, continued by polish_refit: certified to its
+    # tol, Sigma unchanged, and W the cvxpy optimum for that Sigma (independent reference)
+    from fmtl import MochaClassifier
+    from fmtl.datasets import make_multitask_classification
+    from fmtl.protocols import polish_refit
+    from fmtl.reference import primal_objective, solve_fixed_sigma
+
+    data = make_multitask_classification(n_tasks=4, n_samples=40, n_features=5, random_state=3)
+    lam, tol = 1e-3, 1e-6
+    est = MochaClassifier(alpha=lam, outer_iters=3, inner_iters=3, tol=tol,
+                          fit_intercept=False, sigma_floor=1e-3, random_state=0)  # fmt: skip
+    est.fit(*data.stack())
+    assert est.history_["rel_gap"][-1] > tol  # stopped at its cap
+    sigma = est.sigma_.copy()
+    est, added = polish_refit(est, data, 5000)
+    assert 0 < added <= 5000
+    assert est.history_["rel_gap"][-1] <= tol
+    np.testing.assert_array_equal(est.sigma_, sigma)
+    Xs, ys = list(data.X), [np.asarray(y, float) for y in data.y]
+    ref = solve_fixed_sigma(Xs, ys, sigma, lam, "hinge")
+    omega = np.linalg.inv(sigma)
+    mine = primal_objective(Xs, ys, est.coef_.T, omega, lam, "hinge")
+    # fmtl's certificate bounds its sub-optimality by tol (relative); the reference is
+    # accurate to ~1e-8
+    assert mine <= ref.objective * (1 + tol) + 1e-8
+    assert ref.objective <= mine + 1e-8
+
+
+def test_polish_refit_leaves_certified_fits_and_others_alone():
+    from fmtl import LocalRegressor
+    from fmtl.datasets import make_multitask_regression
+    from fmtl.protocols import ConstantBaseline, polish_refit
+
+    data = make_multitask_regression(n_tasks=3, n_samples=24, n_features=3, random_state=0)
+    est = LocalRegressor(tol=1e-8).fit(*data.stack())
+    coef = est.coef_.copy()
+    assert polish_refit(est, data, 100)[1] == 0
+    np.testing.assert_array_equal(est.coef_, coef)
+    const = ConstantBaseline("regression").fit(*data.stack())
+    assert polish_refit(const, data, 100) == (const, 0)
+    with pytest.raises(ValueError, match="polish_rounds"):
+        error_table({"d": data}, {"Local": LocalRegressor()}, n_seeds=1, polish_rounds=-1)
