@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import math
 import numbers
 import re
+import warnings
 
 import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
@@ -114,6 +117,35 @@ def _auto_alpha(Xs: list, *, per_task: bool = False, constant: float = 0.0) -> f
     sq = max(0.0, sq - n * constant**2)
     r2 = sq / n if sq > 0 else 1.0
     return r2 / (n / len(Xs) if per_task else n)
+
+
+def warn_if_uncertified(estimator: BaseEstimator, histories: list) -> None:
+    """Warn (``ConvergenceWarning``) when a certified fit ended above its ``tol``.
+
+    The dual estimators certify their last W-step by its relative duality gap; a fit
+    that ran out of rounds first returns a model that is not the optimum to ``tol``, and
+    says so, as scikit-learn's iterative estimators do.
+    """
+    params = estimator.get_params(deep=False)
+    tol = params.get("tol")
+    if isinstance(tol, bool) or not isinstance(tol, numbers.Real) or not tol > 0:
+        return
+    worst = -math.inf
+    for h in histories:
+        if h is None or len(h) == 0 or "rel_gap" not in h.columns:
+            continue
+        gap = float(h["rel_gap"][-1])
+        if math.isfinite(gap):
+            worst = max(worst, gap)
+    if worst > tol:
+        budget = "max_rounds" if "max_rounds" in params else "inner_iters (or outer_iters)"
+        warnings.warn(
+            f"{type(estimator).__name__} ran out of rounds at a certified relative duality "
+            f"gap of {worst:.2e} > tol={tol:g}: the model is not the optimum to tol; "
+            f"increase {budget} or loosen tol",
+            ConvergenceWarning,
+            stacklevel=4,
+        )
 
 
 class _TaskModelBase(BaseEstimator):
@@ -347,6 +379,7 @@ class _TaskModelBase(BaseEstimator):
             self.omega_ = _stack_or_none([r.omega for r in results])
             self.dual_coef_ = np.stack([r.dual_coef for r in results])
             self.history_ = _one_vs_rest_history([r.history for r in results])
+        warn_if_uncertified(self, [r.history for r in results])
 
     def _margins(self, X, tasks) -> np.ndarray:
         check_is_fitted(self, "coef_")

@@ -292,3 +292,29 @@ def test_eval_every_thins_the_history(clf_data):
     assert len(every.history_) == 40 and len(thin.history_) == 4
     # the same rounds run either way: the models are identical
     np.testing.assert_array_equal(every.coef_, thin.coef_)
+
+
+def test_a_fit_that_runs_out_of_rounds_above_tol_warns_and_a_certified_one_does_not():
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+
+    from fmtl import KernelMochaClassifier, LocalClassifier, MochaClassifier
+    from fmtl.datasets import make_multitask_classification
+
+    X, y, tasks = make_multitask_classification(
+        n_tasks=4, n_samples=40, n_features=5, random_state=0
+    ).stack()
+    capped = [
+        MochaClassifier(alpha=1e-3, outer_iters=1, inner_iters=1, local_work="fixed", tol=1e-9),
+        LocalClassifier(alpha=1e-3, max_rounds=1, local_work="fixed", tol=1e-9),
+        KernelMochaClassifier(alpha=1e-3, outer_iters=1, inner_iters=1, tol=1e-9),
+    ]
+    for est in capped:
+        with pytest.warns(ConvergenceWarning, match=r"relative duality gap of .* > tol=1e-09"):
+            est.fit(X, y, tasks)
+        assert est.history_["rel_gap"][-1] > 1e-9
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        est = LocalClassifier(alpha=1e-1, tol=1e-6).fit(X, y, tasks)
+    assert est.history_["rel_gap"][-1] <= 1e-6
