@@ -119,7 +119,7 @@ def _auto_alpha(Xs: list, *, per_task: bool = False, constant: float = 0.0) -> f
     return r2 / (n / len(Xs) if per_task else n)
 
 
-def warn_if_uncertified(estimator: BaseEstimator, histories: list) -> None:
+def _warn_if_uncertified(estimator: BaseEstimator, histories: list) -> None:
     """Warn (``ConvergenceWarning``) when a certified fit ended above its ``tol``.
 
     The dual estimators certify their last W-step by its relative duality gap; a fit
@@ -379,7 +379,7 @@ class _TaskModelBase(BaseEstimator):
             self.omega_ = _stack_or_none([r.omega for r in results])
             self.dual_coef_ = np.stack([r.dual_coef for r in results])
             self.history_ = _one_vs_rest_history([r.history for r in results])
-        warn_if_uncertified(self, [r.history for r in results])
+        _warn_if_uncertified(self, [r.history for r in results])
 
     def _margins(self, X, tasks) -> np.ndarray:
         check_is_fitted(self, "coef_")

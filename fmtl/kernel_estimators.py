@@ -22,7 +22,7 @@ from .estimators import (
     _TaskClassifierMixin,
     _TaskModelBase,
     _TaskRegressorMixin,
-    warn_if_uncertified,
+    _warn_if_uncertified,
 )
 from .federated.history import _one_vs_rest_history
 from .federated.kernel_mocha import MAX_SAMPLES, _check_kernel, _gram, kernel_mocha
@@ -171,7 +171,7 @@ class _KernelMochaBase(_TaskModelBase):
             self.never_reported_ = self.tasks_[
                 np.unique(np.concatenate([r.never_reported for r in results]))
             ]
-        warn_if_uncertified(self, [r.history for r in results])
+        _warn_if_uncertified(self, [r.history for r in results])
 
     def _set_intercept(self, scaling: float | None) -> None:
         coefs = self.expansion_coef_
