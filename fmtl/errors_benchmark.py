@@ -423,10 +423,11 @@ def polished_line(rows: list[dict]) -> str:
     pol = [r for r in rows if (r.get("polish_rounds") or 0) > 0]
     if not pol:
         return "No refit needed the continuation of its last W-step."
+    n_certified = sum(1 for r in rows if math.isfinite(float(r["rel_gap"])))
     where = sorted({f"{r['method']} at λ={r['alpha']:g}" for r in pol})
     most = max(int(r["polish_rounds"]) for r in pol)
     return (
-        f"{len(pol)} of {len(rows)} refits continued their last W-step ({', '.join(where)}; "
+        f"{len(pol)} of {n_certified} refits continued their last W-step ({', '.join(where)}; "
         f"at most {most:,} more rounds)."
     )
 

@@ -28,8 +28,9 @@ What it does differently (DESIGN.md section 8):
   this is the primal objective at ``w = v``, so ``gap_rtol`` is a relative duality gap).
 * **When to certify** (a pass ends): (a) the running estimate predicts the target: each
   visit records the row's Fenchel-Young term *as found* (before its step; after an exact
-  step it would be 0), so the sum trails the gap by about a pass; the prediction is the
-  estimate times its own decrease over the last pass, times a bias measured at each
+  step it would be 0), so the sum trails the gap by about a pass (summed per pass in
+  scalars; without shrinking the logistic loss samples every 4th visit); the prediction is
+  the estimate times its own decrease over the last pass, times a bias measured at each
   certification (1.5 before any); (b) box losses with shrinking: the pass's
   projected-gradient spread ``M - m`` is below ``eps`` (liblinear's "active set looks
   converged"; ``eps`` starts at ``SHRINK_EPS0`` and after a failed certification shrinks
