@@ -702,6 +702,11 @@ def polish_refit(estimator: Any, dataset: MultiTaskDataset, max_rounds: int) -> 
     estimator, int
         The estimator and the number of rounds added (0 if none).
 
+    Raises
+    ------
+    ValueError
+        From the estimator's ``fit``, e.g. if ``max_rounds`` is not a positive integer.
+
     Examples
     --------
     >>> from fmtl import LocalRegressor
