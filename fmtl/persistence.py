@@ -11,10 +11,19 @@ commands the moment it is loaded. A model saved here is an uncompressed ``.npz``
 - numeric arrays only (``coef_``, ``intercept_``, ``dual_coef_``, ``sigma_``, ``omega_``,
   the history columns, array-valued parameters).
 
-:func:`load_model` reads it with ``np.load(path, allow_pickle=False)`` and parses the
-header with :func:`json.loads`, neither of which can execute code; the estimator class
-comes from a fixed table of fmtl classes, never from an imported name. Files holding
-pickled objects are refused before anything is unpickled.
+:func:`load_model` reads the archive entry by entry with :mod:`zipfile` and numpy's
+``.npy`` header parser and parses the header with :func:`json.loads`, none of which can
+execute code; the estimator class comes from a fixed table of fmtl classes, never from an
+imported name. Files holding pickled objects are refused before anything is unpickled.
+Loading is bounded: the zip directory may declare at most :data:`MAX_EXPANSION` times the
+file's size of data, and each array's stored shape and dtype must match the header before
+its data is read, so a crafted file cannot make a reader decompress or allocate gigabytes.
+Every malformed file raises :class:`ModelFileError` (a ``ValueError``) naming the file and
+what was wrong.
+
+:func:`save_model` writes atomically: a temporary file in the same directory, flushed to
+disk, then renamed over the target, so a crash, a full disk or a file-size limit never
+leaves a partial file behind, and never destroys the model being overwritten.
 
 The checksum (over the header and every array, in a fixed order) detects accidental
 corruption or editing; it is not a signature: whoever can write the file can also
@@ -55,6 +64,7 @@ import hashlib
 import json
 import math
 import os
+import tempfile
 import zipfile
 from typing import Any
 
@@ -77,9 +87,25 @@ from .federated.kernel_mocha import KERNELS, _check_kernel
 from .federated.systems import SystemsModel
 from .kernel_estimators import KernelMochaClassifier, KernelMochaRegressor
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "load_model", "save_model"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "ModelFileError", "load_model", "save_model"]
 
 FORMAT = "fmtl-model"
+
+#: A model file may declare at most this many times its own size in uncompressed bytes
+#: (plus ``_EXPANSION_SLACK``): fmtl writes its entries uncompressed, so a larger ratio
+#: is a crafted or corrupted file, refused before anything is decompressed.
+MAX_EXPANSION = 64
+_EXPANSION_SLACK = 1 << 20
+
+
+class ModelFileError(ValueError):
+    """A file that is not a valid fmtl model file: unreadable, truncated, corrupted,
+    modified, of another format or version, or declaring more data than it can hold.
+
+    A subclass of ``ValueError``; the message names the file and what was wrong.
+    """
+
+
 FORMAT_VERSION = 2  # 2: intercepts (version-1 files load as fit_intercept=False)
 
 
@@ -429,7 +455,9 @@ def save_model(estimator: Any, path: str | os.PathLike) -> None:
         one of these classes, not a subclass.
     path : str or path-like
         Written exactly as given (no ``.npz`` suffix is appended); overwritten if it
-        exists.
+        exists. The file is written atomically: to a temporary file in the same
+        directory, flushed to disk, then renamed over ``path``, so a crash or a full disk
+        never leaves a partial file there (an existing model stays intact).
 
     Returns
     -------
@@ -577,63 +605,176 @@ def save_model(estimator: Any, path: str | os.PathLike) -> None:
     header = json.loads(json.dumps(header, allow_nan=False))
     header["sha256"] = _checksum(header, arrays)
     text = json.dumps(header, allow_nan=False)
-    with open(path, "wb") as f:
-        np.savez(f, **{_HEADER: np.array(text)}, **arrays)
+    _write_atomically(path, lambda f: np.savez(f, **{_HEADER: np.array(text)}, **arrays))
+
+
+def _write_atomically(path: str | os.PathLike, write) -> None:
+    """Write a file through ``write(f)`` into a temporary file in the same directory,
+    flush and fsync it, then rename it over ``path``: a crash, a full disk or a size limit
+    leaves either the old file or the new one at ``path``, never a partial one."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    try:  # make the rename itself durable (not possible on every platform)
+        dfd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dfd)
+    except OSError:
+        pass
+    finally:
+        os.close(dfd)
 
 
 # --------------------------------------------------------------------------- load
 
 
-def _read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Every entry of an ``.npz`` file, refusing pickled objects (never unpickled)."""
+def _read_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, where: str, spec=None):
+    """One ``.npy`` entry, its header checked (against ``spec``, the JSON header's
+    ``{"shape", "dtype"}``, when given) before any of its data is read."""
     try:
-        npz = np.load(path, allow_pickle=False)
-    except (ValueError, EOFError, OSError, zipfile.BadZipFile) as e:
+        return _read_entry_unchecked(zf, info, where, spec)
+    except ModelFileError:
+        raise
+    except Exception as e:  # zipfile, zlib and numpy raise many kinds on corrupted bytes
+        raise ModelFileError(
+            f"{where}: entry {info.filename[:-4]!r} is corrupted ({type(e).__name__}: {e})"
+        ) from e
+
+
+def _read_entry_unchecked(zf: zipfile.ZipFile, info: zipfile.ZipInfo, where: str, spec):
+    name = info.filename[:-4]
+    with zf.open(info) as f:
+        try:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+            elif version == (2, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+            else:
+                raise ModelFileError(f"unsupported .npy version {version}")
+        except ModelFileError:
+            raise
+        except Exception as e:  # numpy's header parser raises several kinds
+            raise ModelFileError(f"{where}: entry {name!r} has a corrupted header ({e})") from e
+        if dtype.hasobject:
+            raise ModelFileError(
+                f"{where}: entry {name!r} holds pickled Python objects; refusing to unpickle it "
+                "(loading a pickle can run arbitrary code, and fmtl model files never "
+                "contain one)"
+            )
+        if spec is not None and (not isinstance(spec, dict) or list(shape) != spec.get("shape")):
+            raise ModelFileError(
+                f"{where}: array {name!r} has the wrong shape {tuple(shape)} (header: "
+                f"{spec.get('shape') if isinstance(spec, dict) else spec!r}), seen before "
+                "reading its data"
+            )
+        if spec is not None and dtype.str != spec.get("dtype"):
+            raise ModelFileError(
+                f"{where}: array {name!r} has the wrong dtype {dtype.str} "
+                f"(header: {spec.get('dtype')!r})"
+            )
+        nbytes = dtype.itemsize * math.prod(shape)  # Python ints: no overflow
+        if nbytes > info.file_size:
+            raise ModelFileError(
+                f"{where}: entry {name!r} declares {nbytes} bytes of data in an entry of "
+                f"{info.file_size} bytes (truncated or corrupted)"
+            )
+        try:
+            data = f.read(nbytes)
+        except Exception as e:  # CRC mismatch, bad deflate stream, ...
+            raise ModelFileError(f"{where}: entry {name!r} is corrupted ({e})") from e
+    if len(data) != nbytes:
+        raise ModelFileError(f"{where}: entry {name!r} is truncated")
+    arr = np.frombuffer(data, dtype=dtype)
+    return arr.reshape(shape[::-1]).T.copy() if fortran else arr.reshape(shape).copy()
+
+
+def _read_npz(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray]]:
+    """The JSON header and every array of a model file, never unpickling anything.
+
+    The zip directory is checked first (entry names, declared sizes against
+    :data:`MAX_EXPANSION` times the file's size), then the header entry is parsed, and
+    each array's stored shape and dtype are compared with the header before its data is
+    read: a crafted or corrupted file is refused without allocating what it declares.
+    """
+    where = repr(os.fspath(path))
+    size = os.path.getsize(path)  # FileNotFoundError, IsADirectoryError, ... propagate
+    with open(path, "rb") as f:
+        if f.read(6) == b"\x93NUMPY":
+            raise ModelFileError(f"{where} is a single .npy array, not an fmtl model (.npz)")
+    try:
+        zf = zipfile.ZipFile(path)
+    except Exception as e:  # BadZipFile, NotImplementedError, EOFError, ... on bad bytes
         if isinstance(e, FileNotFoundError | IsADirectoryError | PermissionError):
             raise
-        raise ValueError(
-            f"{os.fspath(path)!r} is not an fmtl model file (not a readable .npz: {e}); "
-            "pickled files are never loaded"
+        raise ModelFileError(
+            f"{where} is not an fmtl model file (not a readable .npz: {e}); pickled files "
+            "are never loaded"
         ) from e
-    if not isinstance(npz, np.lib.npyio.NpzFile):
-        raise ValueError(f"{os.fspath(path)!r} is a single .npy array, not an fmtl model (.npz)")
-    out = {}
-    with npz:
-        for name in npz.files:
-            try:
-                out[name] = npz[name]
-            except ValueError as e:
-                raise ValueError(
-                    f"{os.fspath(path)!r}: entry {name!r} holds pickled Python objects; "
-                    "refusing to unpickle it (loading a pickle can run arbitrary code, and "
-                    "fmtl model files never contain one)"
-                ) from e
-            except (OSError, EOFError, zipfile.BadZipFile) as e:
-                raise ValueError(f"{os.fspath(path)!r}: entry {name!r} is corrupted: {e}") from e
-    return out
+    with zf:
+        infos = zf.infolist()
+        declared = sum(i.file_size for i in infos)
+        cap = MAX_EXPANSION * size + _EXPANSION_SLACK
+        if declared > cap:
+            raise ModelFileError(
+                f"{where} declares {declared} bytes of uncompressed data in a file of {size} "
+                f"bytes (more than {MAX_EXPANSION}x): refused before decompressing"
+            )
+        entries = {}
+        for info in infos:
+            if not info.filename.endswith(".npy") or info.filename[:-4] in entries:
+                raise ModelFileError(f"{where}: unexpected entry {info.filename!r}")
+            if info.flag_bits & 0x1:
+                raise ModelFileError(f"{where}: entry {info.filename!r} is encrypted")
+            entries[info.filename[:-4]] = info
+        if _HEADER not in entries:
+            raise ModelFileError(f"{where} is not an fmtl model file: no {_HEADER!r} entry")
+        header = _parse_header(_read_entry(zf, entries.pop(_HEADER), where), where)
+        listed = header.get("arrays")
+        if not isinstance(listed, dict):
+            raise ModelFileError(f"{where}: the header lists no arrays")
+        missing = sorted(set(listed) - set(entries))
+        extra = sorted(set(entries) - set(listed))
+        if missing or extra:
+            raise ModelFileError(f"{where}: missing arrays {missing}, unexpected arrays {extra}")
+        arrays = {
+            name: _read_entry(zf, info, where, listed[name]) for name, info in entries.items()
+        }
+    return header, arrays
 
 
 def _reject_constant(name: str) -> None:
-    raise ValueError(f"non-standard JSON constant {name}")
+    raise ModelFileError(f"non-standard JSON constant {name}")
 
 
-def _parse_header(arrays: dict[str, np.ndarray], where: str) -> dict:
-    if _HEADER not in arrays:
-        raise ValueError(f"{where} is not an fmtl model file: no {_HEADER!r} entry")
-    raw = arrays.pop(_HEADER)
+def _parse_header(raw: np.ndarray, where: str) -> dict:
     if raw.shape != () or raw.dtype.kind != "U":
-        raise ValueError(f"{where}: {_HEADER!r} is not a JSON string")
+        raise ModelFileError(f"{where}: {_HEADER!r} is not a JSON string")
     try:
         header = json.loads(str(raw), parse_constant=_reject_constant)
     except (ValueError, RecursionError) as e:
-        raise ValueError(f"{where}: the header is not valid JSON ({e})") from e
+        raise ModelFileError(f"{where}: the header is not valid JSON ({e})") from e
     if not isinstance(header, dict) or header.get("format") != FORMAT:
-        raise ValueError(f"{where} is not an fmtl model file (format is not {FORMAT!r})")
+        raise ModelFileError(f"{where} is not an fmtl model file (format is not {FORMAT!r})")
     version = header.get("format_version")
     if type(version) is not int or version < 1:
-        raise ValueError(f"{where}: invalid format_version {version!r}")
+        raise ModelFileError(f"{where}: invalid format_version {version!r}")
     if version > FORMAT_VERSION:
-        raise ValueError(
+        raise ModelFileError(
             f"{where} uses model format version {version} (written by fmtl "
             f"{header.get('fmtl_version')}); this fmtl reads versions <= {FORMAT_VERSION}: "
             "the file needs a newer fmtl"
@@ -644,49 +785,49 @@ def _parse_header(arrays: dict[str, np.ndarray], where: str) -> dict:
 def _check_arrays(header: dict, arrays: dict[str, np.ndarray], where: str) -> None:
     listed = header.get("arrays")
     if not isinstance(listed, dict):
-        raise ValueError(f"{where}: the header lists no arrays")
+        raise ModelFileError(f"{where}: the header lists no arrays")
     missing = sorted(set(listed) - set(arrays))
     extra = sorted(set(arrays) - set(listed))
     if missing or extra:
-        raise ValueError(f"{where}: missing arrays {missing}, unexpected arrays {extra}")
+        raise ModelFileError(f"{where}: missing arrays {missing}, unexpected arrays {extra}")
     for name, spec in listed.items():
         a = arrays[name]
         if not isinstance(spec, dict) or list(a.shape) != spec.get("shape"):
-            raise ValueError(
+            raise ModelFileError(
                 f"{where}: array {name!r} has the wrong shape {a.shape} "
                 f"(header: {spec.get('shape') if isinstance(spec, dict) else spec!r})"
             )
         if a.dtype.str != spec.get("dtype") or a.dtype.kind not in _ARRAY_KINDS:
-            raise ValueError(
+            raise ModelFileError(
                 f"{where}: array {name!r} has the wrong dtype {a.dtype.str} "
                 f"(header: {spec.get('dtype')!r})"
             )
     if header.get("sha256") != _checksum(header, arrays):
-        raise ValueError(f"{where}: checksum mismatch: the file was modified or corrupted")
+        raise ModelFileError(f"{where}: checksum mismatch: the file was modified or corrupted")
 
 
 def _build(header: dict, arrays: dict[str, np.ndarray], where: str) -> Any:
     cls = _CLASSES.get(header.get("class"))  # type: ignore[arg-type]
     if cls is None:
-        raise ValueError(
+        raise ModelFileError(
             f"{where}: unknown estimator class {header.get('class')!r} "
             f"(known: {', '.join(_CLASSES)})"
         )
     params_enc = header.get("params")
     if not isinstance(params_enc, dict):
-        raise ValueError(f"{where}: malformed params")
+        raise ModelFileError(f"{where}: malformed params")
     valid = cls().get_params(deep=False)
     unknown = sorted(set(params_enc) - set(valid))
     if unknown:
-        raise ValueError(f"{where}: {cls.__name__} has no parameters {unknown}")
+        raise ModelFileError(f"{where}: {cls.__name__} has no parameters {unknown}")
     params = {k: _decode_param(v, arrays) for k, v in params_enc.items()}
     if header["format_version"] < 2:
         # written before intercepts existed: the model it holds has none
         if "fit_intercept" in params or "intercept_" in arrays:
-            raise ValueError(f"{where}: a version-1 file cannot hold intercepts")
+            raise ModelFileError(f"{where}: a version-1 file cannot hold intercepts")
         params["fit_intercept"] = False
     elif "fit_intercept" not in params or "intercept_" not in arrays:
-        raise ValueError(f"{where}: a version-2 file needs fit_intercept and intercept_")
+        raise ModelFileError(f"{where}: a version-2 file needs fit_intercept and intercept_")
     est = cls(**params)
     n_constant = int(params["fit_intercept"] is True)  # the intercept's extra feature
 
@@ -696,19 +837,19 @@ def _build(header: dict, arrays: dict[str, np.ndarray], where: str) -> Any:
     tasks[:] = labels
     lookup = {lab: i for i, lab in enumerate(labels)}
     if len(lookup) != m:
-        raise ValueError(f"{where}: duplicate task labels")
+        raise ModelFileError(f"{where}: duplicate task labels")
     n_features = header.get("n_features_in")
     if type(n_features) is not int or n_features < 0:
-        raise ValueError(f"{where}: malformed n_features_in {n_features!r}")
+        raise ModelFileError(f"{where}: malformed n_features_in {n_features!r}")
 
     lead: tuple[int, ...] = ()
     if issubclass(cls, ClassifierMixin):
         dtype, enc = header.get("classes_dtype"), header.get("classes")
         if not isinstance(enc, list) or not isinstance(dtype, str):
-            raise ValueError(f"{where}: a classifier needs classes")
+            raise ModelFileError(f"{where}: a classifier needs classes")
         dt = np.dtype(dtype)
         if dt.kind not in _CLASS_KINDS + "O":
-            raise ValueError(f"{where}: unsupported classes dtype {dtype!r}")
+            raise ModelFileError(f"{where}: unsupported classes dtype {dtype!r}")
         decoded = [_decode_label(v) for v in enc]
         if dt.kind == "O":
             classes = np.empty(len(decoded), dtype=object)
@@ -716,7 +857,7 @@ def _build(header: dict, arrays: dict[str, np.ndarray], where: str) -> Any:
         else:
             classes = np.array(decoded, dtype=dt)
         if classes.shape[0] < 2:
-            raise ValueError(f"{where}: a classifier needs at least two classes")
+            raise ModelFileError(f"{where}: a classifier needs at least two classes")
         est.classes_ = classes
         if classes.shape[0] > 2:
             lead = (classes.shape[0],)
@@ -727,16 +868,16 @@ def _build(header: dict, arrays: dict[str, np.ndarray], where: str) -> Any:
         coef = arrays["coef_"]
         expected = (*lead, m, n_features)
         if coef.shape != expected or coef.dtype.kind != "f":
-            raise ValueError(
+            raise ModelFileError(
                 f"{where}: coef_ has shape {coef.shape}, expected {expected} from "
                 f"{m} tasks, {n_features} features" + (f", {lead[0]} classes" if lead else "")
             )
     intercept = arrays.get("intercept_", np.zeros((*lead, m)))
     if intercept.shape != (*lead, m) or intercept.dtype.kind != "f":
-        raise ValueError(f"{where}: intercept_ has the wrong shape {intercept.shape}")
+        raise ModelFileError(f"{where}: intercept_ has the wrong shape {intercept.shape}")
     if "global_coef_" in arrays and "global_intercept_" not in arrays:
         if header["format_version"] >= 2:
-            raise ValueError(f"{where}: global_coef_ comes with global_intercept_")
+            raise ModelFileError(f"{where}: global_coef_ comes with global_intercept_")
         arrays["global_intercept_"] = np.zeros(lead)
     for name, shape in (
         ("sigma_", (*lead, m, m)),
@@ -746,7 +887,7 @@ def _build(header: dict, arrays: dict[str, np.ndarray], where: str) -> Any:
         ("local_gap_", (*lead, m)),
     ):
         if name in arrays and arrays[name].shape != shape:
-            raise ValueError(f"{where}: {name} has the wrong shape {arrays[name].shape}")
+            raise ModelFileError(f"{where}: {name} has the wrong shape {arrays[name].shape}")
     if "hypernetwork_" in arrays:
         q = arrays["hypernetwork_"].shape[-1]
         k = arrays["embeddings_"].shape[-1] if "embeddings_" in arrays else 0
@@ -757,32 +898,34 @@ def _build(header: dict, arrays: dict[str, np.ndarray], where: str) -> Any:
             ("feature_map_offset_", (*lead, q)),
         ):
             if name in arrays and arrays[name].shape != shape:
-                raise ValueError(f"{where}: {name} has the wrong shape {arrays[name].shape}")
+                raise ModelFileError(f"{where}: {name} has the wrong shape {arrays[name].shape}")
     if any(name in arrays for name in _REPRESENTATION):
         if not all(name in arrays for name in _REPRESENTATION):
-            raise ValueError(f"{where}: {' and '.join(_REPRESENTATION)} come together")
+            raise ModelFileError(f"{where}: {' and '.join(_REPRESENTATION)} come together")
         k = arrays["representation_"].shape[-1]
         for name, shape in (
             ("representation_", (*lead, n_features + n_constant, k)),
             ("heads_", (*lead, m, k)),
         ):
             if arrays[name].shape != shape:
-                raise ValueError(f"{where}: {name} has the wrong shape {arrays[name].shape}")
+                raise ModelFileError(f"{where}: {name} has the wrong shape {arrays[name].shape}")
     dual = arrays["dual_coef_"]
     if dual.ndim != len(lead) + 1 or (lead and dual.shape[0] != lead[0]):
-        raise ValueError(f"{where}: dual_coef_ has the wrong shape {arrays['dual_coef_'].shape}")
+        raise ModelFileError(
+            f"{where}: dual_coef_ has the wrong shape {arrays['dual_coef_'].shape}"
+        )
     never = arrays["never_reported_"]
     if never.ndim != 1 or never.dtype.kind != "i" or np.any((never < 0) | (never >= m)):
-        raise ValueError(f"{where}: never_reported_ is not a list of task indices")
+        raise ModelFileError(f"{where}: never_reported_ is not a list of task indices")
 
     hist = header.get("history")
     if not isinstance(hist, dict) or not isinstance(hist.get("runs"), list):
-        raise ValueError(f"{where}: malformed history")
+        raise ModelFileError(f"{where}: malformed history")
     runs = [_decode_history(h, arrays) for h in hist["runs"]]
     # files of fmtl 0.1.0 hold one run per class of a one-vs-rest fit: stack them into one
     multi = bool(hist.get("multi"))
     if (multi and (not lead or len(runs) != lead[0])) or (not multi and len(runs) != 1):
-        raise ValueError(
+        raise ModelFileError(
             f"{where}: {len(runs)} histories for "
             + (f"{lead[0]} classes" if lead else "a single model")
         )
@@ -795,16 +938,16 @@ def _build(header: dict, arrays: dict[str, np.ndarray], where: str) -> Any:
             and len(names_in) == n_features
             and all(isinstance(s, str) for s in names_in)
         ):
-            raise ValueError(f"{where}: malformed feature_names_in")
+            raise ModelFileError(f"{where}: malformed feature_names_in")
         est.feature_names_in_ = np.array(names_in, dtype=object)
 
     # files written before the "auto" defaults have no scalars: alpha_ is alpha itself
     scalars = header.get("scalars", {"alpha_": getattr(est, "alpha", None)})
     if not isinstance(scalars, dict) or not set(scalars) <= set(_SCALARS):
-        raise ValueError(f"{where}: malformed scalars {scalars!r}")
+        raise ModelFileError(f"{where}: malformed scalars {scalars!r}")
     for name, value in scalars.items():
         if not (type(value) in (int, float) and math.isfinite(value) and value >= 0):
-            raise ValueError(f"{where}: malformed {name} {value!r}")
+            raise ModelFileError(f"{where}: malformed {name} {value!r}")
         setattr(est, name, float(value))
     est.n_features_in_ = n_features
     est.tasks_ = tasks
@@ -838,7 +981,7 @@ def _build_cv(est: Any, header: dict, arrays: dict[str, np.ndarray], where: str)
     best = info.get("best_score_") if isinstance(info, dict) else None
     alphas = arrays.get("alphas_")
     if type(best) not in (int, float) or alphas is None or alphas.ndim != 1:
-        raise ValueError(f"{where}: a cross-validated model needs alphas_ and best_score_")
+        raise ModelFileError(f"{where}: a cross-validated model needs alphas_ and best_score_")
     results = {
         key.split("/", 1)[1]: value
         for key, value in arrays.items()
@@ -847,7 +990,7 @@ def _build_cv(est: Any, header: dict, arrays: dict[str, np.ndarray], where: str)
     if any(v.shape != alphas.shape for v in results.values()) or not np.array_equal(
         results.get("param_alpha"), alphas
     ):
-        raise ValueError(f"{where}: cv_results_ does not match alphas_")
+        raise ModelFileError(f"{where}: cv_results_ does not match alphas_")
     params = {"params": [{"alpha": float(a)} for a in alphas]}
     results = {"param_alpha": results.pop("param_alpha"), **params, **results}
     est.alphas_, est.best_score_, est.cv_results_ = alphas, float(best), results
@@ -859,7 +1002,7 @@ def _build_kernel(
     """Kernel MOCHA's fitted state (training rows, offsets, expansion), checked."""
     info = header.get("kernel")
     if not isinstance(info, dict) or not isinstance(info.get("kernel_"), str):
-        raise ValueError(f"{where}: a kernel model needs its kernel")
+        raise ModelFileError(f"{where}: a kernel model needs its kernel")
     params = _decode_param(info.get("kernel_params_"), arrays)
     kernel_, kernel_params_ = _check_kernel(info["kernel_"], params)
     offsets = arrays["task_offsets_"]
@@ -869,25 +1012,27 @@ def _build_kernel(
         or offsets[0] != 0
         or np.any(np.diff(offsets) < 0)
     ):
-        raise ValueError(f"{where}: task_offsets_ are not {m + 1} increasing row offsets")
+        raise ModelFileError(f"{where}: task_offsets_ are not {m + 1} increasing row offsets")
     n = int(offsets[-1])
     if info.get("X_fit_sparse") is True:
         data, indices, indptr = (arrays[f"X_fit_/{p}"] for p in _CSR_PARTS)
         if indptr.shape != (n + 1,) or data.shape != indices.shape or data.dtype.kind != "f":
-            raise ValueError(f"{where}: X_fit_ is not a CSR matrix with {n} rows")
+            raise ModelFileError(f"{where}: X_fit_ is not a CSR matrix with {n} rows")
         X_fit = sp.csr_matrix((data, indices, indptr), shape=(n, d))
         X_fit.check_format(full_check=True)
     elif info.get("X_fit_sparse") is False:
         X_fit = arrays["X_fit_"]
         if X_fit.shape != (n, d) or X_fit.dtype.kind != "f":
-            raise ValueError(f"{where}: X_fit_ has shape {X_fit.shape}, expected {(n, d)}")
+            raise ModelFileError(f"{where}: X_fit_ has shape {X_fit.shape}, expected {(n, d)}")
     else:
-        raise ValueError(f"{where}: malformed kernel header")
+        raise ModelFileError(f"{where}: malformed kernel header")
     expansion = arrays["expansion_coef_"]
     if expansion.shape != (*lead, n, m) or expansion.dtype.kind != "f":
-        raise ValueError(f"{where}: expansion_coef_ has the wrong shape {expansion.shape}")
+        raise ModelFileError(f"{where}: expansion_coef_ has the wrong shape {expansion.shape}")
     if arrays["dual_coef_"].shape != (*lead, n):
-        raise ValueError(f"{where}: dual_coef_ has the wrong shape {arrays['dual_coef_'].shape}")
+        raise ModelFileError(
+            f"{where}: dual_coef_ has the wrong shape {arrays['dual_coef_'].shape}"
+        )
     return {
         "kernel_": kernel_,
         "kernel_params_": kernel_params_,
@@ -912,12 +1057,17 @@ def load_model(path: str | os.PathLike) -> Any:
 
     Raises
     ------
-    ValueError
-        If the file is not an fmtl model (no or unparseable header, other format, an
-        array holding pickled objects), was written by a newer model format ("needs a
-        newer fmtl"), names an unknown class, has an array of the wrong shape or dtype,
-        fails its checksum ("checksum mismatch: the file was modified or corrupted") or
-        is internally inconsistent. Messages name the file.
+    ModelFileError
+        (a ``ValueError``) For every malformed file, and only for those: not an fmtl
+        model (not a zip, no or unparseable header, other format, an entry holding
+        pickled objects, an encrypted or truncated entry), written by a newer model
+        format ("needs a newer fmtl"), declaring more than ``MAX_EXPANSION`` times its
+        own size of data (checked before anything is decompressed), an unknown class, an
+        array whose stored shape or dtype differs from the header's (checked before its
+        data is read), a failed checksum ("checksum mismatch: the file was modified or
+        corrupted") or internally inconsistent content. Messages name the file.
+    FileNotFoundError, IsADirectoryError, PermissionError
+        If ``path`` cannot be opened.
 
     See Also
     --------
@@ -942,13 +1092,12 @@ def load_model(path: str | os.PathLike) -> Any:
     True
     """
     where = repr(os.fspath(path))
-    arrays = _read_npz(path)
-    header = _parse_header(arrays, where)
+    header, arrays = _read_npz(path)
     _check_arrays(header, arrays, where)
     try:
         return _build(header, arrays, where)
+    except ModelFileError:
+        raise
     except (TypeError, KeyError, ValueError) as e:
-        if isinstance(e, ValueError) and str(e).startswith(where):
-            raise
         # malformed content (labels, SystemsModel fields, ...) that passed the checksum
-        raise ValueError(f"{where}: malformed model file ({e})") from e
+        raise ModelFileError(f"{where}: malformed model file ({e})") from e

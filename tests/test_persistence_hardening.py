@@ -1,0 +1,172 @@
+"""Model files: atomic writes, bounded loading and one exception for every malformed file
+(issue 16, items 2-4). Every test here failed on the main before them."""
+
+from __future__ import annotations
+
+import io
+import os
+import tracemalloc
+import zipfile
+
+import numpy as np
+import pytest
+
+from fmtl import LocalClassifier
+from fmtl.datasets import make_multitask_classification
+from fmtl.persistence import MAX_EXPANSION, ModelFileError, load_model, save_model
+
+
+@pytest.fixture(scope="module")
+def model():
+    X, y, t = make_multitask_classification(
+        n_tasks=3, n_samples=20, n_features=3, random_state=0
+    ).stack()
+    return LocalClassifier(alpha=0.1, random_state=0).fit(X, y, t), X, t
+
+
+def _npy_header(shape, dtype="<f8") -> bytes:
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        buf, {"descr": dtype, "fortran_order": False, "shape": tuple(shape)}
+    )
+    return buf.getvalue()  # magic string included
+
+
+def test_a_failed_save_leaves_the_existing_model_intact_and_no_temporary_file(
+    model, tmp_path, monkeypatch
+):
+    est, X, t = model
+    path = tmp_path / "model.npz"
+    save_model(est, path)
+    before = path.read_bytes()
+
+    def disk_full(f, **arrays):
+        f.write(b"PK\x03\x04 partial")  # what a full disk leaves behind
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("fmtl.persistence.np.savez", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        save_model(est, path)
+    assert path.read_bytes() == before
+    assert sorted(os.listdir(tmp_path)) == ["model.npz"]  # the temporary file is gone
+    monkeypatch.undo()
+    np.testing.assert_array_equal(load_model(path).predict(X, t), est.predict(X, t))
+
+
+def test_save_writes_through_a_temporary_file_renamed_over_the_target(
+    model, tmp_path, monkeypatch
+):
+    est, _, _ = model
+    seen = []
+    real_replace = os.replace
+
+    def spy(src, dst):
+        seen.append((os.path.dirname(src), os.path.basename(src), os.fspath(dst)))
+        real_replace(src, dst)
+
+    monkeypatch.setattr("fmtl.persistence.os.replace", spy)
+    save_model(est, tmp_path / "m.npz")
+    (folder, name, dst) = seen[0]
+    assert folder == str(tmp_path) and name.startswith(".m.npz.") and name.endswith(".tmp")
+    assert dst == str(tmp_path / "m.npz")
+
+
+def test_a_decompression_bomb_is_refused_before_decompressing(model, tmp_path):
+    est, _, _ = model
+    good = tmp_path / "good.npz"
+    save_model(est, good)
+    bomb = tmp_path / "bomb.npz"
+    with zipfile.ZipFile(good) as src, zipfile.ZipFile(bomb, "w") as dst:
+        for info in src.infolist():
+            dst.writestr(info, src.read(info))
+    # 256 MiB of zeros deflate to ~250 KB: a ratio of ~1000
+    with zipfile.ZipFile(bomb, "a", compression=zipfile.ZIP_DEFLATED) as dst:
+        with dst.open("bomb2.npy", "w", force_zip64=True) as f:
+            f.write(_npy_header((32 << 20,)))
+            chunk = bytes(1 << 20)
+            for _ in range(256):
+                f.write(chunk)
+    size = bomb.stat().st_size
+    assert size < (256 << 20) // MAX_EXPANSION
+    tracemalloc.start()
+    try:
+        with pytest.raises(ModelFileError, match="declares .* bytes of uncompressed data"):
+            load_model(bomb)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 << 20  # nothing near the declared 256 MiB was allocated
+
+
+def test_a_declared_shape_larger_than_the_entry_is_refused_without_allocating(model, tmp_path):
+    est, _, _ = model
+    good = tmp_path / "good.npz"
+    save_model(est, good)
+    bad = tmp_path / "huge.npz"
+    with zipfile.ZipFile(good) as src, zipfile.ZipFile(bad, "w") as dst:
+        for info in src.infolist():
+            data = src.read(info)
+            if info.filename == "coef_.npy":
+                # the same entry, but its .npy header declares 10^12 values
+                data = _npy_header((10**12,)) + bytes(64)
+            dst.writestr(info.filename, data)
+    with pytest.raises(ModelFileError, match="wrong shape"):
+        load_model(bad)
+
+
+def test_every_single_byte_corruption_gives_a_model_file_error_or_the_same_model(model, tmp_path):
+    # the structural bytes of the file (zip headers, .npy headers, the JSON header's
+    # start, the central directory), each XOR-ed in turn: the result either loads as
+    # the same model or raises ModelFileError, never another exception
+    est, X, t = model
+    good = tmp_path / "good.npz"
+    save_model(est, good)
+    raw = bytearray(good.read_bytes())
+    with zipfile.ZipFile(good) as zf:
+        starts = [i.header_offset for i in zf.infolist()]
+    positions = set(range(len(raw) - 400, len(raw)))  # central directory and its end
+    for s in starts:
+        positions.update(range(s, min(s + 200, len(raw))))  # local header + .npy header
+    expected = est.predict(X, t)
+    bad = tmp_path / "bad.npz"
+    others = []
+    for pos in sorted(positions):
+        for flip in (0xFF, 0x01):
+            data = bytearray(raw)
+            data[pos] ^= flip
+            bad.write_bytes(bytes(data))
+            try:
+                loaded = load_model(bad)
+            except ModelFileError:
+                continue
+            except Exception as e:  # noqa: BLE001 - the property under test
+                others.append((pos, flip, type(e).__name__, str(e)[:80]))
+                continue
+            assert np.array_equal(loaded.predict(X, t), expected), pos
+    assert not others, others[:5]
+
+
+def test_an_encrypted_or_truncated_file_is_a_model_file_error(model, tmp_path):
+    est, _, _ = model
+    good = tmp_path / "good.npz"
+    save_model(est, good)
+    raw = good.read_bytes()
+    cut = tmp_path / "cut.npz"
+    for n in (10, len(raw) // 2, len(raw) - 30):
+        cut.write_bytes(raw[:n])
+        with pytest.raises(ModelFileError):
+            load_model(cut)
+    enc = tmp_path / "enc.npz"
+    with zipfile.ZipFile(good) as src, zipfile.ZipFile(enc, "w") as dst:
+        for info in src.infolist():
+            dst.writestr(info, src.read(info))
+    data = bytearray(enc.read_bytes())
+    with zipfile.ZipFile(enc) as zf:
+        first = zf.infolist()[0]
+    data[first.header_offset + 6] |= 0x1  # the local header's "encrypted" flag
+    cd = bytes(data).rfind(b"PK\x01\x02")  # and the central directory's (last entry)
+    data[cd + 8] |= 0x1
+    enc.write_bytes(bytes(data))
+    with pytest.raises(ModelFileError):
+        load_model(enc)
+    assert issubclass(ModelFileError, ValueError)
