@@ -102,7 +102,30 @@ class ModelFileError(ValueError):
     """A file that is not a valid fmtl model file: unreadable, truncated, corrupted,
     modified, of another format or version, or declaring more data than it can hold.
 
-    A subclass of ``ValueError``; the message names the file and what was wrong.
+    A subclass of ``ValueError``, raised by :func:`load_model` for every malformed file.
+
+    Parameters
+    ----------
+    message : str
+        Names the file and what was wrong.
+
+    Raises
+    ------
+    ModelFileError
+        It is the exception; it raises nothing itself.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from fmtl.persistence import ModelFileError, load_model
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     bad = pathlib.Path(d) / "bad.npz"
+    ...     _ = bad.write_bytes(b"not a zip file")
+    ...     try:
+    ...         load_model(bad)
+    ...     except ModelFileError as e:
+    ...         print("not an fmtl model file" in str(e), isinstance(e, ValueError))
+    True True
     """
 
 
