@@ -170,3 +170,21 @@ def test_baselines_resume_bit_identically(name, tmp_path):
     with pytest.raises(Stop):
         fn(ns["Xs"], ns["ys"], **kw, checkpoint_dir=tmp_path, checkpoint_every=5, callback=boom)
     _same(ref, fn(ns["Xs"], ns["ys"], **kw, checkpoint_dir=tmp_path, checkpoint_every=5))
+
+
+def test_orphaned_temporary_files_are_removed_when_a_fit_starts(tmp_path):
+    # a write killed before its rename leaves .checkpoint-*.tmp behind (issue 16: 24 files,
+    # 324.5 MB after 30 kills); the next fit on the directory removes them
+    _checkpoint(tmp_path)
+    for k in range(3):
+        (tmp_path / f".checkpoint-orphan{k}.tmp").write_bytes(b"\0" * 1000)
+    (tmp_path / "notes.txt").write_text("not ours")
+    res = mocha(ns["Xs"], ns["ys"], **ns["KW"], checkpoint_dir=tmp_path, resume=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [FILENAME, "notes.txt"]
+    _same(res, mocha(ns["Xs"], ns["ys"], **ns["KW"]))
+
+
+def test_a_checkpoint_of_another_seed_is_refused(tmp_path):
+    _checkpoint(tmp_path)
+    with pytest.raises(ValueError, match=r"another problem.*random_state"):
+        mocha(ns["Xs"], ns["ys"], **{**ns["KW"], "random_state": 12}, checkpoint_dir=tmp_path)

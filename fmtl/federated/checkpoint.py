@@ -58,6 +58,20 @@ def save_checkpoint(directory: str | Path, arrays: dict[str, np.ndarray], meta: 
     return directory / FILENAME
 
 
+def remove_orphans(directory: str | Path) -> int:
+    """Delete the temporary files that writes killed before their rename left in
+    ``directory`` (``.checkpoint-*.tmp``); returns how many. A checkpoint directory has
+    one writer, so at the start of a fit every such file is an orphan."""
+    removed = 0
+    for tmp in Path(directory).glob(".checkpoint-*.tmp"):
+        try:
+            tmp.unlink()
+            removed += 1
+        except FileNotFoundError:
+            pass
+    return removed
+
+
 def load_checkpoint(directory: str | Path) -> tuple[dict[str, np.ndarray], dict] | None:
     """``(arrays, meta)`` from ``directory/checkpoint.npz``, or None if there is none.
 
@@ -173,6 +187,8 @@ class Checkpointer:
         if callable(fingerprint):
             fingerprint = fingerprint() if directory is not None else {}
         self.directory, self.every, self.fingerprint = directory, int(every), fingerprint
+        if directory is not None:
+            remove_orphans(directory)
 
     def resume(self, enabled: bool, runtime, rec, pos: dict):
         """Restore ``runtime``, ``rec`` and ``pos`` in place; return ``(arrays, rng)`` of
