@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .._random import rng_from
 from ..federated._loop import (
     DualRound,
     Recorder,
@@ -754,7 +755,7 @@ record_local_gaps, eval_every, callback
             Sigma,
             self.lam,
             runtime,
-            np.random.default_rng(random_state),
+            rng_from(random_state),
             learned=relationship == "learned",
             sigma_floor=float(sigma_floor),
             sigma_prime=sigma_prime,
@@ -1046,7 +1047,7 @@ eval_every, callback
         self.d = int(n_features)
         n = self.n_int.astype(np.float64)
         self.weights = n / n.sum()
-        self.rng = np.random.default_rng(random_state)
+        self.rng = rng_from(random_state)
         self.runtime = SystemsRuntime(systems, self.n_int, local_epochs, flops_factor=4.0)
         self.rec = Recorder(self.runtime, callback)
         self.w = np.zeros(self.d)

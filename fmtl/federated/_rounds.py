@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from .._random import rng_from
 from ._loop import Recorder, check_positive_int
 from .history import History
 from .systems import SystemsModel, SystemsRuntime
@@ -64,7 +65,7 @@ class RoundLoop:
             slowest_node_time=slowest_node_time,
         )
         self.recorder = Recorder(self.runtime, callback)
-        self.rng = np.random.default_rng(random_state)
+        self.rng = rng_from(random_state)
         self.eval_every = check_positive_int("eval_every", eval_every)
 
     @property

@@ -12,6 +12,7 @@ import dataclasses
 
 import numpy as np
 
+from .._random import rng_from
 from ._fixed import setup
 from ._loop import DualRound, check_nonneg, numba_threads
 from .engine import DualEngine, run_engine
@@ -145,7 +146,7 @@ def cocoa(
         Sigma,
         lam,
         runtime,
-        np.random.default_rng(random_state),
+        rng_from(random_state),
         inner_iters=rounds,
         eval_every=eval_every,
         tol=tol,

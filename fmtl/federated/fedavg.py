@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .._random import rng_from
 from ..losses import get_loss
 from ..solvers.sgd import local_sgd_round
 from ._loop import (
@@ -187,7 +188,7 @@ def fedavg(
     m, d = tasks.n_tasks, tasks.n_features
     n = tasks.n_samples.astype(np.float64)
     weights = n / n.sum()
-    rng = np.random.default_rng(random_state)
+    rng = rng_from(random_state)
     loop = RoundLoop(
         tasks.n_samples, systems, 4.0, rng, eval_every, callback, local_frac=local_epochs
     )

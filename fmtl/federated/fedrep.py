@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
+from .._random import rng_from
 from ..losses import get_loss
 from ..solvers._packing import pack_tasks
 from ._loop import as_tasks, check_frac, check_lam, check_nonneg, check_positive_int
@@ -377,7 +378,7 @@ def fedrep(
     rep_steps = check_positive_int("rep_steps", rep_steps)
     lr = check_frac("lr", lr)
     head_tol = check_frac("head_tol", head_tol)
-    rng = np.random.default_rng(random_state)
+    rng = rng_from(random_state)
     Xs = [X if sp.issparse(X) else np.asarray(X, dtype=np.float64) for X in Xs]
     ys = [np.asarray(y, dtype=np.float64).ravel() for y in ys]
     n = tasks.n_samples.astype(np.float64)

@@ -31,6 +31,7 @@ import numba
 import numpy as np
 import scipy.sparse as sp
 
+from .._random import rng_from
 from ..losses import Loss, get_loss
 from ..relationships import omega_update
 from ..solvers.kernel_sdca import kernel_sdca_round, task_margins, task_products
@@ -641,7 +642,7 @@ def kernel_mocha(
         Sigma,
         lam,
         runtime,
-        np.random.default_rng(random_state),
+        rng_from(random_state),
         learned=learned,
         sigma_floor=sigma_floor,
         sigma_prime=sigma_prime,

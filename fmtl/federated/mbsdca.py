@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._random import rng_from
 from ._fixed import setup
 from ._loop import DualRound, check_frac, numba_threads
 from .engine import DualEngine, run_engine
@@ -120,7 +121,7 @@ def mbsdca(
         Sigma,
         lam,
         runtime,
-        np.random.default_rng(random_state),
+        rng_from(random_state),
         sigma_prime=1.0,
         inner_iters=rounds,
         eval_every=eval_every,

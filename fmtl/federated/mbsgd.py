@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._random import rng_from
 from ..solvers.sdca import minibatch_gradients
 from ._fixed import evaluate_now, setup, start
 from ._loop import (
@@ -116,7 +117,7 @@ def mbsgd(
     local_frac = check_frac("local_frac", local_frac)
     scaling = check_frac("scaling", scaling)
     runtime = SystemsRuntime(systems, tasks.n_samples, local_frac, flops_factor=4.0)
-    rng = np.random.default_rng(random_state)
+    rng = rng_from(random_state)
     m, d = tasks.n_tasks, tasks.n_features
     no_dual = np.zeros(tasks.y.shape[0])
     p0 = float(objective_terms(tasks, no_dual, np.zeros((m, d)), loss)[0].sum())

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .._random import rng_from
 from ..losses import Loss, get_loss
 from ..relationships import LowRankSigma, check_sigma, identity_sigma, resolve_sigma_prime
 from ..solvers._packing import PackedTasks, dual_sums
@@ -366,7 +367,7 @@ def mocha(
         Sigma,
         lam,
         runtime,
-        np.random.default_rng(random_state),
+        rng_from(random_state),
         learned=learned,
         sigma_floor=sigma_floor,
         sigma_prime=sigma_prime,

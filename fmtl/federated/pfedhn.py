@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
+from .._random import rng_from
 from ..losses import get_loss
 from ._loop import as_tasks, check_frac, check_lam, check_positive_int
 from ._rounds import RoundLoop
@@ -329,7 +330,7 @@ def pfedhn(
     ys = [np.asarray(y, dtype=np.float64) for y in ys]
     n = tasks.n_samples.astype(np.float64)
     p = n / n.sum()
-    rng = np.random.default_rng(random_state)
+    rng = rng_from(random_state)
     rff = hypernetwork == "rff"
     Phi = rng.normal(scale=0.1, size=(d, n_components if rff else k))
     V = rng.normal(scale=0.1, size=(m, k))
