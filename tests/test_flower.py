@@ -417,3 +417,40 @@ def test_protocol_adaptive_sigma_prime_equals_mocha_with_failures():
         np.testing.assert_array_equal(res.history[col], ref.history[col])
     check_dual_consistency(res.B, clients)
     np.testing.assert_array_equal(np.concatenate([c.alpha for c in clients]), ref.dual_coef)
+
+
+class _Raising:
+    """A client that raises ``exc`` on the train message of the given rounds, before any
+    work, and behaves like ``inner`` otherwise."""
+
+    def __init__(self, inner, rounds, exc):
+        self.inner, self.rounds, self.exc = inner, rounds, exc
+
+    def handle(self, kind, arrays, config):
+        if kind == "train" and int(config["round"]) in self.rounds:
+            raise self.exc("client crashed")
+        return self.inner.handle(kind, arrays, config)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+@pytest.mark.parametrize("exc", [RuntimeError, ZeroDivisionError, KeyError])
+def test_protocol_a_client_raising_any_exception_is_a_failed_node(exc):
+    # issue 16: RuntimeError or ZeroDivisionError from a client used to abort the fit
+    Xs, ys = random_tasks(m=5, n=30, d=6, seed=2)
+    fails = {(2, 0), (4, 2)}
+    kw = dict(outer_iters=3, inner_iters=4, random_state=5)
+    ref = mocha_with_failures(Xs, ys, LAM, fails, **kw)
+    clients = clients_for(Xs, ys)
+    wrapped = [_Raising(c, {r for r, tt in fails if tt == t}, exc) for t, c in enumerate(clients)]
+    res = run_local(make_server("mocha", [len(y) for y in ys], 6, LAM, **kw), wrapped)
+    assert np.array_equal(res.coef, ref.coef)
+    np.testing.assert_array_equal(res.history["failed"], ref.history["failed"])
+    check_dual_consistency(res.B, clients)
+    # a node that keeps failing stops the fit once it exceeds max_failures
+    always = [_Raising(c, set(range(100)), exc) if t == 1 else c for t, c in enumerate(
+        clients_for(Xs, ys))]  # fmt: skip
+    kw_strict = dict(kw, systems=SystemsModel(max_failures=2))
+    with pytest.raises(RuntimeError, match="fail"):
+        run_local(make_server("mocha", [len(y) for y in ys], 6, LAM, **kw_strict), always)
