@@ -185,7 +185,7 @@ _CV_CLASSES = (MochaClassifierCV, MochaRegressorCV)
 _CV_FITTED = ("alphas_", "best_score_", "cv_results_")
 
 # fitted floats resolved from "auto" parameters (the regularisation, the step sizes)
-_SCALARS = ("alpha_", "a_", "lr_")
+_SCALARS = ("alpha_", "a_", "beta_", "lr_")
 
 # fitted attributes this module knows how to save (public ones: sklearn's trailing "_")
 _FITTED = frozenset(

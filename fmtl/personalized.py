@@ -562,7 +562,9 @@ class PFedMeRegressor(_TaskRegressorMixin, _PFedMeBase):
 
 class _PerFedAvgBase(_FedAvgBase):
     _step_params = ("a", "beta")
-    _auto_steps = {"a": ("batch", np.inf)}
+    # with a <= 1/L the meta-objective F_t(w - a grad F_t(w)) is L-smooth too, so
+    # beta <= 1/L; capped at the former fixed default 0.1
+    _auto_steps = {"a": ("batch", np.inf), "beta": ("batch", 0.1)}
 
     def __init__(
         self,
@@ -570,7 +572,7 @@ class _PerFedAvgBase(_FedAvgBase):
         *,
         loss: str | None = None,
         a: float | str = "auto",
-        beta: float = 0.1,
+        beta: float | str = "auto",
         rounds: int = 200,
         local_steps: int = 1,
         order: int = 2,
@@ -599,13 +601,14 @@ class _PerFedAvgBase(_FedAvgBase):
 
     def _solve(self, Xs: list, ys: list, loss):
         self._auto_step("a", Xs, loss)
+        self._auto_step("beta", Xs, loss)
         res = perfedavg(
             Xs,
             ys,
             self.alpha_,
             loss.name,
             a=self.a_,
-            beta=self.beta,
+            beta=self.beta_,
             rounds=self.rounds,
             local_steps=self.local_steps,
             order=self.order,
@@ -956,8 +959,10 @@ _PERFEDAVG_DOC = (
         ``"auto"``: ``1 / L`` with ``L = max_t c ||X_t||_2^2 / n_t + alpha`` the largest
         smoothness constant of the task objectives (``c`` = 1/4 for the logistic loss, 1
         for the squared loss): the largest step that surely decreases every ``F_t``.
-    beta : float, default=0.1
-        Local (outer) step size.
+    beta : float or "auto", default="auto"
+        Local (outer) step size. ``"auto"``: ``min(0.1, 1 / L)`` with ``L`` the
+        smoothness bound of ``a``'s rule (with ``a <= 1/L`` the meta-objective is
+        ``L``-smooth too), so the default cannot overflow on any feature scale.
     rounds : int, default=200
         Federated rounds.
     local_steps : int, default=1
@@ -987,6 +992,8 @@ _PERFEDAVG_DOC = (
         Their intercepts (zeros with ``fit_intercept=False``).
     a_ : float
         The adaptation step used (``a`` or its ``"auto"`` value).
+    beta_ : float
+        The outer step used (``beta`` or its ``"auto"`` value).
     global_coef_ : ndarray of shape (n_features,)
         The meta-model ``w``.
     global_intercept_ : float
