@@ -33,7 +33,9 @@ every k rounds (and at the end of every W-step).
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -47,7 +49,12 @@ def main(argv=None) -> None:
     ap.add_argument("--lam", type=float, default=0.01)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--data", default="small")
-    ap.add_argument("--timeout", type=float, default=600.0)
+    ap.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help="seconds for the whole run (default: 120 + 60 per client and round)",
+    )
     ap.add_argument("--count-bytes", action="store_true", help="count every socket byte")
     ap.add_argument("--workdir", default=None, help="keep logs and outputs here")
     args = ap.parse_args(argv)
@@ -58,7 +65,21 @@ def main(argv=None) -> None:
 
     path = find_mocha(args.data)
     if path is None:
-        raise SystemExit(f"data set {args.data!r} not found: set FMTL_DATA")
+        # each SuperNode loads task `partition-id` of the .mat file the server names: write
+        # the embedded synthetic default in that layout (cells X and Y)
+        print(f"data set {args.data!r} not found (set FMTL_DATA): using a synthetic stand-in")
+        import scipy.io
+
+        from fmtl.datasets import make_multitask_classification
+
+        syn = make_multitask_classification(
+            n_tasks=max(args.clients, 3), n_samples=50, n_features=9, random_state=args.seed
+        )
+        cells = {k: np.empty((1, syn.n_tasks), dtype=object) for k in ("X", "Y")}
+        for t, (X_t, y_t) in enumerate(syn):
+            cells["X"][0, t], cells["Y"][0, t] = X_t, y_t[:, None]
+        path = Path(tempfile.mkdtemp(prefix="fmtl-loopback-")) / "synthetic.mat"
+        scipy.io.savemat(path, cells)
     ds = load_mat(path)
     m = args.clients
     if not 1 <= m <= ds.n_tasks:
@@ -75,7 +96,9 @@ def main(argv=None) -> None:
         m,
         cfg,
         data=str(path),
-        timeout=args.timeout,
+        timeout=args.timeout
+        if args.timeout is not None
+        else 120.0 + 60.0 * m * args.outer * args.inner,
         workdir=args.workdir,
         count_bytes=args.count_bytes,
         verbose=True,

@@ -1175,14 +1175,17 @@ def run_loopback(
     cfg.setdefault("connect-timeout", float(timeout))
     run_cfg = work / "run_config.toml"
     run_cfg.write_text("".join(f"{k} = {_toml_value(v)}\n" for k, v in cfg.items()))
+    bindir = Path(sys.executable).parent
     env = {
         **os.environ,
+        # the SuperLink starts flower-superexec by name: find it beside this python even
+        # when its virtual environment is not activated
+        "PATH": os.pathsep.join([str(bindir), os.environ.get("PATH", "")]),
         "FLWR_HOME": str(home),
         "FLWR_TELEMETRY_ENABLED": "0",
         "FLWR_DISABLE_UPDATE_CHECK": "1",
         "FLWR_SUPEREXEC_TASK_POLL_INTERVAL": str(task_poll_interval),
     }
-    bindir = Path(sys.executable).parent
 
     def exe(name: str) -> str:
         p = bindir / name
