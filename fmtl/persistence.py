@@ -767,13 +767,7 @@ def _read_npz(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray]]:
         if _HEADER not in entries:
             raise ModelFileError(f"{where} is not an fmtl model file: no {_HEADER!r} entry")
         header = _parse_header(_read_entry(zf, entries.pop(_HEADER), where), where)
-        listed = header.get("arrays")
-        if not isinstance(listed, dict):
-            raise ModelFileError(f"{where}: the header lists no arrays")
-        missing = sorted(set(listed) - set(entries))
-        extra = sorted(set(entries) - set(listed))
-        if missing or extra:
-            raise ModelFileError(f"{where}: missing arrays {missing}, unexpected arrays {extra}")
+        listed = _listed_arrays(header, entries, where)
         arrays = {
             name: _read_entry(zf, info, where, listed[name]) for name, info in entries.items()
         }
@@ -805,14 +799,20 @@ def _parse_header(raw: np.ndarray, where: str) -> dict:
     return header
 
 
-def _check_arrays(header: dict, arrays: dict[str, np.ndarray], where: str) -> None:
+def _listed_arrays(header: dict, names, where: str) -> dict:
+    """The header's ``arrays`` table, checked to name exactly the entries ``names``."""
     listed = header.get("arrays")
     if not isinstance(listed, dict):
         raise ModelFileError(f"{where}: the header lists no arrays")
-    missing = sorted(set(listed) - set(arrays))
-    extra = sorted(set(arrays) - set(listed))
+    missing = sorted(set(listed) - set(names))
+    extra = sorted(set(names) - set(listed))
     if missing or extra:
         raise ModelFileError(f"{where}: missing arrays {missing}, unexpected arrays {extra}")
+    return listed
+
+
+def _check_arrays(header: dict, arrays: dict[str, np.ndarray], where: str) -> None:
+    listed = _listed_arrays(header, arrays, where)
     for name, spec in listed.items():
         a = arrays[name]
         if not isinstance(spec, dict) or list(a.shape) != spec.get("shape"):
