@@ -64,7 +64,6 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 import zipfile
 from typing import Any
 
@@ -73,6 +72,7 @@ import scipy.sparse as sp
 from sklearn.base import ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
+from ._files import write_atomically
 from .cv import MochaClassifierCV, MochaRegressorCV
 from .estimators import (
     GlobalClassifier,
@@ -628,38 +628,7 @@ def save_model(estimator: Any, path: str | os.PathLike) -> None:
     header = json.loads(json.dumps(header, allow_nan=False))
     header["sha256"] = _checksum(header, arrays)
     text = json.dumps(header, allow_nan=False)
-    _write_atomically(path, lambda f: np.savez(f, **{_HEADER: np.array(text)}, **arrays))
-
-
-def _write_atomically(path: str | os.PathLike, write) -> None:
-    """Write a file through ``write(f)`` into a temporary file in the same directory,
-    flush and fsync it, then rename it over ``path``: a crash, a full disk or a size limit
-    leaves either the old file or the new one at ``path``, never a partial one."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    try:  # make the rename itself durable (not possible on every platform)
-        dfd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dfd)
-    except OSError:
-        pass
-    finally:
-        os.close(dfd)
+    write_atomically(path, lambda f: np.savez(f, **{_HEADER: np.array(text)}, **arrays))
 
 
 # --------------------------------------------------------------------------- load

@@ -7,14 +7,12 @@ array, so a torn or modified file is refused instead of being half-loaded.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from .._files import write_atomically
 from .history import History
 
 FORMAT = "fmtl-checkpoint"
@@ -43,18 +41,11 @@ def save_checkpoint(directory: str | Path, arrays: dict[str, np.ndarray], meta: 
         "meta": meta,
         "sha256": _digest(arrays),
     }
-    buf = io.BytesIO()
-    np.savez(buf, __header__=np.array(json.dumps(header)), **arrays)
-    fd, tmp = tempfile.mkstemp(prefix=".checkpoint-", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(buf.getvalue())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, directory / FILENAME)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomically(
+        directory / FILENAME,
+        lambda f: np.savez(f, __header__=np.array(json.dumps(header)), **arrays),
+        prefix=".checkpoint-",  # what remove_orphans looks for
+    )
     return directory / FILENAME
 
 
