@@ -262,3 +262,18 @@ def test_classification_bad_inputs_are_named(low_rank_signs):
     with pytest.raises(ValueError, match="loss"):
         tasks = np.repeat([0, 1, 2], 200)
         FedRepClassifier(loss="squared").fit(np.vstack(Xs), np.hstack(ys), tasks)
+
+
+def test_extreme_scales_give_a_model_or_a_named_error():
+    # issue 16, item 7: both raised numpy's bare LinAlgError("Singular matrix")
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(120, 5))
+    tasks = np.repeat(np.arange(3), 40)
+    y = np.sign(X[:, 0] + 0.1 * rng.normal(size=120))
+    model = FedRepClassifier(random_state=0).fit(X * 1e100, y, tasks)
+    assert np.all(np.isfinite(model.coef_))
+    assert np.all(np.isfinite(model.decision_function(X * 1e100, tasks=tasks)))
+    with pytest.raises(ValueError, match=r"lam=1e-300 is too small.*alpha"):
+        FedRepClassifier(alpha=1e-300, random_state=0).fit(X, y, tasks)
+    with pytest.raises(ValueError, match=r"lam=0 is too small"):  # a ridge head from Z = 0
+        fedrep([np.zeros((3, 4))], [np.ones(3)], rank=2, lam=0.0, rounds=1, random_state=0)

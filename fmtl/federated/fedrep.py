@@ -100,12 +100,23 @@ class FedRepResult:
 _MAX_PASSES = 100_000  # safeguard cap on a head solve's SDCA passes
 
 
+def _solve_head(H, g, lam):
+    # a head's (Newton or normal) equations H h = g, with H = curvature + lam I
+    try:
+        return np.linalg.solve(H, g)
+    except np.linalg.LinAlgError:  # lam lost in H's rounding: the head is not determined
+        raise ValueError(
+            f"lam={lam:g} is too small for these features: the head problem's Hessian is "
+            "singular in float64 (an estimator's alpha is this lam; raise it)"
+        ) from None
+
+
 def _ridge_head(Z, y, lam):
     # the squared loss's head: ridge in the k features Z = X_t B, closed form
     n, k = Z.shape
     if n == 0:
         return np.zeros(k)
-    return np.linalg.solve(Z.T @ Z / n + lam * np.eye(k), Z.T @ y / n)
+    return _solve_head(Z.T @ Z / n + lam * np.eye(k), Z.T @ y / n, lam)
 
 
 def _dual_gap(Z, y, a, lam, loss):
@@ -146,7 +157,7 @@ def _newton_head(Z, y, h, lam, loss, tol, max_iter: int = 200):
         z = Z @ h
         g = Z.T @ loss.derivative(y, z) / n + lam * h
         H = (Z * _curvature(loss, y, z)[:, None]).T @ Z / n + lam * np.eye(k)
-        step = np.linalg.solve(H, g)
+        step = _solve_head(H, g, lam)
         f0, t = primal(h), 1.0
         while primal(h - t * step) > f0 - 1e-4 * t * (g @ step) and t > 1e-12:
             t /= 2  # Armijo backtracking: the smoothed hinge is only piecewise quadratic
@@ -323,8 +334,9 @@ def fedrep(
         (not positive, for a classification loss); ``rounds``, ``rep_steps`` or
         ``eval_every`` not an integer >= 1; ``lr`` or ``head_tol`` not positive and
         finite; invalid data (no tasks, mismatched lengths, non-2-D or non-finite arrays,
-        labels not in {-1, +1} for a classification loss); or a ``systems`` model that
-        does not fit the tasks (``drop_prob`` length, ``dead_nodes``).
+        labels not in {-1, +1} for a classification loss); a ``systems`` model that
+        does not fit the tasks (``drop_prob`` length, ``dead_nodes``); or a ``lam`` so
+        small against the features that a head's Hessian is singular in float64.
     TypeError
         For non-numeric data, ``ys`` None, or a ``systems`` that is not a
         :class:`SystemsModel`.
