@@ -454,3 +454,91 @@ def test_protocol_a_client_raising_any_exception_is_a_failed_node(exc):
     kw_strict = dict(kw, systems=SystemsModel(max_failures=2))
     with pytest.raises(RuntimeError, match="fail"):
         run_local(make_server("mocha", [len(y) for y in ys], 6, LAM, **kw_strict), always)
+
+
+class _Inflating:
+    """A client whose train reply of the given rounds carries its update times ``factor``
+    (a finite but faulty update; the client itself holds the true one pending)."""
+
+    def __init__(self, inner, rounds, factor=1e150):
+        self.inner, self.rounds, self.factor = inner, rounds, factor
+
+    def handle(self, kind, arrays, config):
+        arrays, reply = self.inner.handle(kind, arrays, config)
+        if kind == "train" and int(config["round"]) in self.rounds:
+            arrays = {**arrays, "db": arrays["db"] * self.factor}
+        return arrays, reply
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+@pytest.mark.parametrize("loss", ["hinge", "logistic", "smoothed_hinge"])
+def test_protocol_a_huge_finite_update_is_refused_and_recorded(loss):
+    # issue 16, item 6: an update of 1e150 was aggregated and corrupted the model
+    Xs, ys = random_tasks(m=5, n=30, d=6, seed=2)
+    fails = {(2, 0), (4, 2), (5, 0)}
+    kw = dict(loss=loss, outer_iters=3, inner_iters=4, random_state=5)
+    ref = mocha_with_failures(Xs, ys, LAM, fails, **kw)
+    clients = clients_for(Xs, ys, loss=loss)
+    wrapped = [_Inflating(c, {r for r, tt in fails if tt == t}) for t, c in enumerate(clients)]
+    server = make_server("mocha", [len(y) for y in ys], 6, LAM, **kw)
+    res = run_local(server, wrapped)
+    assert np.array_equal(res.coef, ref.coef)  # as if those replies were lost
+    np.testing.assert_array_equal(res.history["failed"], ref.history["failed"])
+    assert res.history["screened"][-1].tolist() == [2, 0, 1, 0, 0]
+    assert not ref.history["screened"].any()  # lost replies are not screened ones
+    check_dual_consistency(res.B, clients)  # the clients rolled the refused updates back
+
+
+def test_in_process_mocha_refuses_a_huge_update_like_a_lost_one():
+    Xs, ys = random_tasks(m=4, n=25, d=5, seed=3)
+    kw = dict(outer_iters=2, inner_iters=3, random_state=1)
+    ref = mocha_with_failures(Xs, ys, LAM, {(2, 1)}, **kw)
+    orig, calls = loop_mod.sdca_round, itertools.count(1)
+
+    def faulty(*args, parallel=True):
+        orig(*args, parallel=parallel)
+        if next(calls) == 2:
+            args[-4][1] *= 1e150  # node 1's dB row, finite
+
+    loop_mod.sdca_round = faulty
+    try:
+        res = mocha(Xs, ys, LAM, **kw)
+    finally:
+        loop_mod.sdca_round = orig
+    assert np.array_equal(res.coef, ref.coef)
+    np.testing.assert_array_equal(res.dual_coef, ref.dual_coef)  # its block put back
+    assert res.history["screened"][-1].tolist() == [0, 1, 0, 0]
+
+
+@pytest.mark.parametrize("loss", ["hinge", "logistic", "smoothed_hinge", "squared"])
+@pytest.mark.parametrize("scale", [1e-3, 1.0, 1e3])
+def test_correct_updates_are_never_screened(loss, scale):
+    # the bound is the dual constraint itself: a correct solve, however long, stays inside
+    Xs, ys = random_tasks(m=4, n=20, d=5, seed=4, regression=loss == "squared")
+    Xs = [X * scale for X in Xs]
+    for kw in (dict(local_frac=20.0), dict(local_work="auto"), dict(sigma_prime="adaptive")):
+        res = mocha(Xs, ys, LAM, loss=loss, outer_iters=2, inner_iters=5, random_state=0, **kw)
+        assert not res.history["screened"].any()
+        assert not res.history["failed"].any()
+
+
+def test_handshake_reports_the_mean_row_norm_and_sets_the_bounds():
+    import scipy.sparse as sp
+
+    from fmtl.distributed.protocol import client_handle
+
+    X = np.array([[3.0, 4.0], [0.0, 1.0], [0.0, 0.0]])
+    y = np.array([1.0, -1.0, 1.0])
+    for data in (X, sp.csr_matrix(X)):
+        (_, info), _ = client_handle("query", {}, {"method": "mocha"}, lambda d=data: (d, y), None)
+        assert info["row_norm"] == 2.0  # (5 + 1 + 0) / 3
+    assert MochaClientState(X, y, LAM).handle("query", {}, {})[1]["row_norm"] == 2.0
+    server = make_server("mocha", [3, 3], 2, LAM, loss="hinge")
+    server.handshake({0: {"row_norm": 2.0}, 1: {"row_norm": float("nan")}})
+    assert server.engine.update_bound[0] == pytest.approx(2.0, rel=1e-8)
+    assert server.engine.update_bound[1] == np.inf  # unusable: no bound, not a wrong one
+    server = make_server("mocha", [3], 2, LAM, loss="squared")
+    server.handshake({0: {"row_norm": 2.0}})
+    assert server.engine.update_bound[0] == np.inf  # the squared loss's dual is unbounded

@@ -598,6 +598,7 @@ class FmtlStrategy(Strategy):
         self.server = make_server(
             self.method, self.n_samples, d.pop(), self.lam, **self.server_kwargs
         )
+        self.server.handshake({t: info[tasks[t]] for t in range(want)})
         log(INFO, "fmtl: %d tasks, n_t = %s", want, self.n_samples.tolist())
 
     # -- the Strategy interface -------------------------------------------------------

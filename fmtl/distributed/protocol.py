@@ -46,6 +46,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
+import scipy.sparse as sp
 
 from .._random import rng_from
 from ..federated._loop import (
@@ -58,8 +59,9 @@ from ..federated._loop import (
     check_positive_int,
     draw_seeds,
     objective_terms,
+    row_norm_means,
 )
-from ..federated.engine import DualEngine
+from ..federated.engine import DualEngine, dual_update_bounds
 from ..federated.history import History
 from ..federated.mocha import check_schedule, initial_sigma, symmetric_with_precision
 from ..federated.systems import SystemsModel, SystemsRuntime
@@ -164,6 +166,20 @@ def _vector(arrays: Mapping, key: str, d: int) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------- clients
+
+
+def _client_info(n: int, d: int, row_norm: float) -> dict:
+    """A client's handshake reply: its task's rows ``n``, features ``d`` and mean row norm
+    (from which the server bounds a correct update, :func:`~fmtl.federated.engine.
+    dual_update_bounds`)."""
+    return {"n": int(n), "d": int(d), "row_norm": float(row_norm), "version": PROTOCOL_VERSION}
+
+
+def _mean_row_norm(X) -> float:
+    if X.shape[0] == 0:
+        return 0.0
+    sq = X.multiply(X).sum(axis=1) if sp.issparse(X) else np.einsum("ij,ij->i", X, X)
+    return float(np.mean(np.sqrt(np.asarray(sq, dtype=np.float64).ravel())))
 
 
 def _optional_float(v) -> float | None:
@@ -351,6 +367,8 @@ class MochaClientState:
 
     # engine-agnostic message handling
     def handle(self, kind: str, arrays: Mapping, config: Mapping) -> Message:
+        if kind == "query":
+            return {}, _client_info(self.n, self.d, row_norm_means(self.tasks)[0])
         if kind == "train":
             out = self.train(
                 _vector(arrays, "w", self.d),
@@ -454,6 +472,8 @@ class FedAvgClientState:
         return {"loss_mean": float(loss_mean[0])}
 
     def handle(self, kind: str, arrays: Mapping, config: Mapping) -> Message:
+        if kind == "query":
+            return {}, _client_info(self.n, self.d, row_norm_means(self.tasks)[0])
         w = _vector(arrays, "w", self.d)
         if kind == "train":
             w_out = self.train(
@@ -543,8 +563,8 @@ def client_handle(
         raise ValueError(f"unknown method {method!r}; known: {sorted(CLIENT_METHODS)}")
     X, y = data()
     if kind == "query":
-        info = {"n": int(X.shape[0]), "d": int(X.shape[1]), "version": PROTOCOL_VERSION}
-        return ({}, info), state
+        X = X if sp.issparse(X) else np.asarray(X, dtype=np.float64)
+        return ({}, _client_info(X.shape[0], X.shape[1], _mean_row_norm(X))), state
     client = CLIENT_METHODS[method](
         X, y, float(config["lam"]), str(config["loss"]), float(config.get("gamma", 1.0))
     )
@@ -623,6 +643,10 @@ class _ServerBase:
             "loss": self.loss.name,
             "gamma": self.gamma,
         }
+
+    def handshake(self, infos: Mapping[int, Mapping]) -> None:
+        """Take the clients' handshake replies (task -> :func:`_client_info`); the dual
+        servers bound each node's update by its ``row_norm`` (no entry: no bound)."""
 
     def _common(self, rnd: int, t: int) -> dict:
         return {**self.handshake_config(), "round": int(rnd), "task": int(t)}
@@ -776,6 +800,18 @@ record_local_gaps, eval_every, callback
         self.client_rollbacks = np.zeros(m, dtype=np.int64)  # as last reported
         self._round: dict | None = None
         self.eval_due = False
+
+    def handshake(self, infos: Mapping[int, Mapping]) -> None:
+        """Bound each node's update by :func:`~fmtl.federated.engine.dual_update_bounds`
+        of the mean row norm its handshake reported (no usable entry: no bound)."""
+        r = np.full(self.m, np.nan)
+        for t, info in infos.items():
+            v = info.get("row_norm")
+            if isinstance(v, int | float) and np.isfinite(v) and v >= 0:
+                r[int(t)] = v
+        known = np.isfinite(r)
+        bounds = dual_update_bounds(self.loss, np.where(known, r, 0.0))
+        self.engine.update_bound = np.where(known, bounds, np.inf)
 
     # the engine's state, under the names this server has always had
     B = property(lambda self: self.engine.B, doc="Row ``t``: the aggregated ``db_t``.")
@@ -1346,6 +1382,8 @@ def run_local(
                 replies[t] = reply
         return replies
 
+    infos = exchange("query", {t: ({}, {}) for t in range(len(clients))}, 0)
+    server.handshake({t: reply[1] for t, reply in infos.items()})
     while True:
         instructions = server.begin_round()
         if instructions is None:

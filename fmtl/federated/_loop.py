@@ -332,6 +332,21 @@ class DualRound:
     def load_arrays(self, arrays: dict) -> None:
         self.alpha[:] = arrays["alpha"]
 
+    def update_bounds(self) -> np.ndarray:
+        """The largest update each node's correct local solve returns
+        (:func:`dual_update_bounds`); the engine refuses larger ones."""
+        return dual_update_bounds(self.loss, row_norm_means(self.tasks))
+
+    def drop(self, nodes: np.ndarray) -> None:
+        """Undo this round's update of ``nodes`` (refused by the server): their blocks
+        back as they were, their rows of ``dB`` and work zero."""
+        nodes = np.asarray(nodes, dtype=np.bool_)
+        restore_failed_blocks(self.alpha, self.alpha_before, self.tasks.offsets, nodes.copy())
+        self.dB[nodes] = 0.0
+        self.steps_done[nodes] = 0
+        self.progress[nodes] = np.nan
+        self.terms_are_model = False
+
     def _handle_failures(self, alpha_before: np.ndarray) -> None:
         """A node whose update is not finite failed: undo its block (the engine reports it
         dropped)."""
@@ -351,6 +366,54 @@ class DualRound:
 
     def gap_columns(self) -> dict:
         return local_gap_columns(self) if self.record else {}
+
+
+def dual_update_bounds(loss, row_norm_means) -> np.ndarray:
+    """Per node, the largest ``||db_t||`` a correct local solve can return.
+
+    ``db_t = X_t^T da_t / n_t`` and every ``|da_ti|`` is at most the width of the loss's
+    dual domain (:attr:`fmtl.losses.Loss.dual_width`), so ``||db_t|| <= width *
+    mean_i ||x_ti||``; the squared loss's dual is unconstrained (no bound, ``inf``).
+
+    Parameters
+    ----------
+    loss : Loss
+        The fit's loss.
+    row_norm_means : array_like of shape (n_tasks,)
+        Each task's mean row norm ``mean_i ||x_ti||`` (0 for an empty task).
+
+    Returns
+    -------
+    ndarray of shape (n_tasks,)
+        The bounds (with a relative slack of 1e-9 for rounding).
+
+    Raises
+    ------
+    ValueError
+        If a row norm mean is negative or not finite.
+
+    Examples
+    --------
+    >>> from fmtl.losses import get_loss
+    >>> dual_update_bounds(get_loss("hinge"), [2.0, 0.5]).round(6).tolist()
+    [2.0, 0.5]
+    >>> dual_update_bounds(get_loss("squared"), [2.0]).tolist()
+    [inf]
+    """
+    r = np.asarray(row_norm_means, dtype=np.float64)
+    if not np.all(np.isfinite(r) & (r >= 0)):
+        raise ValueError(f"row norm means must be finite and >= 0, got {r!r}")
+    if not np.isfinite(loss.dual_width):
+        return np.full(r.shape, np.inf)
+    return loss.dual_width * r * (1.0 + 1e-9)
+
+
+def row_norm_means(tasks: PackedTasks) -> np.ndarray:
+    """Each task's mean row norm ``mean_i ||x_ti||`` (0 for an empty task)."""
+    n = tasks.n_samples
+    owner = np.repeat(np.arange(n.size), n)
+    sums = np.bincount(owner, weights=np.sqrt(tasks.sqnorm), minlength=n.size)
+    return sums / np.maximum(n, 1)
 
 
 def conjugate_increase(loss, tasks: PackedTasks, alpha, alpha_before) -> np.ndarray:

@@ -43,7 +43,7 @@ from ..relationships import (
     omega_update_lowrank,
     resolve_sigma_prime,
 )
-from ._loop import Recorder, draw_seeds
+from ._loop import Recorder, draw_seeds, dual_update_bounds
 from .checkpoint import Checkpointer, fingerprint, seed_key
 from .history import History
 from .line_search import AdaptiveSigmaPrime, round_line_search
@@ -52,7 +52,13 @@ from .systems import SystemsRuntime
 # rounds at a fixed number of local passes over which adaptive local work measures its rate
 _WORK_WINDOW = 4
 
-__all__ = ["DualEngine", "EngineRound", "certificates_from_terms", "run_engine"]
+__all__ = [
+    "DualEngine",
+    "EngineRound",
+    "certificates_from_terms",
+    "dual_update_bounds",
+    "run_engine",
+]
 
 
 def certificates_from_terms(
@@ -164,6 +170,9 @@ class EngineRound:
         Whether the round ends its W-step (last round, or ``tol`` reached).
     rho : float, optional
         The ``sigma'`` the nodes used (set by :meth:`DualEngine.end_train`).
+    screened : ndarray of bool, optional
+        Nodes whose update :meth:`DualEngine.end_train` refused as larger than their
+        :attr:`DualEngine.update_bound` (dropped for the round, like a failed node).
 
     Raises
     ------
@@ -186,6 +195,7 @@ class EngineRound:
     scale: float | None = None
     w_step_done: bool = False
     rho: float | None = None
+    screened: np.ndarray | None = None
 
 
 class DualEngine:
@@ -255,6 +265,12 @@ class DualEngine:
         The loop position (``outer``, ``h``, ``rnd``, ``finished``, ...), checkpointed.
     rec : Recorder
         History and estimated time.
+    update_bound : ndarray of shape (n_tasks,) or None
+        The largest ``||db_t||`` a correct local solve can return (see
+        :func:`dual_update_bounds`; set by :func:`run_engine` from the pool, by a
+        protocol server from the handshake). A larger update is refused: the node counts
+        as failed for the round (``systems.max_failures``) and History's ``screened``
+        column (updates refused so far, per node) records it. None: no bound.
 
     Raises
     ------
@@ -313,6 +329,8 @@ class DualEngine:
         self.m = int(runtime.n.shape[0])
         self.runtime, self.rng = runtime, rng
         self.rec = Recorder(runtime, callback)
+        self.update_bound: np.ndarray | None = None
+        self.screened = np.zeros(self.m, dtype=np.int64)  # updates refused so far
         self.learned = learned
         self.sigma_floor = sigma_floor
         self.joint_floor = sigma_floor if learned else None
@@ -479,6 +497,7 @@ class DualEngine:
         r = self.round
         if r is None:
             raise RuntimeError("end_train() without begin_round()")
+        failed = self._screen(dB, r, failed)
         if failed is not None:
             self.runtime.fail(failed, r.active)  # also clears them from r.active
         r.rho = self.rho
@@ -499,6 +518,21 @@ class DualEngine:
         r.w_step_done = h + 1 == self.inner_iters
         return not ((h + 1) % self.eval_every and h + 1 < self.inner_iters)
 
+    def _screen(self, dB: np.ndarray, r: EngineRound, failed):
+        """Refuse the updates beyond :attr:`update_bound` (rows zeroed in place; the nodes
+        join ``failed``): a finite but huge ``db_t`` is a faulty node, not progress."""
+        r.screened = np.zeros(self.m, dtype=np.bool_)
+        if self.update_bound is None:
+            return failed
+        norms = np.sqrt(np.einsum("ij,ij->i", dB, dB))
+        ok = r.active if failed is None else r.active & ~failed
+        r.screened = ok & (norms > self.update_bound)
+        if not r.screened.any():
+            return failed
+        dB[r.screened] = 0.0
+        self.screened += r.screened
+        return r.screened if failed is None else failed | r.screened
+
     def end_eval(self, loss_mean, conj_mean, extra=None, skip_nonfinite: bool = False) -> dict:
         """Certificates from the nodes' terms, recorded in History; returns the record.
         ``skip_nonfinite``: a non-finite primal (a node did not answer) does not count for
@@ -517,7 +551,7 @@ class DualEngine:
         rec = self.rec.add(
             r.rnd,
             self.pos["outer"],
-            {**cert, **values},
+            {**cert, **values, "screened": self.screened.copy()},
             r.steps_done,
             r.active,
             extra,
@@ -552,10 +586,12 @@ class DualEngine:
     def arrays(self) -> dict:
         """The server state a checkpoint stores (the pool adds the duals)."""
         S = self.Sigma
-        return {"B": self.B, **(S.arrays() if isinstance(S, LowRankSigma) else {"Sigma": S})}
+        sigma = S.arrays() if isinstance(S, LowRankSigma) else {"Sigma": S}
+        return {"B": self.B, "screened": self.screened, **sigma}
 
     def load_arrays(self, arrays: dict) -> None:
         self.B[:] = arrays["B"]
+        self.screened[:] = arrays.get("screened", 0)  # absent from older checkpoints
         self.Sigma = _sigma_from_arrays(arrays)
 
     def checkpointer(
@@ -640,6 +676,8 @@ def run_engine(engine: DualEngine, pool, ckpt: Checkpointer | None = None) -> Hi
     >>> callable(run_engine)
     True
     """
+    if engine.update_bound is None and hasattr(pool, "update_bounds"):
+        engine.update_bound = pool.update_bounds()
     while (r := engine.begin_round()) is not None:
         dB = pool.run(
             engine.model,
@@ -655,6 +693,8 @@ def run_engine(engine: DualEngine, pool, ckpt: Checkpointer | None = None) -> Hi
         )
         gain = pool.conjugate_gain() if engine.line_search and not engine.decoupled else None
         due = engine.end_train(dB, pool.steps_done, pool.failed, gain)
+        if r.screened.any():
+            pool.drop(r.screened)
         if r.scale is not None:
             pool.rescale(r.scale)
         if due:

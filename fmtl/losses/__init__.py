@@ -65,6 +65,13 @@ class Loss:
     param: float
     classification: bool
 
+    @property
+    def dual_width(self) -> float:
+        """The largest change ``|a_new - a|`` of one dual variable within the loss's dual
+        domain: 1 for the classification losses (``a y`` stays in ``[0, 1]``), ``inf``
+        for the squared loss (its dual is unconstrained)."""
+        return 1.0 if self.classification else np.inf
+
     def value(self, y: np.ndarray, z: np.ndarray) -> np.ndarray:
         """Per-sample loss values ``l(y_i, z_i)``."""
         from ._vectorized import values
