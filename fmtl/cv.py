@@ -11,6 +11,7 @@ is refitted on all rows, and the estimator then predicts like :class:`fmtl.Mocha
 from __future__ import annotations
 
 import numbers
+from pathlib import Path
 
 import numpy as np
 from scipy.stats import rankdata
@@ -92,6 +93,8 @@ class _MochaCVBase(_TaskModelBase):
         local_work: str = "auto",
         fit_intercept: bool = True,
         intercept_scaling: float = 1.0,
+        checkpoint_dir=None,
+        checkpoint_every: int = 0,
     ) -> None:
         self.alphas = alphas
         self.cv = cv
@@ -116,6 +119,8 @@ class _MochaCVBase(_TaskModelBase):
         self.local_work = local_work
         self.fit_intercept = fit_intercept
         self.intercept_scaling = intercept_scaling
+        self.checkpoint_dir = checkpoint_dir
+        self.checkpoint_every = checkpoint_every
 
     def _base_estimator(self):
         """The MOCHA estimator the path is walked with: every shared parameter as set."""
@@ -183,6 +188,7 @@ class _MochaCVBase(_TaskModelBase):
             ((part(fold != k), part(fold == k)) for k in range(n_folds)),
             grid,
             score,
+            checkpoint_dir=self.checkpoint_dir,
         )
         mean = scores.mean(axis=1)
         self.alpha_ = _pick_alpha(grid, -mean)
@@ -198,7 +204,9 @@ class _MochaCVBase(_TaskModelBase):
             "mean_fit_time": seconds.mean(axis=1),
             "std_fit_time": seconds.std(axis=1),
         }
-        final = base.set_params(alpha=self.alpha_, warm_start=False).fit(X, y, task_of_row)
+        refit_dir = None if self.checkpoint_dir is None else Path(self.checkpoint_dir) / "refit"
+        final = base.set_params(alpha=self.alpha_, warm_start=False, checkpoint_dir=refit_dir)
+        final.fit(X, y, task_of_row)
         # the refitted model's fitted state (coef_, tasks_, classes_, history_, ...) is ours
         for name, value in vars(final).items():
             if name.endswith("_") and name not in ("n_features_in_", "feature_names_in_"):
@@ -224,8 +232,12 @@ _CV_PARAMS_DOC = """
         Greater is better; ties go to the larger ``alpha``.
     loss, gamma, relationship, kappa, sigma, outer_iters, inner_iters, local_frac, tol, \
 sigma_floor, random_state, n_jobs, systems, record_local_gaps, eval_every, verbose, \
-sigma_prime, local_work, fit_intercept, intercept_scaling
+sigma_prime, local_work, fit_intercept, intercept_scaling, checkpoint_every
         As in :class:`fmtl.{base}` (every fit of the path and the refit use them).
+    checkpoint_dir : str or path-like, optional
+        As in :class:`fmtl.{base}`, one subdirectory per fit: ``fold-<k>/alpha-<j>`` for
+        the path (``j`` indexes ``alphas_``, largest first) and ``refit`` for the final
+        fit, so an interrupted cross-validation started again redoes no finished fit.
 """
 
 _CV_ATTRS_DOC = """

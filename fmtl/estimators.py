@@ -6,6 +6,7 @@ import math
 import numbers
 import re
 import warnings
+from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
@@ -342,10 +343,26 @@ class _TaskModelBase(BaseEstimator):
             return _auto_alpha(Xs, per_task=self._alpha_per_task, constant=constant)
         return float(self.alpha)
 
-    def _solve_maybe_warm(self, Xs: list, ys: list, loss, warm):
+    def _checkpoint_kw(self) -> dict:
+        """``checkpoint_dir`` and ``checkpoint_every`` of the algorithm call: the sub-fit's
+        own subdirectory (one-vs-rest), so that the fits of a multiclass model do not
+        refuse each other's checkpoints."""
+        directory = self.checkpoint_dir
+        part = self.__dict__.get("_checkpoint_part")
+        if directory is not None and part is not None:
+            directory = Path(directory) / part
+        return {"checkpoint_dir": directory, "checkpoint_every": self.checkpoint_every}
+
+    def _solve_maybe_warm(self, Xs: list, ys: list, loss, warm, part: str | None = None):
         self.alpha_ = self._resolve_alpha(Xs)
-        with fit_progress(self):  # verbose > 0: a bar over the round budget (terminals)
-            res = self._solve(Xs, ys, loss) if warm is None else self._solve(Xs, ys, loss, warm)
+        self._checkpoint_part = part  # read by _checkpoint_kw during this sub-fit only
+        try:
+            with fit_progress(self):  # verbose > 0: a bar over the round budget (terminals)
+                res = (
+                    self._solve(Xs, ys, loss) if warm is None else self._solve(Xs, ys, loss, warm)
+                )
+        finally:
+            del self._checkpoint_part
         coef = getattr(res, "coef", None)
         if coef is not None and not np.all(np.isfinite(coef)):
             # the step-size methods (FedAvg, pFedHN, ...) can diverge on unscaled data
@@ -514,6 +531,8 @@ class _MochaBase(_TaskModelBase):
         local_work: str = "auto",
         fit_intercept: bool = True,
         intercept_scaling: float = 1.0,
+        checkpoint_dir=None,
+        checkpoint_every: int = 0,
     ) -> None:
         self.alpha = alpha
         self.loss = loss
@@ -537,6 +556,8 @@ class _MochaBase(_TaskModelBase):
         self.local_work = local_work
         self.fit_intercept = fit_intercept
         self.intercept_scaling = intercept_scaling
+        self.checkpoint_dir = checkpoint_dir
+        self.checkpoint_every = checkpoint_every
 
     def _relationship(self, m: int):
         if not isinstance(self.relationship, str) or self.relationship not in _RELATIONSHIPS:
@@ -577,6 +598,7 @@ class _MochaBase(_TaskModelBase):
             warm_start=warm,
             sigma_prime=self.sigma_prime,
             local_work=self.local_work,
+            **self._checkpoint_kw(),
         )
 
 
@@ -635,8 +657,10 @@ class _TaskClassifierMixin(ClassifierMixin):
         Xs = [X[r] for r in rows]
         warm = self._warm_results(rows, len(targets))
         results = [
-            self._solve_maybe_warm(Xs, [t[r] for r in rows], loss, w)
-            for t, w in zip(targets, warm, strict=True)
+            self._solve_maybe_warm(
+                Xs, [t[r] for r in rows], loss, w, None if len(targets) == 1 else f"class-{k}"
+            )
+            for k, (t, w) in enumerate(zip(targets, warm, strict=True))
         ]
         self._store(results, labels)
         self._set_intercept(scaling)
@@ -883,9 +907,22 @@ class _TaskRegressorMixin(RegressorMixin):
         return float(r2_score(y, self.predict(X, tasks), sample_weight=sample_weight))
 
 
+_CHECKPOINT_DOC = """    checkpoint_dir : str or path-like, optional
+        Directory where ``fit`` checkpoints its rounds (atomically): a fit that is
+        interrupted (killed, out of time) and started again with the same data and
+        parameters continues from its last checkpoint and ends with the bit-identical
+        model; a refit that finds the finished fit's checkpoint returns it. A checkpoint of
+        other data, parameters or ``random_state`` is refused (ValueError): one directory
+        per fit. One-vs-rest classification uses a subdirectory ``class-<k>`` per class.
+    checkpoint_every : int, default=0
+        Rounds between checkpoints (0: only when the fit ends; needs ``checkpoint_dir``).
+"""
+
+
 def _intercept_doc(how: str) -> str:
     """The ``fit_intercept`` / ``intercept_scaling`` entries of a Parameters section."""
-    return f"""    fit_intercept : bool, default=True
+    return (
+        f"""    fit_intercept : bool, default=True
         Fit an intercept ``b_t`` per task, liblinear's way: a constant feature of value
         ``intercept_scaling`` is appended to ``X`` and ``b_t = intercept_scaling * w_t,last``.
         That weight is regularised like every other weight,{how} so a larger
@@ -894,6 +931,8 @@ def _intercept_doc(how: str) -> str:
     intercept_scaling : float, default=1.0
         Value of the constant feature (``> 0``; used only with ``fit_intercept=True``).
 """
+        + _CHECKPOINT_DOC
+    )
 
 
 # MOCHA's regulariser couples the intercepts across tasks: say so where it applies
@@ -1104,6 +1143,8 @@ class _IndependentBase(_TaskModelBase):
         local_work: str = "auto",
         fit_intercept: bool = True,
         intercept_scaling: float = 1.0,
+        checkpoint_dir=None,
+        checkpoint_every: int = 0,
     ) -> None:
         self.alpha = alpha
         self.loss = loss
@@ -1118,6 +1159,8 @@ class _IndependentBase(_TaskModelBase):
         self.local_work = local_work
         self.fit_intercept = fit_intercept
         self.intercept_scaling = intercept_scaling
+        self.checkpoint_dir = checkpoint_dir
+        self.checkpoint_every = checkpoint_every
 
     def _independent_fit(self, Xs: list, ys: list, loss, warm=None):
         if (
@@ -1143,6 +1186,7 @@ class _IndependentBase(_TaskModelBase):
             callback=_progress_printer(self.verbose),
             warm_start=warm,
             local_work=self.local_work,
+            **self._checkpoint_kw(),
         )
 
 

@@ -17,6 +17,7 @@ import scipy.sparse as sp
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .estimators import (
+    _CHECKPOINT_DOC,
     _MochaBase,
     _progress_printer,
     _TaskClassifierMixin,
@@ -71,6 +72,8 @@ class _KernelMochaBase(_TaskModelBase):
         verbose: int = 0,
         fit_intercept: bool = True,
         intercept_scaling: float = 1.0,
+        checkpoint_dir=None,
+        checkpoint_every: int = 0,
     ) -> None:
         self.alpha = alpha
         self.kernel = kernel
@@ -94,6 +97,8 @@ class _KernelMochaBase(_TaskModelBase):
         self.verbose = verbose
         self.fit_intercept = fit_intercept
         self.intercept_scaling = intercept_scaling
+        self.checkpoint_dir = checkpoint_dir
+        self.checkpoint_every = checkpoint_every
 
     # the relationship options are MochaClassifier's ("learned", "identity", "mean", "fixed")
     _relationship = _MochaBase._relationship
@@ -131,6 +136,7 @@ class _KernelMochaBase(_TaskModelBase):
             eval_every=self.eval_every,
             callback=_progress_printer(self.verbose),
             max_samples=self.max_samples,
+            **self._checkpoint_kw(),
         )
 
     def _resolve_alpha(self, Xs: list) -> float:
@@ -327,7 +333,7 @@ default="rbf"
         :func:`fmtl.federated.kernel_mocha.kernel_mocha` fits it).
     intercept_scaling : float, default=1.0
         Value of the constant feature (``> 0``; used only with ``fit_intercept=True``).
-
+{checkpoint}
     Attributes
     ----------{classes_attr}
     alpha_ : float
@@ -402,6 +408,7 @@ default="rbf"
 
 class KernelMochaClassifier(_TaskClassifierMixin, _KernelMochaBase):
     __doc__ = _KERNEL_DOC.format(
+        checkpoint=_CHECKPOINT_DOC.rstrip("\n"),
         kind="classifier",
         name="KernelMochaClassifier",
         linear="MochaClassifier",
@@ -420,6 +427,7 @@ class KernelMochaClassifier(_TaskClassifierMixin, _KernelMochaBase):
 
 class KernelMochaRegressor(_TaskRegressorMixin, _KernelMochaBase):
     __doc__ = _KERNEL_DOC.format(
+        checkpoint=_CHECKPOINT_DOC.rstrip("\n"),
         kind="regression (squared loss)",
         name="KernelMochaRegressor",
         linear="MochaRegressor",

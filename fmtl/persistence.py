@@ -65,6 +65,7 @@ import json
 import math
 import os
 import zipfile
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -289,6 +290,9 @@ def _encode_param(v: Any, name: str, arrays: dict[str, np.ndarray]) -> Any:
         key = f"params/{name}"
         arrays[key] = v
         return {"t": "ndarray", "key": key}
+    if isinstance(v, os.PathLike) and isinstance(os.fspath(v), str):
+        # checkpoint_dir as a pathlib.Path (str paths are plain strings above)
+        return {"t": "path", "v": os.fspath(v)}
     if type(v) is SystemsModel:
         fields = {
             f.name: _encode_param(getattr(v, f.name), f"{name}.{f.name}", arrays)
@@ -301,7 +305,7 @@ def _encode_param(v: Any, name: str, arrays: dict[str, np.ndarray]) -> Any:
     else:
         hint = (
             "supported: int, float, str, bool, None, numeric ndarrays, lists/tuples of "
-            "these and fmtl.federated.SystemsModel"
+            "these, paths and fmtl.federated.SystemsModel"
         )
     raise TypeError(
         f"cannot save parameter {top!r}: value {v!r} of type {type(v).__name__} ({hint})"
@@ -318,6 +322,8 @@ def _decode_param(enc: Any, arrays: dict[str, np.ndarray]) -> Any:
             return {k: _decode_param(x, arrays) for k, x in enc["v"].items()}
         if t == "ndarray" and enc.get("key") in arrays:
             return arrays[enc["key"]].copy()
+        if t == "path" and type(enc.get("v")) is str:
+            return Path(enc["v"])
         if t == "SystemsModel" and isinstance(enc.get("v"), dict):
             names = {f.name for f in dataclasses.fields(SystemsModel)}
             if not set(enc["v"]) <= names:

@@ -72,6 +72,8 @@ class _FedAvgBase(_TaskModelBase):
         verbose: int = 0,
         fit_intercept: bool = True,
         intercept_scaling: float = 1.0,
+        checkpoint_dir=None,
+        checkpoint_every: int = 0,
     ) -> None:
         self.alpha = alpha
         self.loss = loss
@@ -87,6 +89,8 @@ class _FedAvgBase(_TaskModelBase):
         self.verbose = verbose
         self.fit_intercept = fit_intercept
         self.intercept_scaling = intercept_scaling
+        self.checkpoint_dir = checkpoint_dir
+        self.checkpoint_every = checkpoint_every
 
     # "auto" steps: ("sample", cap) for per-row SGD steps, ("batch", cap) for full-batch
     # gradient steps; the cap is the former fixed default where that was stable
@@ -111,8 +115,8 @@ class _FedAvgBase(_TaskModelBase):
         setattr(self, name + "_", value)
         return value
 
-    def _solve_maybe_warm(self, Xs: list, ys: list, loss, warm):
-        res = super()._solve_maybe_warm(Xs, ys, loss, warm)
+    def _solve_maybe_warm(self, Xs: list, ys: list, loss, warm, part: str | None = None):
+        res = super()._solve_maybe_warm(Xs, ys, loss, warm, part)
         with np.errstate(over="ignore", invalid="ignore"):
             # the training loss, not only the model: 1e306 coefficients are finite too
             finite = all(
@@ -138,6 +142,7 @@ class _FedAvgBase(_TaskModelBase):
             random_state=self.random_state,
             n_threads=self.n_jobs,
             callback=_progress_printer(self.verbose),
+            **self._checkpoint_kw(),
         )
 
     def _solve(self, Xs: list, ys: list, loss):
@@ -200,6 +205,8 @@ class _DittoBase(_FedAvgBase):
         verbose: int = 0,
         fit_intercept: bool = True,
         intercept_scaling: float = 1.0,
+        checkpoint_dir=None,
+        checkpoint_every: int = 0,
     ) -> None:
         self.alpha = alpha
         self.mu = mu
@@ -216,6 +223,8 @@ class _DittoBase(_FedAvgBase):
         self.verbose = verbose
         self.fit_intercept = fit_intercept
         self.intercept_scaling = intercept_scaling
+        self.checkpoint_dir = checkpoint_dir
+        self.checkpoint_every = checkpoint_every
 
     def _solve(self, Xs: list, ys: list, loss):
         self._auto_step("lr", Xs, loss)
@@ -256,6 +265,8 @@ class _PFedMeBase(_FedAvgBase):
         verbose: int = 0,
         fit_intercept: bool = True,
         intercept_scaling: float = 1.0,
+        checkpoint_dir=None,
+        checkpoint_every: int = 0,
     ) -> None:
         self.alpha = alpha
         self.mu = mu
@@ -272,6 +283,8 @@ class _PFedMeBase(_FedAvgBase):
         self.verbose = verbose
         self.fit_intercept = fit_intercept
         self.intercept_scaling = intercept_scaling
+        self.checkpoint_dir = checkpoint_dir
+        self.checkpoint_every = checkpoint_every
 
     def _solve(self, Xs: list, ys: list, loss):
         res = pfedme(
@@ -290,6 +303,7 @@ class _PFedMeBase(_FedAvgBase):
             systems=self.systems,
             random_state=self.random_state,
             callback=_progress_printer(self.verbose),
+            **self._checkpoint_kw(),
         )
         self._parts().append({"global_coef_": res.global_coef})
         return _Fit(res.coef, res.history, res.never_reported)
@@ -583,6 +597,8 @@ class _PerFedAvgBase(_FedAvgBase):
         verbose: int = 0,
         fit_intercept: bool = True,
         intercept_scaling: float = 1.0,
+        checkpoint_dir=None,
+        checkpoint_every: int = 0,
     ) -> None:
         self.alpha = alpha
         self.loss = loss
@@ -598,6 +614,8 @@ class _PerFedAvgBase(_FedAvgBase):
         self.verbose = verbose
         self.fit_intercept = fit_intercept
         self.intercept_scaling = intercept_scaling
+        self.checkpoint_dir = checkpoint_dir
+        self.checkpoint_every = checkpoint_every
 
     def _solve(self, Xs: list, ys: list, loss):
         self._auto_step("a", Xs, loss)
@@ -617,6 +635,7 @@ class _PerFedAvgBase(_FedAvgBase):
             systems=self.systems,
             random_state=self.random_state,
             callback=_progress_printer(self.verbose),
+            **self._checkpoint_kw(),
         )
         self._parts().append({"global_coef_": res.global_coef})
         return _Fit(res.coef, res.history, res.never_reported)
@@ -645,6 +664,8 @@ class _PFedHNBase(_FedAvgBase):
         verbose: int = 0,
         fit_intercept: bool = True,
         intercept_scaling: float = 1.0,
+        checkpoint_dir=None,
+        checkpoint_every: int = 0,
     ) -> None:
         self.alpha = alpha
         self.loss = loss
@@ -661,6 +682,8 @@ class _PFedHNBase(_FedAvgBase):
         self.verbose = verbose
         self.fit_intercept = fit_intercept
         self.intercept_scaling = intercept_scaling
+        self.checkpoint_dir = checkpoint_dir
+        self.checkpoint_every = checkpoint_every
 
     def _solve(self, Xs: list, ys: list, loss):
         res = pfedhn(
@@ -679,6 +702,7 @@ class _PFedHNBase(_FedAvgBase):
             systems=self.systems,
             random_state=self.random_state,
             callback=_progress_printer(self.verbose),
+            **self._checkpoint_kw(),
         )
         part = {"hypernetwork_": res.hypernetwork, "embeddings_": res.embeddings}
         if res.feature_map is not None:
@@ -818,6 +842,8 @@ class _FedRepBase(_FedAvgBase):
         verbose: int = 0,
         fit_intercept: bool = True,
         intercept_scaling: float = 1.0,
+        checkpoint_dir=None,
+        checkpoint_every: int = 0,
     ) -> None:
         self.alpha = alpha
         self.loss = loss
@@ -831,6 +857,8 @@ class _FedRepBase(_FedAvgBase):
         self.verbose = verbose
         self.fit_intercept = fit_intercept
         self.intercept_scaling = intercept_scaling
+        self.checkpoint_dir = checkpoint_dir
+        self.checkpoint_every = checkpoint_every
 
     def _solve(self, Xs: list, ys: list, loss):
         d = Xs[0].shape[1]
@@ -852,6 +880,7 @@ class _FedRepBase(_FedAvgBase):
             systems=self.systems,
             random_state=self.random_state,
             callback=_progress_printer(self.verbose),
+            **self._checkpoint_kw(),
         )
         self._parts().append({"representation_": res.representation, "heads_": res.heads})
         return _Fit(res.coef, res.history, res.never_reported)

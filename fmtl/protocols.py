@@ -41,6 +41,7 @@ import time
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -396,6 +397,7 @@ def _alpha_path_scores(
     score: Callable[[Any, Any], float],
     *,
     warm: bool = True,
+    checkpoint_dir=None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Scores and fit seconds, each ``(n_alphas, n_folds)`` in the order of ``grid``.
 
@@ -403,11 +405,12 @@ def _alpha_path_scores(
     ``score(fitted, val)`` scores on. In each fold one clone of ``estimator`` walks the grid
     from the largest alpha down; with ``warm`` and a ``warm_start`` parameter (the dual
     methods) each fit starts from the previous one's duals (same rows, feasible for any
-    alpha), else every candidate is a fresh clone.
+    alpha), else every candidate is a fresh clone. ``checkpoint_dir``: each fit checkpoints
+    in its own ``fold-<k>/alpha-<j>`` below it (``j`` the index in ``grid``).
     """
     warm = warm and "warm_start" in estimator.get_params(deep=False)
     columns = []
-    for fit_args, val in fold_data:
+    for k, (fit_args, val) in enumerate(fold_data):
         scores, seconds = np.empty(grid.size), np.empty(grid.size)
         est = clone(estimator)
         if warm:
@@ -416,6 +419,8 @@ def _alpha_path_scores(
             if not warm:
                 est = clone(estimator)
             est.set_params(alpha=float(grid[j]))
+            if checkpoint_dir is not None:
+                est.set_params(checkpoint_dir=Path(checkpoint_dir) / f"fold-{k}" / f"alpha-{j}")
             start = time.perf_counter()
             with warnings.catch_warnings():
                 # the path's budgets are deliberate (the paper's); its fits need no warning

@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import zipfile
 
 import numpy as np
 import pytest
@@ -96,8 +97,12 @@ def _checkpoint(tmp_path):
 def test_corrupted_checkpoint_is_refused(tmp_path):
     path = _checkpoint(tmp_path)
     raw = bytearray(path.read_bytes())
-    # flip bits inside the stored arrays (past the zip local header)
-    for k in range(len(raw) // 2, len(raw) // 2 + 8):
+    # flip bits inside the stored duals (not the middle of the file: that can fall on a
+    # local zip header's size fields, which zipfile ignores in favour of the directory's)
+    with zipfile.ZipFile(path) as z:
+        info = z.getinfo("alpha.npy")
+    start = info.header_offset + len(info.FileHeader()) + info.compress_size // 2
+    for k in range(start, start + 8):
         raw[k] ^= 0xFF
     path.write_bytes(bytes(raw))
     with pytest.raises(ValueError, match="checkpoint"):
@@ -188,3 +193,177 @@ def test_a_checkpoint_of_another_seed_is_refused(tmp_path):
     _checkpoint(tmp_path)
     with pytest.raises(ValueError, match=r"another problem.*random_state"):
         mocha(ns["Xs"], ns["ys"], **{**ns["KW"], "random_state": 12}, checkpoint_dir=tmp_path)
+
+
+# -- every algorithm function checkpoints (issue 16, item 5) -----------------------------
+
+
+def _personalized_cases():
+    from fmtl.federated.ditto import ditto
+    from fmtl.federated.fedavg import fedavg
+    from fmtl.federated.fedrep import fedrep
+    from fmtl.federated.perfedavg import perfedavg
+    from fmtl.federated.pfedhn import pfedhn
+    from fmtl.federated.pfedme import pfedme
+
+    yr = [X @ np.ones(6) for X in ns["Xs"]]
+    return {
+        "fedavg": (fedavg, ns["ys"], dict(lam=0.05, finetune_epochs=1.0)),
+        "ditto": (ditto, ns["ys"], dict(lam=0.05)),
+        "pfedme": (pfedme, ns["ys"], dict(lam=0.05, local_passes=1.0)),
+        "pfedme_exact": (pfedme, ns["ys"], dict(lam=0.05)),
+        "perfedavg": (perfedavg, yr, dict(lam=0.05, a=0.01, beta=0.01)),
+        "pfedhn_rff": (
+            pfedhn,
+            yr,
+            dict(lam=0.05, hypernetwork="rff", n_components=20, lr=0.05),
+        ),
+        # the hinge heads warm-start from saved duals, the logistic ones from saved heads
+        "fedrep_hinge": (fedrep, ns["ys"], dict(rank=2, lam=0.05, loss="hinge")),
+        "fedrep_logistic": (fedrep, ns["ys"], dict(rank=2, lam=0.05, loss="logistic")),
+    }
+
+
+PERSONALIZED = list(_personalized_cases())
+
+
+@pytest.mark.parametrize("name", PERSONALIZED)
+def test_personalized_methods_resume_bit_identically(name, tmp_path):
+    fn, ys, kw = _personalized_cases()[name]
+    kw = dict(
+        kw,
+        rounds=12,
+        eval_every=2,
+        random_state=3,
+        systems=SystemsModel(heterogeneity="high", drop_prob=0.2),
+    )
+    ref = fn(ns["Xs"], ys, **kw)
+
+    class Stop(Exception):
+        pass
+
+    def boom(rec):
+        if rec["round"] == 8:  # after the checkpoint of round 6
+            raise Stop
+
+    with pytest.raises(Stop):
+        fn(ns["Xs"], ys, **kw, checkpoint_dir=tmp_path, checkpoint_every=3, callback=boom)
+    assert json.loads(load_checkpoint(tmp_path)[1]["position"])["rnd"] == 6
+    resumed = fn(ns["Xs"], ys, **kw, checkpoint_dir=tmp_path, checkpoint_every=3)
+    again = fn(ns["Xs"], ys, **kw, checkpoint_dir=tmp_path)  # the finished fit
+    for res in (resumed, again):
+        assert np.array_equal(ref.coef, res.coef)
+        assert ref.history.columns == res.history.columns
+        for c in ref.history.columns:
+            if c != "wall_time":
+                assert np.array_equal(ref.history[c], res.history[c], equal_nan=True), c
+    with pytest.raises(ValueError, match=r"another problem.*random_state"):
+        fn(ns["Xs"], ys, **{**kw, "random_state": 4}, checkpoint_dir=tmp_path)
+
+
+def test_a_fit_stopped_early_resumes_as_finished(tmp_path):
+    # pFedMe's grad_tol ends the fit before `rounds`: the final checkpoint says so, and a
+    # resumed fit returns it instead of running the remaining rounds
+    from fmtl.federated.pfedme import pfedme
+
+    kw = dict(lam=0.05, rounds=200, grad_tol=1e-3, random_state=0)
+    ref = pfedme(ns["Xs"], ns["ys"], **kw, checkpoint_dir=tmp_path)
+    assert len(ref.history) < 200
+    again = pfedme(ns["Xs"], ns["ys"], **kw, checkpoint_dir=tmp_path)
+    assert len(again.history) == len(ref.history)
+    assert np.array_equal(again.coef, ref.coef)
+
+
+def test_the_failure_counts_are_checkpointed(tmp_path):
+    # max_failures counts over the whole fit: a resumed fit must not forget earlier failures
+    from fmtl.federated._rounds import RoundLoop
+
+    tasks_n = np.array([5, 5])
+
+    def run(rounds, every):
+        loop = RoundLoop(tasks_n, SystemsModel(max_failures=2), 4.0, 0)
+        loop.checkpoint(tmp_path, every, True, _tiny_tasks(), "test", 0, rounds=rounds)
+        w = np.zeros(1)
+        loop.run(
+            rounds,
+            lambda t, s, h: np.array([np.nan]) if t == 0 else w,
+            lambda u, ok, h: None,
+            lambda: {},
+            state=lambda: {"w": w},
+            restore=lambda a: None,
+        )
+
+    with pytest.raises(RuntimeError, match="max_failures"):
+        run(5, 1)
+    assert load_checkpoint(tmp_path)[0]["failures"].tolist() == [2, 0]
+    with pytest.raises(RuntimeError, match="max_failures"):
+        run(5, 1)  # the third failure, in the first round after resuming
+    assert json.loads(load_checkpoint(tmp_path)[1]["position"])["rnd"] == 2
+
+
+def _tiny_tasks():
+    from fmtl.federated._loop import as_tasks
+
+    return as_tasks([np.ones((5, 1)), np.ones((5, 1))], [np.ones(5), np.ones(5)])
+
+
+# arguments that do not change a fit's result (or, for warm_start, are documented to give
+# way to a checkpoint); every other argument of an algorithm function must be in its
+# checkpoint's fingerprint
+NOT_IN_FINGERPRINT = {
+    "Xs",
+    "ys",
+    "n_threads",
+    "executor",
+    "callback",
+    "checkpoint_dir",
+    "checkpoint_every",
+    "resume",
+    "warm_start",
+    "max_samples",  # kernel MOCHA's size guard
+}
+# arguments recorded under another name
+FINGERPRINT_NAME = {"gamma": "loss", "check_every": "check"}
+
+
+def _fingerprint_cases():
+    import fmtl.federated as F
+    from fmtl.federated.kernel_mocha import kernel_mocha
+
+    cases = _personalized_cases()
+    del cases["ditto"]  # FedAvg's checkpoint (the personal solve is redone from it)
+    cases = {k: (fn, ys, dict(kw, rounds=2)) for k, (fn, ys, kw) in cases.items()}
+    small = dict(lam=0.05)
+    cases.update(
+        mocha=(F.mocha, ns["ys"], dict(small, outer_iters=1, inner_iters=2, local_work="auto")),
+        kernel_mocha=(kernel_mocha, ns["ys"], dict(small, outer_iters=1, inner_iters=2)),
+        cocoa=(F.cocoa, ns["ys"], dict(small, rounds=2)),
+        mbsdca=(F.mbsdca, ns["ys"], dict(small, rounds=2)),
+        mbsgd=(F.mbsgd, ns["ys"], dict(small, rounds=2)),
+    )
+    return cases
+
+
+@pytest.mark.parametrize("name", list(_fingerprint_cases()))
+def test_every_argument_that_changes_the_fit_is_in_the_fingerprint(name, tmp_path):
+    import inspect
+
+    fn, ys, kw = _fingerprint_cases()[name]
+    fn(ns["Xs"], ys, **kw, random_state=0, checkpoint_dir=tmp_path)
+    recorded = set(load_checkpoint(tmp_path)[1]["fingerprint"])
+    expected = {
+        FINGERPRINT_NAME.get(p, p)
+        for p in inspect.signature(fn).parameters
+        if p not in NOT_IN_FINGERPRINT
+    }
+    assert expected - recorded == set()
+
+
+def test_a_callable_kernel_is_fingerprinted_by_its_gram_matrix(tmp_path):
+    # two lambdas share a __qualname__; their Gram matrices differ
+    from fmtl.federated.kernel_mocha import kernel_mocha
+
+    kw = dict(lam=0.05, outer_iters=1, inner_iters=3, random_state=0, checkpoint_dir=tmp_path)
+    kernel_mocha(ns["Xs"], ns["ys"], kernel=lambda X, Y: X @ Y.T, **kw)
+    with pytest.raises(ValueError, match=r"another problem.*gram"):
+        kernel_mocha(ns["Xs"], ns["ys"], kernel=lambda X, Y: 2.0 * X @ Y.T, **kw)

@@ -7,7 +7,7 @@ import numpy as np
 from ..losses import get_loss
 from ..relationships import check_sigma, identity_sigma
 from ._loop import as_tasks, check_lam, check_positive_int
-from .checkpoint import Checkpointer, fingerprint, seed_key
+from .checkpoint import Checkpointer
 
 
 def setup(Xs, ys, lam, loss, gamma, sigma, rounds, eval_every):
@@ -47,19 +47,13 @@ def start(
 ):
     """Checkpointer for a single-loop run; restores ``arrays`` (in place), the RNG and the
     position ``{"h": next round, "rnd": rounds done}`` when resuming."""
-    ckpt = Checkpointer(
-        checkpoint_dir,
-        checkpoint_every,
-        lambda: fingerprint(tasks, algorithm, random_state=seed_key(random_state), **settings),
+    ckpt = Checkpointer.for_fit(
+        checkpoint_dir, checkpoint_every, tasks, algorithm, random_state, **settings
     )
     pos = {"h": 0, "rnd": 0}
-    saved = ckpt.resume(resume, runtime, rec, pos)
+    saved = ckpt.resume(resume, runtime, rec, pos, arrays)
     if saved is not None:
         stored, rng = saved
         for k, a in arrays.items():
-            if stored[k].shape != a.shape:
-                raise ValueError(
-                    f"checkpoint array {k!r} has shape {stored[k].shape}, expected {a.shape}"
-                )
             a[...] = stored[k]
     return ckpt, pos, rng

@@ -8,6 +8,11 @@ MOCHA); the server combines the updates of the nodes that reported; the round's 
 time is accounted and, every ``eval_every`` rounds, a History record is written with the
 same columns as MOCHA's (``round``, ``est_time``, ``local_steps``, ``dropped``, ``failed``,
 ...). The methods differ only in the three callables they pass to :meth:`RoundLoop.run`.
+
+Checkpoints (:meth:`RoundLoop.checkpoint`) use the dual methods' machinery
+(:class:`fmtl.federated.checkpoint.Checkpointer`): the method's state arrays, the RNG, the
+systems counters, History and the loop position, every ``checkpoint_every`` rounds and at
+the end; a resumed fit continues bit-identically.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import numpy as np
 
 from .._random import rng_from
 from ._loop import Recorder, check_positive_int
+from .checkpoint import Checkpointer
 from .history import History
 from .systems import SystemsModel, SystemsRuntime
 
@@ -67,6 +73,20 @@ class RoundLoop:
         self.recorder = Recorder(self.runtime, callback)
         self.rng = rng_from(random_state)
         self.eval_every = check_positive_int("eval_every", eval_every)
+        self.ckpt = Checkpointer(None, 0, {})
+        self.resume_enabled = False
+
+    def checkpoint(
+        self, directory, every: int, resume: bool, tasks, algorithm: str, random_state, **settings
+    ) -> None:
+        """Checkpoint the fit in ``directory`` every ``every`` rounds (0: only at the end)
+        and, with ``resume``, continue from the checkpoint there; ``settings`` are every
+        argument that changes the rounds' result (with the data and the seed they make
+        the fingerprint a checkpoint must match)."""
+        self.ckpt = Checkpointer.for_fit(
+            directory, every, tasks, algorithm, random_state, **settings
+        )
+        self.resume_enabled = bool(resume)
 
     @property
     def history(self) -> History:
@@ -80,8 +100,11 @@ class RoundLoop:
         evaluate: Callable[[], dict],
         stop: Callable[[dict], bool] | None = None,
         batched: bool = False,
+        state: Callable[[], dict] | None = None,
+        restore: Callable[[dict], None] | None = None,
     ) -> int:
-        """Run up to ``rounds`` rounds; returns the number run.
+        """Run up to ``rounds`` rounds; returns the number run (over the whole fit, when
+        resumed from a checkpoint).
 
         ``client(t, steps_t, h)`` returns node ``t``'s update (an array; non-finite entries
         mark a failed node); ``server(updates, ok, h)`` applies the updates of the nodes in
@@ -90,10 +113,38 @@ class RoundLoop:
         ends the fit early after a recorded round. ``batched=True``: one call
         ``client(active, steps, h)`` returns the ``(n_tasks, ...)`` updates of all active
         nodes at once. A client may record the work it did in ``self.steps_done[t]``.
+        ``state()`` returns the method's arrays (what a checkpoint saves; required with a
+        checkpoint) and ``restore(arrays)`` puts saved ones back (default: copied into
+        ``state()``'s arrays, for methods that update their state in place).
         """
         m = self.n.shape[0]
         updates = None
-        for h in range(rounds):
+        pos = {"h": 0, "rnd": 0, "finished": False}
+        if self.ckpt.directory is not None:
+            if state is None:
+                raise TypeError("a checkpointed RoundLoop.run needs state")
+            current = state()
+            saved = self.ckpt.resume(
+                self.resume_enabled, self.runtime, self.recorder, pos, current
+            )
+            if saved is not None:
+                arrays, rng = saved
+                if type(rng.bit_generator) is not type(self.rng.bit_generator):
+                    raise ValueError(
+                        f"the checkpoint in {self.ckpt.directory} continues a "
+                        f"{type(rng.bit_generator).__name__} stream, this fit draws from a "
+                        f"{type(self.rng.bit_generator).__name__}"
+                    )
+                # in place: the methods hold this Generator (seeds of their local steps)
+                self.rng.bit_generator.state = rng.bit_generator.state
+                if restore is not None:
+                    restore(arrays)
+                else:
+                    for k, a in current.items():
+                        a[...] = arrays[k]
+        for h in range(pos["h"], rounds):
+            if pos["finished"]:  # stopped early (``stop``) before the checkpoint
+                break
             steps, active = self.runtime.draw(self.rng)
             self.steps_done = steps.copy()
             if batched:
@@ -112,12 +163,18 @@ class RoundLoop:
             if active.any():
                 server(updates, active.copy(), h)
             self.recorder.tick(np.where(active, self.steps_done, 0))
+            pos["h"] = pos["rnd"] = h + 1
             if (h + 1) % self.eval_every == 0 or h + 1 == rounds:
                 values = evaluate()
                 self.recorder.add(h + 1, 0, values, self.steps_done, active)
                 if stop is not None and stop(values):
-                    return h + 1
-        return rounds
+                    pos["finished"] = True
+                    break
+            if self.ckpt.every:
+                self.ckpt.maybe_save(pos, state(), self.rng, self.runtime, self.recorder)
+        if self.ckpt.directory is not None:
+            self.ckpt.save(pos, state(), self.rng, self.runtime, self.recorder)
+        return pos["rnd"]
 
     def local_steps(self, t: int, steps_t: int, per_round: int) -> int:
         """Steps node ``t`` makes this round: ``per_round`` at full speed, scaled by the

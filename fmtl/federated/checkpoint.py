@@ -181,9 +181,22 @@ class Checkpointer:
         if directory is not None:
             remove_orphans(directory)
 
-    def resume(self, enabled: bool, runtime, rec, pos: dict):
+    @classmethod
+    def for_fit(
+        cls, directory, every: int, tasks, algorithm: str, random_state, **settings
+    ) -> Checkpointer:
+        """The Checkpointer of one fit: its checkpoint is resumed only by a fit of the same
+        data (digest), ``algorithm``, ``settings`` and seed (:func:`seed_key`)."""
+        return cls(
+            directory,
+            every,
+            lambda: fingerprint(tasks, algorithm, random_state=seed_key(random_state), **settings),
+        )
+
+    def resume(self, enabled: bool, runtime, rec, pos: dict, current: dict | None = None):
         """Restore ``runtime``, ``rec`` and ``pos`` in place; return ``(arrays, rng)`` of
-        the saved state, or None when there is nothing to resume."""
+        the saved state, or None when there is nothing to resume. ``current``: the fit's
+        state arrays, which the saved ones must match in shape."""
         if self.directory is None or not enabled:
             return None
         state = load_checkpoint(self.directory)
@@ -202,8 +215,16 @@ class Checkpointer:
                 f"or settings (differs in {diff}); use another checkpoint_dir "
                 "or resume=False"
             )
+        for k, a in (current or {}).items():
+            if k not in arrays or arrays[k].shape != np.shape(a):
+                found = arrays[k].shape if k in arrays else "none"
+                raise ValueError(
+                    f"checkpoint array {k!r} has shape {found}, expected {np.shape(a)}"
+                )
         try:
             runtime.reported[:] = arrays["reported"]
+            if "failures" in arrays:  # checkpoints before it was saved lack it
+                runtime.failures[:] = arrays["failures"]
             rec.history = history_from_arrays(arrays, meta)
             position = json.loads(meta["position"])
         except (KeyError, ValueError, IndexError) as e:
@@ -232,5 +253,8 @@ class Checkpointer:
             **hist_meta,
         }
         save_checkpoint(
-            self.directory, {**arrays, "reported": runtime.reported, **hist_arrays}, meta
+            self.directory,
+            # the failure counts too: max_failures counts over the whole fit, resumed or not
+            {**arrays, "reported": runtime.reported, "failures": runtime.failures, **hist_arrays},
+            meta,
         )

@@ -314,7 +314,9 @@ def ditto(
     random_state : int, Generator or None
         Seeds FedAvg (unused when ``global_coef`` is given).
     **fedavg_kw
-        Passed to :func:`fmtl.federated.fedavg.fedavg` (``rounds``, ``lr``, ...).
+        Passed to :func:`fmtl.federated.fedavg.fedavg` (``rounds``, ``lr``, ...), also
+        ``checkpoint_dir``, ``checkpoint_every`` and ``resume``: the checkpoint holds
+        FedAvg's rounds, and the personal models (deterministic) are solved again from it.
 
     Returns
     -------

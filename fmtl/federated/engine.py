@@ -44,7 +44,7 @@ from ..relationships import (
     resolve_sigma_prime,
 )
 from ._loop import Recorder, draw_seeds, dual_update_bounds
-from .checkpoint import Checkpointer, fingerprint, seed_key
+from .checkpoint import Checkpointer
 from .history import History
 from .line_search import AdaptiveSigmaPrime, round_line_search
 from .systems import SystemsRuntime
@@ -599,24 +599,15 @@ class DualEngine:
     ) -> Checkpointer:
         """The fit's :class:`~fmtl.federated.checkpoint.Checkpointer`: a checkpoint is
         resumed only by a fit of the same data, ``algorithm``, settings and seed."""
-        return Checkpointer(
-            directory,
-            every,
-            lambda: fingerprint(tasks, algorithm, random_state=seed_key(random_state), **settings),
-        )
+        return Checkpointer.for_fit(directory, every, tasks, algorithm, random_state, **settings)
 
     def resume(self, ckpt: Checkpointer, enabled: bool, pool) -> bool:
         """Restore the engine and ``pool`` from ``ckpt`` if it holds a checkpoint; returns
         whether it did."""
-        saved = ckpt.resume(enabled, self.runtime, self.rec, self.pos)
+        saved = ckpt.resume(enabled, self.runtime, self.rec, self.pos, pool.arrays())
         if saved is None:
             return False
         arrays, self.rng = saved
-        for k, a in pool.arrays().items():
-            if arrays[k].shape != a.shape:
-                raise ValueError(
-                    f"checkpoint array {k!r} has shape {arrays[k].shape}, expected {a.shape}"
-                )
         self.load_arrays(arrays)
         pool.load_arrays(arrays)
         self._w_step_ready = False

@@ -7,8 +7,8 @@ server's ``w``, takes ``local_epochs * n_t`` SGD steps (:func:`fmtl.solvers.sgd.
 local_sgd_round`) with step ``lr / (1 + lr_decay h)``, and the server averages the returned
 models weighted by ``n_t`` over the nodes that reported. ``finetune_epochs > 0`` then lets
 each node run that many epochs from the final ``w`` on its own data alone: the
-"FedAvg + fine-tuning" personalisation baseline. (No checkpoint/resume yet, unlike MOCHA
-and the dual baselines.)
+"FedAvg + fine-tuning" personalisation baseline. Checkpoints (``checkpoint_dir``) hold the
+global model after a round; fine-tuning runs again from it when a fit is resumed.
 """
 
 from __future__ import annotations
@@ -107,6 +107,9 @@ def fedavg(
     executor=None,
     eval_every: int = 1,
     callback=None,
+    checkpoint_dir=None,
+    checkpoint_every: int = 0,
+    resume: bool = True,
 ) -> FedAvgResult:
     """Fit a global linear model with FedAvg (optionally fine-tuned per task).
 
@@ -138,6 +141,16 @@ def fedavg(
     eval_every : int, default=1
     callback : callable, optional
         Called with each History record.
+    checkpoint_dir : str or Path, optional
+        Directory for ``checkpoint.npz``: the global model, the RNG state, the systems
+        model's counters, History and the round, written atomically every
+        ``checkpoint_every`` rounds and at the end.
+    checkpoint_every : int, default=0
+        Rounds between checkpoints (0: only the final one).
+    resume : bool, default=True
+        Continue from the checkpoint in ``checkpoint_dir`` if there is one: the result is
+        bit-identical to an uninterrupted fit's (History's ``wall_time`` aside). A
+        checkpoint of other data, settings or seed is refused (ValueError).
 
     Returns
     -------
@@ -151,7 +164,9 @@ def fedavg(
         ``local_epochs`` out of range; a negative ``finetune_epochs`` or ``lr_decay``;
         an ``lr`` that is not positive with ``lr * lam < 1``; invalid data (no tasks,
         mismatched lengths, non-2-D or non-finite arrays, labels not in {-1, +1} for a
-        classification loss); or a ``systems`` model that does not fit the tasks.
+        classification loss); a ``systems`` model that does not fit the tasks; a negative
+        ``checkpoint_every`` or one without ``checkpoint_dir``; or an unreadable
+        checkpoint or one of another problem.
     TypeError
         For non-numeric data or ``lr``, ``ys`` None with unpacked ``Xs``, a ``systems``
         that is not a :class:`SystemsModel`, or an ``executor`` that lacks ``bind``,
@@ -210,16 +225,32 @@ def fedavg(
         return Wout
 
     def server(W, ok, h):
-        nonlocal w
-        w = (weights[ok] / weights[ok].sum()) @ W[ok]
+        w[:] = (weights[ok] / weights[ok].sum()) @ W[ok]  # in place: the checkpoint's state
 
     def evaluate():
         W0[:] = w
         loss_mean, _ = objective_terms(tasks, no_dual, W0, loss)
         return {"primal": float(weights @ loss_mean + 0.5 * lam * (w @ w))}
 
+    loop.checkpoint(
+        checkpoint_dir,
+        checkpoint_every,
+        resume,
+        tasks,
+        "fedavg",
+        random_state,
+        lam=lam,
+        loss=[loss.name, loss.param],
+        rounds=rounds,
+        local_epochs=local_epochs,
+        lr=float(lr),
+        lr_decay=lr_decay,
+        finetune_epochs=finetune_epochs,
+        systems=systems,
+        eval_every=eval_every,
+    )
     with numba_threads(n_threads):
-        loop.run(rounds, client, server, evaluate, batched=True)
+        loop.run(rounds, client, server, evaluate, batched=True, state=lambda: {"w": w})
         coef = np.tile(w, (m, 1))
         personal_time = 0.0
         if finetune_epochs > 0:

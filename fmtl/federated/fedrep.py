@@ -279,6 +279,9 @@ def fedrep(
     random_state=None,
     eval_every: int = 1,
     callback=None,
+    checkpoint_dir=None,
+    checkpoint_every: int = 0,
+    resume: bool = True,
 ) -> FedRepResult:
     """Fit FedRep: shared ``B`` of the given rank, exact personal heads.
 
@@ -320,6 +323,9 @@ def fedrep(
         Record the History every this many rounds (and after the last).
     callback : callable, optional
         Called with each History record.
+    checkpoint_dir, checkpoint_every, resume
+        Checkpoint / resume, as :func:`fmtl.federated.fedavg.fedavg` (the checkpoint holds
+        the representation, the nodes' heads and their warm starts).
 
     Returns
     -------
@@ -335,8 +341,10 @@ def fedrep(
         ``eval_every`` not an integer >= 1; ``lr`` or ``head_tol`` not positive and
         finite; invalid data (no tasks, mismatched lengths, non-2-D or non-finite arrays,
         labels not in {-1, +1} for a classification loss); a ``systems`` model that
-        does not fit the tasks (``drop_prob`` length, ``dead_nodes``); or a ``lam`` so
-        small against the features that a head's Hessian is singular in float64.
+        does not fit the tasks (``drop_prob`` length, ``dead_nodes``); a ``lam`` so small
+        against the features that a head's Hessian is singular in float64; a negative
+        ``checkpoint_every`` or one without ``checkpoint_dir``; or an unreadable checkpoint
+        or one of another problem.
     TypeError
         For non-numeric data, ``ys`` None, or a ``systems`` that is not a
         :class:`SystemsModel`.
@@ -443,7 +451,52 @@ def fedrep(
         ]
         return {"primal": float(p @ np.array(fit) + lam / 2 * np.sum(H**2))}
 
-    loop.run(rounds, client, server, evaluate)
+    sizes = np.cumsum([len(y) for y in ys])[:-1]
+
+    def state():
+        # the heads cached at the current B and the warm starts of the next head solves:
+        # recomputing them would move the heads by rounding, and the fit with them
+        cached = np.zeros(m, dtype=bool)
+        H, G = np.zeros((m, rank)), np.full(m, np.nan)
+        for t, (ht, gap) in heads.items():
+            cached[t], H[t], G[t] = True, ht, gap
+        return {
+            "B": B,
+            "last": last,
+            "duals": np.concatenate(duals),
+            "cached": cached,
+            "heads": H,
+            "head_gaps": G,
+        }
+
+    def restore(arrays):
+        nonlocal B
+        B = arrays["B"]
+        last[:] = arrays["last"]
+        for dst, src in zip(duals, np.split(arrays["duals"], sizes), strict=True):
+            dst[:] = src
+        heads.clear()
+        for t in np.flatnonzero(arrays["cached"]):
+            heads[int(t)] = (arrays["heads"][t].copy(), float(arrays["head_gaps"][t]))
+
+    loop.checkpoint(
+        checkpoint_dir,
+        checkpoint_every,
+        resume,
+        tasks,
+        "fedrep",
+        random_state,
+        rank=rank,
+        lam=lam,
+        loss=[loss.name, loss.param],
+        rounds=rounds,
+        rep_steps=rep_steps,
+        lr=lr,
+        head_tol=head_tol,
+        systems=systems,
+        eval_every=eval_every,
+    )
+    loop.run(rounds, client, server, evaluate, state=state, restore=restore)
     H = np.array([head(t) for t in range(m)])
     gaps = np.array([heads[t][1] for t in range(m)])
     silent = loop.finish()

@@ -664,6 +664,9 @@ def kernel_mocha(
         loss=[loss.name, loss.param],
         kernel=kernel if isinstance(kernel, str) else getattr(kernel, "__qualname__", "?"),
         kernel_params=kernel_params,
+        # a callable's name does not say what it computes (two lambdas, the estimators'
+        # intercept offset): its Gram matrix does; named kernels keep their old fingerprint
+        **({"gram": K} if callable(kernel) else {}),
         relationship=relationship,
         sigma=sigma,
         sigma_floor=sigma_floor,

@@ -202,6 +202,9 @@ def perfedavg(
     random_state=None,
     eval_every: int = 1,
     callback=None,
+    checkpoint_dir=None,
+    checkpoint_every: int = 0,
+    resume: bool = True,
 ) -> PerFedAvgResult:
     """Fit Per-FedAvg with full-batch local steps.
 
@@ -241,6 +244,9 @@ def perfedavg(
         Record the History every this many rounds (and after the last).
     callback : callable, optional
         Called with each History record.
+    checkpoint_dir, checkpoint_every, resume
+        Checkpoint / resume, as :func:`fmtl.federated.fedavg.fedavg` (the checkpoint holds
+        the global model).
 
     Returns
     -------
@@ -255,8 +261,10 @@ def perfedavg(
         ``beta`` not positive and finite; ``rounds``, ``local_steps`` or ``eval_every``
         not an integer >= 1, ``adapt_steps`` not an integer >= 0; ``order`` not 1 or 2;
         invalid data (no tasks, mismatched lengths, non-2-D or non-finite arrays, labels
-        not in {-1, +1} for the logistic loss); or a ``systems`` model that does not fit
-        the tasks (``drop_prob`` length, ``dead_nodes``).
+        not in {-1, +1} for the logistic loss); a ``systems`` model that does not fit
+        the tasks (``drop_prob`` length, ``dead_nodes``); a negative
+        ``checkpoint_every`` or one without ``checkpoint_dir``; or an unreadable checkpoint
+        or one of another problem.
     TypeError
         For non-numeric data, ``ys`` None, or a ``systems`` that is not a
         :class:`SystemsModel`.
@@ -314,10 +322,34 @@ def perfedavg(
         return v
 
     def server(W, ok, h):
-        nonlocal w
-        w = loop.weights(p, ok) @ np.where(ok[:, None], W, 0.0)
+        w[:] = loop.weights(p, ok) @ np.where(ok[:, None], W, 0.0)  # in place: checkpointed
 
-    loop.run(rounds, client, server, lambda: {"primal": float(maml_value(w))})
+    loop.checkpoint(
+        checkpoint_dir,
+        checkpoint_every,
+        resume,
+        tasks,
+        "perfedavg",
+        random_state,
+        lam=lam,
+        loss=[loss.name, loss.param],
+        a=a,
+        beta=beta,
+        rounds=rounds,
+        local_steps=local_steps,
+        order=order,
+        adapt_steps=adapt_steps,
+        inner_steps=inner_steps,
+        systems=systems,
+        eval_every=eval_every,
+    )
+    loop.run(
+        rounds,
+        client,
+        server,
+        lambda: {"primal": float(maml_value(w))},
+        state=lambda: {"w": w},
+    )
     coef = np.empty((m, d))
     for t, (X, y) in enumerate(zip(Xs, ys, strict=True)):
         v = w.copy()

@@ -216,6 +216,9 @@ def pfedhn(
     random_state=None,
     eval_every: int = 1,
     callback=None,
+    checkpoint_dir=None,
+    checkpoint_every: int = 0,
+    resume: bool = True,
 ) -> PFedHNResult:
     """Fit pFedHN with a linear or random-Fourier-feature (kernel) hypernetwork.
 
@@ -259,6 +262,9 @@ def pfedhn(
         Write a History record every ``eval_every`` rounds (and after the last).
     callback : callable, optional
         Called with each History record.
+    checkpoint_dir, checkpoint_every, resume
+        Checkpoint / resume, as :func:`fmtl.federated.fedavg.fedavg` (the checkpoint holds
+        the hypernetwork, the embeddings and the random features).
 
     Returns
     -------
@@ -273,9 +279,11 @@ def pfedhn(
         ``n_components``, ``rounds``, ``local_steps`` or ``eval_every`` not an integer >=
         1; ``hypernetwork`` not ``"linear"`` or ``"rff"``; ``kernel_gamma``, ``lr`` or
         ``eta`` not positive and finite; invalid data (no tasks, mismatched lengths,
-        non-2-D or non-finite arrays, labels not in {-1, +1} for the logistic loss); or a
+        non-2-D or non-finite arrays, labels not in {-1, +1} for the logistic loss); a
         ``systems`` model that does not fit the tasks (``drop_prob`` length,
-        ``dead_nodes``).
+        ``dead_nodes``); a negative
+        ``checkpoint_every`` or one without ``checkpoint_dir``; or an unreadable checkpoint
+        or one of another problem.
     TypeError
         For non-numeric data, ``ys`` None, or a ``systems`` that is not a
         :class:`SystemsModel`.
@@ -350,15 +358,15 @@ def pfedhn(
         return v - w
 
     def server(dW, ok, h):
-        nonlocal Phi, V, Psi
         q = p if ok.all() else loop.weights(p, ok)
         dW = np.where(ok[:, None], dW, 0.0)  # silent nodes move nothing
-        # chain rule through w_t = Phi psi(v_t), both with the round's Phi
-        Phi, V = (
+        # chain rule through w_t = Phi psi(v_t), both with the round's Phi; in place (the
+        # checkpoint's state)
+        Phi[...], V[...] = (
             Phi + eta * (dW * q[:, None]).T @ Psi,
             V + eta * _features_vjp(V, dW @ Phi, omega, b),
         )
-        Psi = hypernetwork_features(V, omega, b)
+        Psi[...] = hypernetwork_features(V, omega, b)
 
     def evaluate():
         W = Psi @ Phi.T
@@ -367,7 +375,31 @@ def pfedhn(
         )
         return {"primal": float(primal)}
 
-    loop.run(rounds, client, server, evaluate)
+    def state():
+        # the random features too: with random_state=None a restart draws other ones
+        return {"Phi": Phi, "V": V, "Psi": Psi, **({"omega": omega, "b": b} if rff else {})}
+
+    loop.checkpoint(
+        checkpoint_dir,
+        checkpoint_every,
+        resume,
+        tasks,
+        "pfedhn",
+        random_state,
+        lam=lam,
+        loss=[loss.name, loss.param],
+        embedding_dim=k,
+        hypernetwork=hypernetwork,
+        n_components=n_components if rff else None,
+        kernel_gamma=kernel_gamma if rff else None,
+        rounds=rounds,
+        local_steps=local_steps,
+        lr=lr,
+        eta=eta,
+        systems=systems,
+        eval_every=eval_every,
+    )
+    loop.run(rounds, client, server, evaluate, state=state)
     silent = loop.finish()
     return PFedHNResult(
         coef=Psi @ Phi.T,

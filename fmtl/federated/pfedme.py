@@ -108,6 +108,9 @@ def pfedme(
     random_state=None,
     eval_every: int = 1,
     callback=None,
+    checkpoint_dir=None,
+    checkpoint_every: int = 0,
+    resume: bool = True,
 ) -> PFedMeResult:
     """Fit pFedMe with exact personal steps.
 
@@ -155,6 +158,9 @@ def pfedme(
         Record the History every this many rounds (and after the last).
     callback : callable, optional
         Called with each History record.
+    checkpoint_dir, checkpoint_every, resume
+        Checkpoint / resume, as :func:`fmtl.federated.fedavg.fedavg` (the checkpoint holds
+        the global model and, with ``local_passes``, the personal problems' duals).
 
     Returns
     -------
@@ -169,9 +175,11 @@ def pfedme(
         integer >= 1; ``grad_tol`` negative or not finite; ``beta`` not in (0, 1];
         ``weights`` not ``"samples"`` or ``"uniform"``; ``local_passes`` (when given) not
         positive and finite; invalid data (no tasks, mismatched lengths, non-2-D or
-        non-finite arrays, labels not in {-1, +1} for a classification loss); or a
+        non-finite arrays, labels not in {-1, +1} for a classification loss); a
         ``systems`` model that does not fit the tasks (``drop_prob`` length,
-        ``dead_nodes``).
+        ``dead_nodes``); a negative
+        ``checkpoint_every`` or one without ``checkpoint_dir``; or an unreadable checkpoint
+        or one of another problem.
     TypeError
         For non-numeric data, ``ys`` None, or a ``systems`` that is not a
         :class:`SystemsModel`.
@@ -259,8 +267,44 @@ def pfedme(
         env = ell + lam / 2 * np.sum(theta**2, 1) + mu / 2 * np.sum((theta - w) ** 2, 1)
         return {"primal": float(p @ env), "grad_norm": float(mu * np.linalg.norm(p @ (w - theta)))}
 
+    def state():
+        return {"w": w, "alpha": warm[0], "b": warm[1]}
+
+    def restore(arrays):
+        nonlocal w
+        w = arrays["w"]  # a new array: exact()'s cache (keyed on w's identity) recomputes
+        warm[0][:], warm[1][:] = arrays["alpha"], arrays["b"]
+
+    loop.checkpoint(
+        checkpoint_dir,
+        checkpoint_every,
+        resume,
+        tasks,
+        "pfedme",
+        random_state,
+        lam=lam,
+        mu=mu,
+        loss=[loss.name, loss.param],
+        rounds=rounds,
+        beta=float(beta),
+        weights=weights,
+        tol=tol,
+        grad_tol=grad_tol,
+        local_passes=local_passes,
+        systems=systems,
+        eval_every=eval_every,
+    )
     with numba_threads(None):
-        loop.run(rounds, client, server, evaluate, lambda v: v["grad_norm"] <= grad_tol, True)
+        loop.run(
+            rounds,
+            client,
+            server,
+            evaluate,
+            lambda v: v["grad_norm"] <= grad_tol,
+            True,
+            state=state,
+            restore=restore,
+        )
         theta, steps = exact(w)
     silent = loop.finish()
     return PFedMeResult(
