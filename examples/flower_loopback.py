@@ -91,7 +91,10 @@ def main(argv=None) -> None:
         "eval-every": args.eval_every,
         "random-state": args.seed,
     }
-    print(f"Flower federation on 127.0.0.1: {m} SuperNodes, tasks 0..{m - 1} of {path.name}")
+    print(
+        f"Flower federation on 127.0.0.1: {m} SuperNodes, tasks 0..{m - 1} of {path.name}",
+        flush=True,
+    )
     out = run_loopback(
         m,
         cfg,
@@ -102,6 +105,7 @@ def main(argv=None) -> None:
         workdir=args.workdir,
         count_bytes=args.count_bytes,
         verbose=True,
+        progress=lambda line: print("  " + line, flush=True),  # one line per round
     )
     h = out["history"]
     rounds = int(h["round"][-1])
