@@ -25,9 +25,11 @@ every SuperNode ``--root-certificates ca.crt``; in ``$FLWR_HOME/config.toml`` re
 ``insecure = true`` by ``root-certificates = "ca.crt"``.
 
 Latency: Flower 1.42's SuperNode polls the SuperLink every 3 s when idle and starts a
-fresh ClientApp process per message, so each phase (train or evaluate) costs several
-seconds whatever the computation; ``--eval-every k`` evaluates the certificates only
-every k rounds (and at the end of every W-step).
+fresh ClientApp process per message, so each exchange costs seconds whatever the
+computation (docs/deploying.md, "Wall time"). A round is one exchange: an evaluated
+round's certificates travel with the next round's train messages; ``--eval-every k``
+evaluates them only every k rounds (and at the end of every W-step). One line per round
+is printed while the run goes on.
 """
 
 from __future__ import annotations
