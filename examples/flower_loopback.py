@@ -25,9 +25,11 @@ every SuperNode ``--root-certificates ca.crt``; in ``$FLWR_HOME/config.toml`` re
 ``insecure = true`` by ``root-certificates = "ca.crt"``.
 
 Latency: Flower 1.42's SuperNode polls the SuperLink every 3 s when idle and starts a
-fresh ClientApp process per message, so each phase (train or evaluate) costs several
-seconds whatever the computation; ``--eval-every k`` evaluates the certificates only
-every k rounds (and at the end of every W-step).
+fresh ClientApp process per message, so each exchange costs seconds whatever the
+computation (docs/deploying.md, "Wall time"). A round is one exchange: an evaluated
+round's certificates travel with the next round's train messages; ``--eval-every k``
+evaluates them only every k rounds (and at the end of every W-step). One line per round
+is printed while the run goes on.
 """
 
 from __future__ import annotations
@@ -91,7 +93,10 @@ def main(argv=None) -> None:
         "eval-every": args.eval_every,
         "random-state": args.seed,
     }
-    print(f"Flower federation on 127.0.0.1: {m} SuperNodes, tasks 0..{m - 1} of {path.name}")
+    print(
+        f"Flower federation on 127.0.0.1: {m} SuperNodes, tasks 0..{m - 1} of {path.name}",
+        flush=True,
+    )
     out = run_loopback(
         m,
         cfg,
@@ -102,6 +107,7 @@ def main(argv=None) -> None:
         workdir=args.workdir,
         count_bytes=args.count_bytes,
         verbose=True,
+        progress=lambda line: print("  " + line, flush=True),  # one line per round
     )
     h = out["history"]
     rounds = int(h["round"][-1])

@@ -74,6 +74,9 @@ except ImportError as e:  # pragma: no cover
 from ..federated.systems import SystemsModel
 from .protocol import SERVER_METHODS, client_handle, make_server
 
+# when this module finished importing (the ClientApp process's start-up cost ends here)
+_IMPORTED_AT = time.time()
+
 __all__ = [
     "RUN_CONFIG_DEFAULTS",
     "FmtlStrategy",
@@ -116,6 +119,7 @@ RUN_CONFIG_DEFAULTS: dict = {
     "local-epochs": 1.0,
     "connect-timeout": 120.0,
     "round-timeout": 600.0,
+    "fold-eval": True,
     "output-dir": "",
     "debug-fail": "",
 }
@@ -253,6 +257,17 @@ def _none_if(value, empty):
     return None if value == empty else value
 
 
+def _as_bool(value) -> bool:
+    # a run config value: a TOML bool, or a string from --run-config
+    if isinstance(value, str):
+        if value.strip().lower() in ("true", "1", "yes"):
+            return True
+        if value.strip().lower() in ("false", "0", "no", ""):
+            return False
+        raise ValueError(f"not a boolean: {value!r}")
+    return bool(value)
+
+
 def server_kwargs_from_config(cfg: Mapping) -> tuple[str, float, dict]:
     """``(method, lam, kwargs for make_server)`` from a (run) config.
 
@@ -304,6 +319,7 @@ def server_kwargs_from_config(cfg: Mapping) -> tuple[str, float, dict]:
         "random_state": None if seed < 0 else seed,
         "systems": systems,
         "eval_every": int(c["eval-every"]),
+        "fold_eval": _as_bool(c["fold-eval"]),
     }
     if method in ("mocha", "local"):
         sp = c["sigma-prime"]
@@ -430,6 +446,7 @@ class FmtlStrategy(Strategy):
         self.n_samples: np.ndarray | None = None
         self.wire: list[dict] = []
         self.round_times: list[float] = []
+        self._arrived: dict[str, float] = {}
 
     @classmethod
     def from_run_config(cls, run_config: Mapping) -> FmtlStrategy:
@@ -486,6 +503,7 @@ class FmtlStrategy(Strategy):
                 "direction": "down",
                 "bytes": message_nbytes(msg),
                 "arrays": _array_shapes(msg.content),
+                "time": time.time(),
             }
         )
         return msg
@@ -500,6 +518,9 @@ class FmtlStrategy(Strategy):
         end = time.monotonic() + timeout
         while ids and time.monotonic() < end:
             got = list(grid.pull_messages(list(ids)))
+            now = time.time()
+            for m in got:  # when each reply arrived (wire.json's "time" of an upload)
+                self._arrived[m.metadata.message_id] = now
             replies.extend(got)
             ids.difference_update(m.metadata.reply_to_message_id for m in got)
             if ids:
@@ -524,6 +545,7 @@ class FmtlStrategy(Strategy):
                     "direction": "up",
                     "bytes": message_nbytes(msg),
                     "arrays": _array_shapes(msg.content),
+                    "time": self._arrived.pop(msg.metadata.message_id, time.time()),
                 }
             )
             try:
@@ -566,6 +588,7 @@ class FmtlStrategy(Strategy):
                             "direction": "up",
                             "bytes": message_nbytes(msg),
                             "arrays": _array_shapes(msg.content),
+                            "time": self._arrived.pop(msg.metadata.message_id, time.time()),
                         }
                     )
             if want is None and info:
@@ -595,8 +618,13 @@ class FmtlStrategy(Strategy):
         self.node_of_task = {t: tasks[t] for t in range(want)}
         self.task_of_node = {n: t for t, n in self.node_of_task.items()}
         self.n_samples = np.array([int(info[tasks[t]]["n"]) for t in range(want)])
+        # fold_eval (default here): one round trip per round, see protocol._ServerBase
         self.server = make_server(
-            self.method, self.n_samples, d.pop(), self.lam, **self.server_kwargs
+            self.method,
+            self.n_samples,
+            d.pop(),
+            self.lam,
+            **{"fold_eval": True, **self.server_kwargs},
         )
         self.server.handshake({t: info[tasks[t]] for t in range(want)})
         log(INFO, "fmtl: %d tasks, n_t = %s", want, self.n_samples.tolist())
@@ -624,19 +652,46 @@ class FmtlStrategy(Strategy):
     def aggregate_train(
         self, server_round: int, replies: Iterable[Message]
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
-        """``B += dB``, ``W = Sigma B / lam`` over the valid replies (others: dropped)."""
-        got = self._by_task(replies, "train", server_round)
-        self.server.end_train(got)
+        """``B += dB``, ``W = Sigma B / lam`` over the valid replies (others: dropped).
+
+        With the previous round's certificates folded into this round (``fold_eval``),
+        they are recorded first: from the train replies and from the replies to the
+        evaluate messages of the nodes without a train message (:meth:`late_evaluate`).
+        """
+        replies = list(replies)
+        evals = [m for m in replies if m.metadata.message_type == MessageType.EVALUATE]
+        trains = [m for m in replies if m.metadata.message_type != MessageType.EVALUATE]
+        late = None
+        if self.server.eval_pending:
+            late = self._by_task(evals, "evaluate", self.server._late["rnd"])
+        got = self._by_task(trains, "train", server_round)
+        self.server.end_train(got, late)
         W = self.server.current_coef()
         ok = sum(v is not None for v in got.values())
         return ArrayRecord({"W": Array(np.ascontiguousarray(W))}), MetricRecord(
             {"replies": ok, "round": server_round}
         )
 
+    def late_evaluate(self) -> list[Message]:
+        """While the previous round's certificates are pending (``fold_eval``), evaluate
+        messages for them: to the nodes without a train message this round (sent in the
+        same exchange), or to every node after the last round."""
+        if self.server is None or not self.server.eval_pending:
+            return []
+        rnd = self.server._late["rnd"]
+        return [
+            self._message(t, p, MessageType.EVALUATE, rnd)
+            for t, p in self.server.eval_instructions().items()
+        ]
+
     def configure_evaluate(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
-        """Certificate requests (``w_t`` and the commit ack) if this round is evaluated."""
+        """Certificate requests (``w_t`` and the commit ack) if this round is evaluated
+        now (with ``fold_eval`` only after the last round: the others ride on the next
+        round's train messages)."""
+        if self.server is not None and self.server.eval_pending and self.server.finished:
+            return self.late_evaluate()
         if self.server is None or not self.server.eval_due:
             return []
         return [
@@ -648,7 +703,9 @@ class FmtlStrategy(Strategy):
         self, server_round: int, replies: Iterable[Message]
     ) -> MetricRecord | None:
         """Primal, dual and gap from the nodes' scalars and the server's ``B`` and ``W``."""
-        if self.server is None or not self.server.eval_due:
+        if self.server is not None and self.server.eval_pending and self.server.finished:
+            server_round = self.server._late["rnd"]
+        elif self.server is None or not self.server.eval_due:
             return None
         rec = self.server.end_eval(self._by_task(replies, "evaluate", server_round))
         keys = ("primal", "dual", "gap", "rel_gap", "joint_gap")
@@ -677,24 +734,33 @@ class FmtlStrategy(Strategy):
             self.connect(grid)
         arrays = ArrayRecord() if initial_arrays is None else initial_arrays
         rnd = 0
+        t_start = time.perf_counter()
         while not self.server.finished and (num_rounds is None or rnd < num_rounds):
             rnd += 1
             t0 = time.perf_counter()
+            n_rec = len(self.history)
             msgs = list(self.configure_train(rnd, arrays, train_config, grid))
             if not msgs and self.server._round is None:
                 break
+            # the previous round's certificates (fold_eval) for nodes without a train
+            # message: in the same exchange, so a round stays one round trip
+            msgs += self.late_evaluate()
             replies = self.send_and_receive(grid, msgs, timeout)
             arrays, metrics = self.aggregate_train(rnd, replies)
             result.train_metrics_clientapp[rnd] = metrics
             msgs = list(self.configure_evaluate(rnd, arrays, evaluate_config, grid))
             if msgs:
                 replies = self.send_and_receive(grid, msgs, timeout)
-                m = self.aggregate_evaluate(rnd, replies)
-                if m is not None:
-                    result.evaluate_metrics_clientapp[rnd] = m
-                    log(INFO, "fmtl round %d: %s", rnd, dict(m))
+                self.aggregate_evaluate(rnd, replies)
             self._close_round()
             self.round_times.append(time.perf_counter() - t0)
+            self._log_round(rnd, t_start, n_rec, result)
+        if self.server.eval_pending:  # the last evaluated round's certificates
+            t0 = time.perf_counter()
+            n_rec = len(self.history)
+            replies = self.send_and_receive(grid, self.late_evaluate(), timeout)
+            self.aggregate_evaluate(rnd, replies)
+            self._log_round(None, t_start, n_rec, result, time.perf_counter() - t0)
         final = self.server.result()
         self.final = final
         out = {"W": Array(np.ascontiguousarray(final.coef))}
@@ -702,6 +768,23 @@ class FmtlStrategy(Strategy):
             out["Sigma"] = Array(np.ascontiguousarray(final.sigma))
         result.arrays = ArrayRecord(out)
         return result
+
+    def _log_round(self, rnd, t_start, n_rec, result, took=None) -> None:
+        """One progress line per round (``flwr run --stream`` shows the ServerApp's log):
+        the round, its time, the time so far and the certificates recorded since
+        ``n_rec`` (with ``fold_eval`` those of the previous round)."""
+        took = self.round_times[-1] if took is None else took
+        head = f"fmtl round {rnd}" if rnd is not None else "fmtl final certificates"
+        certs = []
+        for rec in list(self.history)[n_rec:]:
+            keys = ("primal", "dual", "gap", "rel_gap", "joint_gap")
+            m = MetricRecord({k: float(rec[k]) for k in keys if k in rec})
+            result.evaluate_metrics_clientapp[int(rec["round"])] = m
+            shown = " ".join(f"{k}={m[k]:.6g}" for k in keys[:3] if k in m)
+            certs.append(f"round {rec['round']}: {shown}")
+        elapsed = time.perf_counter() - t_start
+        tail = ("; certified " + ", ".join(certs)) if certs else ""
+        log(INFO, "%s: %.2f s (%.1f s elapsed)%s", head, took, elapsed, tail)
 
     # -- output ----------------------------------------------------------------------
     def save(self, directory) -> None:
@@ -849,7 +932,51 @@ def _debug_fail(context: Context, rnd: int) -> bool:
     return False
 
 
+def _process_started_at() -> float:
+    """Wall-clock time this process started (NaN if unknown)."""
+    try:
+        import psutil
+
+        return float(psutil.Process().create_time())
+    except Exception:  # noqa: BLE001  (psutil missing: the trace just lacks it)
+        return float("nan")
+
+
+def _trace(kind: str, config: Mapping, context: Context, t_in: float) -> None:
+    """Append one JSON line to ``$FMTL_FLOWER_TRACE`` (if set): when this ClientApp
+    process started, finished importing fmtl and handled the message (wall clock), for
+    the time breakdown in docs/deploying.md."""
+    import os
+
+    path = os.environ.get("FMTL_FLOWER_TRACE")
+    if not path:
+        return
+    from .. import __file__ as fmtl_file
+
+    line = {
+        "kind": kind,
+        "round": int(config.get("round", 0)),
+        "task": int(context.node_config.get("partition-id", -1)),
+        "pid": os.getpid(),
+        "process_start": _process_started_at(),
+        "imported": _IMPORTED_AT,
+        "handler_in": t_in,
+        "handler_out": time.time(),
+        "fmtl": fmtl_file,
+    }
+    with open(path, "a") as f:
+        f.write(json.dumps(line) + "\n")
+
+
 def _client_step(kind: str, msg: Message, context: Context) -> Message:
+    t_in = time.time()
+    try:
+        return _client_reply(kind, msg, context)
+    finally:
+        _trace(kind, from_recorddict(msg.content)[1], context, t_in)
+
+
+def _client_reply(kind: str, msg: Message, context: Context) -> Message:
     arrays, config = from_recorddict(msg.content)
     st = context.state
     state = None
@@ -1062,6 +1189,33 @@ class _CountingProxy:
         self.sock.close()
 
 
+class _LogFollower:
+    """Hands the per-round lines (``fmtl round ...``, ``fmtl final ...``) that appear in
+    a growing log file to ``callback``, without Flower's colour codes and level."""
+
+    def __init__(self, path: Path, callback) -> None:
+        self.path, self.callback = path, callback
+        self.offset, self.partial = 0, b""
+
+    def poll(self) -> None:
+        import re
+
+        if self.callback is None or not self.path.exists():
+            return
+        with open(self.path, "rb") as f:
+            f.seek(self.offset)
+            data = f.read()
+        self.offset += len(data)
+        *lines, self.partial = (self.partial + data).split(b"\n")
+        for raw in lines:
+            line = re.sub(r"\x1b\[[0-9;]*m", "", raw.decode("utf-8", "replace"))
+            i = line.find("fmtl round ")
+            if i < 0:
+                i = line.find("fmtl final ")
+            if i >= 0:
+                self.callback(line[i:].rstrip())
+
+
 def _toml_value(v) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
@@ -1080,6 +1234,7 @@ def run_loopback(
     count_bytes: bool = False,
     task_poll_interval: float = 0.1,
     verbose: bool = False,
+    progress=None,
 ) -> dict:
     """Run a federation of separate processes on 127.0.0.1.
 
@@ -1115,6 +1270,10 @@ def run_loopback(
         idle, which is hard-coded in Flower 1.42).
     verbose : bool, default=False
         Print each command before starting it.
+    progress : callable, optional
+        Called with each per-round line of the ServerApp's log (``"fmtl round 3: 2.95 s
+        (9.1 s elapsed); certified round 2: primal=... dual=... gap=..."``) while the
+        run goes on (``flwr run --stream`` relays the log), e.g. ``print``.
 
     Returns
     -------
@@ -1243,12 +1402,16 @@ def run_loopback(
         left = timeout - (time.monotonic() - t_start)
         t_run = time.monotonic()
         flwr_run = spawn(cmd, "flwr_run")
-        try:
-            flwr_run.wait(timeout=max(1.0, left))
-        except subprocess.TimeoutExpired:
-            raise TimeoutError(
-                f"the Flower run did not finish within {timeout:.0f} s (logs in {work})"
-            ) from None
+        follow = _LogFollower(work / "flwr_run.log", progress)
+        end = time.monotonic() + max(1.0, left)
+        while flwr_run.poll() is None:
+            if time.monotonic() > end:
+                raise TimeoutError(
+                    f"the Flower run did not finish within {timeout:.0f} s (logs in {work})"
+                )
+            follow.poll()
+            time.sleep(0.2)
+        follow.poll()
         run_time = time.monotonic() - t_run
         if not (out_dir / "run.json").exists():
             raise RuntimeError(

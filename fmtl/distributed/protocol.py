@@ -370,6 +370,7 @@ class MochaClientState:
         if kind == "query":
             return {}, _client_info(self.n, self.d, row_norm_means(self.tasks)[0])
         if kind == "train":
+            carried = _carried_eval(self, arrays, config)
             out = self.train(
                 _vector(arrays, "w", self.d),
                 float(config["sigma_tt"]),
@@ -384,7 +385,7 @@ class MochaClientState:
                 scale=_optional_float(config.get("scale")),
             )
             db = out.pop("db")
-            return {"db": db}, {"round": int(config["round"]), **out}
+            return {"db": db}, {"round": int(config["round"]), **out, **carried}
         if kind == "evaluate":
             out = self.evaluate(
                 _vector(arrays, "w", self.d),
@@ -476,13 +477,30 @@ class FedAvgClientState:
             return {}, _client_info(self.n, self.d, row_norm_means(self.tasks)[0])
         w = _vector(arrays, "w", self.d)
         if kind == "train":
+            carried = _carried_eval(self, arrays, config)
             w_out = self.train(
                 w, float(config["lr"]), int(config["steps"]), seed_from_wire(config["seed"])
             )
-            return {"w": w_out}, {"round": int(config["round"]), "n": self.n}
+            return {"w": w_out}, {"round": int(config["round"]), "n": self.n, **carried}
         if kind == "evaluate":
             return {}, {"round": int(config["round"]), **self.evaluate(w)}
         raise ValueError(f"FedAvg client cannot handle a {kind!r} message")
+
+
+def _carried_eval(client, arrays: Mapping, config: Mapping) -> dict:
+    """The certificate terms of round ``config["eval_round"]`` a train message asks for
+    (the server folds the previous round's evaluation into this round's work; see
+    :class:`MochaServerState`), computed first: at ``w_eval`` (``w`` if absent) over the
+    duals committed by this message's ``ack``, i.e. exactly what that round's evaluate
+    message would have got. ``{}`` if the message carries no evaluation."""
+    if "eval_round" not in config:
+        return {}
+    w = _vector(arrays, "w_eval" if "w_eval" in arrays else "w", client.d)
+    if isinstance(client, MochaClientState):
+        out = client.evaluate(w, int(config["ack"]), _optional_float(config.get("scale")))
+    else:
+        out = client.evaluate(w)
+    return {"eval_round": int(config["eval_round"]), **out}
 
 
 # method name -> client state class; "local" and "cocoa" are MOCHA's W-step on the client
@@ -632,9 +650,76 @@ class _ServerBase:
     once finished), :meth:`end_train` (the replies; a missing reply is None), then, if
     :attr:`eval_due`, :meth:`eval_instructions` and :meth:`end_eval`, and always
     :meth:`end_round`.
+
+    With ``fold_eval`` the certificates of an evaluated round travel with the next
+    round's train messages instead of a separate evaluate exchange (one round trip per
+    round instead of two): :meth:`end_train` then leaves :attr:`eval_due` False and keeps
+    the round's server-side terms; the next :meth:`begin_round` adds ``eval_round`` (and
+    ``w_eval`` when a Sigma-step moved ``w_t`` since) to each train message, the client
+    computes that round's terms first, exactly as its evaluate message would have, and
+    returns them with its train reply. While :attr:`eval_pending`, the nodes without a
+    train message this round (dropped by the systems model) get an evaluate message from
+    :meth:`eval_instructions` in the same exchange, whose replies go to :meth:`end_train`
+    (``eval_replies``); after the last round (:meth:`begin_round` returns None) the
+    pending certificates take one evaluate exchange (:meth:`eval_instructions`,
+    :meth:`end_eval`). Only for fits whose schedule does not depend on the certificates
+    (MOCHA: ``tol = 0`` and ``outer_tol = 0``); others evaluate in place. A lost train
+    reply then also loses the previous round's certificate (NaN, ``eval_missing``).
     """
 
     method = "?"
+    fold_eval = False
+    _late: dict | None = None  # the evaluated round whose certificates are pending
+
+    @property
+    def eval_pending(self) -> bool:
+        """Whether an earlier round's certificates are still to be collected."""
+        return self._late is not None
+
+    def _can_fold(self) -> bool:
+        return self.fold_eval
+
+    def _carry_eval(self, out: dict) -> dict:
+        """Add the pending evaluation to this round's train instructions ``out``."""
+        late = self._late
+        if late is None:
+            return out
+        for t, (arrays, config) in out.items():
+            config["eval_round"] = late["rnd"]
+            w_eval = late["W"][t]
+            if w_eval.tobytes() != arrays["w"].tobytes():  # a Sigma-step moved w_t
+                arrays["w_eval"] = w_eval.copy()
+        return out
+
+    def _late_instructions(self) -> dict[int, Message]:
+        """Evaluate messages of the pending certificates for the nodes this round's
+        train messages do not carry them to (all of them once the run is finished)."""
+        late = self._late
+        sent = self._round["sent"] if self._round is not None else set()
+        return {
+            t: ({"w": late["W"][t].copy()}, {**self._common(late["rnd"], t), **self._ack(t)})
+            for t in range(self.m)
+            if t not in sent
+        }
+
+    def _late_replies(self, replies: Mapping, eval_replies: Mapping | None) -> dict:
+        """The pending certificates' replies: the evaluate replies, and the terms the
+        train replies carried (as the evaluate replies they replace)."""
+        out = dict(eval_replies or {})
+        for t, reply in replies.items():
+            try:
+                config = reply[1]
+                if "eval_round" not in config:
+                    continue
+                keys = ("loss_mean", "conj_mean", "n_commits", "n_rollbacks")
+                carried = {k: config[k] for k in keys if k in config}
+                out[int(t)] = ({}, {"round": config["eval_round"], **carried})
+            except (TypeError, IndexError, KeyError):
+                continue
+        return out
+
+    def _ack(self, t: int) -> dict:
+        return {}
 
     def handshake_config(self) -> dict:
         return {
@@ -747,7 +832,9 @@ record_local_gaps, eval_every, callback
         callback=None,
         check_every=None,
         slowest_node_time: bool = False,
+        fold_eval: bool = False,
     ) -> None:
+        self.fold_eval = bool(fold_eval)
         self.loss = get_loss(loss, gamma)
         self.gamma = float(gamma)
         self.lam = check_lam(lam)
@@ -835,6 +922,7 @@ record_local_gaps, eval_every, callback
         if r is None:
             return None
         self._round = {"rnd": r.rnd, "steps": r.steps, "active": r.active, "seeds": r.seeds}
+        self._round["sent"] = {int(t) for t in np.flatnonzero(r.active)}
         out = {}
         for t in np.flatnonzero(r.active):
             config = {
@@ -849,7 +937,11 @@ record_local_gaps, eval_every, callback
                 **self._ack(t),
             }
             out[int(t)] = ({"w": e.model[t].copy()}, config)
-        return out
+        return self._carry_eval(out)
+
+    def _can_fold(self) -> bool:
+        # the certificates must not steer the schedule: they arrive a round late
+        return self.fold_eval and not self.engine.certificates_steer
 
     def _ack(self, t: int) -> dict:
         # the round node t's pending update belongs to, and (line search) its step
@@ -857,13 +949,19 @@ record_local_gaps, eval_every, callback
             return {"ack": int(self.ack[t]), "scale": float(self.ack_scale[t])}
         return {"ack": int(self.ack[t])}
 
-    def end_train(self, replies: Mapping[int, Message | None]) -> bool:
+    def end_train(
+        self, replies: Mapping[int, Message | None], eval_replies: Mapping | None = None
+    ) -> bool:
         """Aggregate the replies of this round (a missing/None/invalid one: dropped).
 
-        Returns whether the certificates are evaluated after this round."""
+        ``eval_replies``: the replies to this round's evaluate messages of the previous
+        round's pending certificates (``fold_eval``; recorded first). Returns whether
+        the certificates are evaluated now, after this round (:attr:`eval_due`)."""
         r = self._round
         if r is None:
             raise RuntimeError("end_train() without begin_round()")
+        if self._late is not None:
+            self._certify(self._late_replies(replies, eval_replies), self._late)
         m, d, rnd, active = self.m, self.d, r["rnd"], r["active"]
         dB = np.zeros((m, d))
         steps_done = np.zeros(m, dtype=np.int64)
@@ -907,6 +1005,16 @@ record_local_gaps, eval_every, callback
             self.ack_scale[t] = 1.0 if scale is None else scale
             self.n_agg[t] += 1
         r.update(gap0=gap0, gap1=gap1, progress=progress)
+        if self.eval_due and self._can_fold():
+            # certified with the next round's train messages (or, after the last round,
+            # by one evaluate exchange): keep what the server side needs
+            self._late = {
+                "rnd": rnd,
+                "round": r,
+                "W": self.engine.model.copy(),
+                "point": self.engine.eval_point(),
+            }
+            self.eval_due = False
         return self.eval_due
 
     def _state_mismatch(self, t: int, commits: int) -> None:
@@ -929,7 +1037,11 @@ record_local_gaps, eval_every, callback
             )
 
     def eval_instructions(self) -> dict[int, Message]:
-        """``{task: (arrays, config)}`` asking every node for its certificate terms."""
+        """``{task: (arrays, config)}`` asking every node for its certificate terms (while
+        :attr:`eval_pending`: the pending ones, from the nodes without a train message
+        this round)."""
+        if self._late is not None:
+            return self._late_instructions()
         rnd = self._round["rnd"]
         W = self.engine.model
         return {
@@ -939,8 +1051,16 @@ record_local_gaps, eval_every, callback
 
     def end_eval(self, replies: Mapping[int, Message | None]) -> dict:
         """Certificates from the nodes' scalars and the server's ``B``, ``W``; records
-        them in History (NaN if a node did not answer: no certificate that round)."""
-        r = self._round
+        them in History (NaN if a node did not answer: no certificate that round). After
+        the last round, the pending certificates (``fold_eval``)."""
+        if self._late is not None:
+            if self._round is not None:
+                raise RuntimeError("pending certificates go to end_train() during a round")
+            return self._certify(replies, self._late)
+        return self._certify(replies)
+
+    def _certify(self, replies: Mapping, late: dict | None = None) -> dict:
+        r = self._round if late is None else late["round"]
         loss_mean = np.full(self.m, np.nan)
         conj_mean = np.full(self.m, np.nan)
         for t in range(self.m):
@@ -970,7 +1090,10 @@ record_local_gaps, eval_every, callback
                 "local_progress": r["progress"].copy(),
             }
         extra["eval_missing"] = int(np.sum(~np.isfinite(loss_mean)))
-        return self.engine.end_eval(loss_mean, conj_mean, extra, skip_nonfinite=True)
+        if late is None:
+            return self.engine.end_eval(loss_mean, conj_mean, extra, skip_nonfinite=True)
+        self._late = None
+        return self.engine.end_eval(loss_mean, conj_mean, extra, True, late["point"])
 
     def end_round(self) -> None:
         """Advance the loop position (W-step end, tolerances, Sigma-step schedule)."""
@@ -1065,7 +1188,9 @@ eval_every, callback
         random_state=None,
         eval_every: int = 1,
         callback=None,
+        fold_eval: bool = False,
     ) -> None:
+        self.fold_eval = bool(fold_eval)
         self.loss = get_loss(loss, gamma)
         self.gamma = float(gamma)
         self.lam = check_lam(lam)
@@ -1100,21 +1225,28 @@ eval_every, callback
         rnd = self.h + 1
         lr = self.lr / (1.0 + self.lr_decay * self.h)
         self._round = {"rnd": rnd, "steps": steps, "active": active}
-        return {
-            int(t): (
-                {"w": self.w.copy()},
-                {
-                    **self._common(rnd, t),
-                    "lr": lr,
-                    "steps": int(steps[t]),
-                    "seed": seed_to_wire(seeds[t]),
-                },
-            )
-            for t in np.flatnonzero(active)
-        }
+        self._round["sent"] = {int(t) for t in np.flatnonzero(active)}
+        return self._carry_eval(
+            {
+                int(t): (
+                    {"w": self.w.copy()},
+                    {
+                        **self._common(rnd, t),
+                        "lr": lr,
+                        "steps": int(steps[t]),
+                        "seed": seed_to_wire(seeds[t]),
+                    },
+                )
+                for t in np.flatnonzero(active)
+            }
+        )
 
-    def end_train(self, replies: Mapping[int, Message | None]) -> bool:
+    def end_train(
+        self, replies: Mapping[int, Message | None], eval_replies: Mapping | None = None
+    ) -> bool:
         r = self._round
+        if self._late is not None:  # the previous round's certificates, carried
+            self._certify(self._late_replies(replies, eval_replies), self._late)
         m, d, active = self.m, self.d, r["active"]
         Wout = np.zeros((m, d))
         failed = np.zeros(m, dtype=np.bool_)
@@ -1136,14 +1268,28 @@ eval_every, callback
         self.rec.tick(np.where(ok, r["steps"], 0))
         h = self.h
         self.eval_due = (h + 1) % self.eval_every == 0 or h + 1 == self.rounds
+        if self.eval_due and self._can_fold():
+            self._late = {"rnd": r["rnd"], "round": r, "W": np.tile(self.w, (m, 1))}
+            self.eval_due = False
         return self.eval_due
 
     def eval_instructions(self) -> dict[int, Message]:
+        if self._late is not None:
+            return self._late_instructions()
         rnd = self._round["rnd"]
         return {t: ({"w": self.w.copy()}, self._common(rnd, t)) for t in range(self.m)}
 
     def end_eval(self, replies: Mapping[int, Message | None]) -> dict:
-        r = self._round
+        if self._late is not None:
+            if self._round is not None:
+                raise RuntimeError("pending certificates go to end_train() during a round")
+            return self._certify(replies, self._late)
+        return self._certify(replies)
+
+    def _certify(self, replies: Mapping, late: dict | None = None) -> dict:
+        r = self._round if late is None else late["round"]
+        w = self.w if late is None else late["W"][0]
+        self._late = None
         loss_mean = np.full(self.m, np.nan)
         for t in range(self.m):
             reply = replies.get(t)
@@ -1152,7 +1298,7 @@ eval_every, callback
                     loss_mean[t] = float(reply[1]["loss_mean"])
             except (KeyError, TypeError, ValueError):
                 pass
-        primal = float(self.weights @ loss_mean + 0.5 * self.lam * (self.w @ self.w))
+        primal = float(self.weights @ loss_mean + 0.5 * self.lam * (w @ w))
         self.rec.add(
             r["rnd"],
             0,
@@ -1382,14 +1528,22 @@ def run_local(
                 replies[t] = reply
         return replies
 
-    infos = exchange("query", {t: ({}, {}) for t in range(len(clients))}, 0)
+    query = {**server.handshake_config(), "round": 0}
+    infos = exchange("query", {t: ({}, query) for t in range(len(clients))}, 0)
     server.handshake({t: reply[1] for t, reply in infos.items()})
     while True:
         instructions = server.begin_round()
         if instructions is None:
+            if server.eval_pending:  # the last round's certificates (fold_eval)
+                late = server.eval_instructions()
+                server.end_eval(exchange("evaluate", late, server._late["rnd"]))
             break
         rnd = server._round["rnd"]
-        if server.end_train(exchange("train", instructions, rnd)):
+        # fold_eval: the previous round's certificates ride on the train messages; nodes
+        # without one this round get an evaluate message in the same exchange
+        late = server.eval_instructions() if server.eval_pending else {}
+        evals = exchange("evaluate", late, server._late["rnd"]) if late else None
+        if server.end_train(exchange("train", instructions, rnd), evals):
             server.end_eval(exchange("evaluate", server.eval_instructions(), rnd))
         server.end_round()
     return server.result()

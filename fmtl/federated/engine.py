@@ -533,29 +533,62 @@ class DualEngine:
         self.screened += r.screened
         return r.screened if failed is None else failed | r.screened
 
-    def end_eval(self, loss_mean, conj_mean, extra=None, skip_nonfinite: bool = False) -> dict:
+    def eval_point(self) -> dict:
+        """The server's side of this round's certificates (after :meth:`end_train`), for
+        :meth:`end_eval` to record them after the round has ended.
+
+        A federated server that asks for the nodes' certificate terms together with the
+        next round's work (one round trip per round instead of two) keeps this, ends the
+        round and starts the next one, and records the certificates before the next
+        :meth:`end_train`. Only for fits whose schedule does not depend on the
+        certificates: ``tol = 0``, ``outer_tol = 0`` and fixed local work
+        (:attr:`certificates_steer`)."""
+        r = self.round
+        return {
+            "round": r,
+            "outer": self.pos["outer"],
+            "rho": self.rho,
+            "wb": self._wb(),
+            "joint": self._gram_terms() if self.joint_floor is not None else (0.0, 0.0),
+            "screened": self.screened.copy(),
+        }
+
+    @property
+    def certificates_steer(self) -> bool:
+        """Whether the certificates can change what the next round does (``tol``,
+        ``outer_tol``, adaptive local work); if not, they may be recorded late
+        (:meth:`eval_point`)."""
+        return self.tol > 0 or self.outer_tol > 0 or self.certified
+
+    def end_eval(
+        self, loss_mean, conj_mean, extra=None, skip_nonfinite: bool = False, point=None
+    ) -> dict:
         """Certificates from the nodes' terms, recorded in History; returns the record.
         ``skip_nonfinite``: a non-finite primal (a node did not answer) does not count for
-        ``outer_tol``."""
-        r = self.round
-        joint = self._gram_terms() if self.joint_floor is not None else (0.0, 0.0)
+        ``outer_tol``. ``point``: an earlier round's :meth:`eval_point`, certified now (it
+        must come before the next :meth:`end_train`, which accounts the next round's
+        time and failures)."""
+        late = point is not None
+        if late:
+            keys = ("round", "outer", "rho", "wb", "joint", "screened")
+            r, outer, rho, wb, joint, screened = (point[k] for k in keys)
+        else:
+            r, outer, rho, wb = self.round, self.pos["outer"], self.rho, self._wb()
+            joint = self._gram_terms() if self.joint_floor is not None else (0.0, 0.0)
+            screened = self.screened.copy()
         cert = certificates_from_terms(
-            loss_mean, conj_mean, self._wb(), self.lam, self.joint_floor, *joint
+            loss_mean, conj_mean, wb, self.lam, self.joint_floor, *joint
         )
         if self.scaling is not None:
             values = {self.record_key: r.scale}
         elif self.line_search:  # the sigma' this round used and its aggregation step
             values = {self.record_key: r.rho, "step": 1.0 if r.scale is None else r.scale}
         else:
-            values = {self.record_key: self.rho}
-        rec = self.rec.add(
-            r.rnd,
-            self.pos["outer"],
-            {**cert, **values, "screened": self.screened.copy()},
-            r.steps_done,
-            r.active,
-            extra,
-        )
+            values = {self.record_key: rho}
+        values["screened"] = screened
+        rec = self.rec.add(r.rnd, outer, {**cert, **values}, r.steps_done, r.active, extra)
+        if late:  # the round is over and (certificates_steer is False) nothing reads them
+            return rec
         if not skip_nonfinite or np.isfinite(cert["primal"]):
             self.pos["last_primal"] = cert["primal"]
         if self.work_check_due:
