@@ -59,7 +59,6 @@ from ..federated._loop import (
     check_positive_int,
     draw_seeds,
     objective_terms,
-    row_norm_means,
 )
 from ..federated.engine import DualEngine, dual_update_bounds
 from ..federated.history import History
@@ -168,18 +167,24 @@ def _vector(arrays: Mapping, key: str, d: int) -> np.ndarray:
 # ---------------------------------------------------------------------------------- clients
 
 
-def _client_info(n: int, d: int, row_norm: float) -> dict:
-    """A client's handshake reply: its task's rows ``n``, features ``d`` and mean row norm
-    (from which the server bounds a correct update, :func:`~fmtl.federated.engine.
-    dual_update_bounds`)."""
-    return {"n": int(n), "d": int(d), "row_norm": float(row_norm), "version": PROTOCOL_VERSION}
+def _client_info(sqnorms: np.ndarray, d: int) -> dict:
+    """A client's handshake reply: its task's rows ``n``, features ``d``, mean row norm
+    and mean squared row norm (from which the server bounds a correct update,
+    :func:`~fmtl.federated.engine.dual_update_bounds`, and, for a node that stops
+    answering, its loss at a later model, :meth:`fmtl.losses.Loss.mean_value_bound`)."""
+    n = int(sqnorms.shape[0])
+    return {
+        "n": n,
+        "d": int(d),
+        "row_norm": float(np.mean(np.sqrt(sqnorms))) if n else 0.0,
+        "row_sqnorm": float(np.mean(sqnorms)) if n else 0.0,
+        "version": PROTOCOL_VERSION,
+    }
 
 
-def _mean_row_norm(X) -> float:
-    if X.shape[0] == 0:
-        return 0.0
+def _row_sqnorms(X) -> np.ndarray:
     sq = X.multiply(X).sum(axis=1) if sp.issparse(X) else np.einsum("ij,ij->i", X, X)
-    return float(np.mean(np.sqrt(np.asarray(sq, dtype=np.float64).ravel())))
+    return np.asarray(sq, dtype=np.float64).ravel()
 
 
 def _optional_float(v) -> float | None:
@@ -368,7 +373,7 @@ class MochaClientState:
     # engine-agnostic message handling
     def handle(self, kind: str, arrays: Mapping, config: Mapping) -> Message:
         if kind == "query":
-            return {}, _client_info(self.n, self.d, row_norm_means(self.tasks)[0])
+            return {}, _client_info(self.tasks.sqnorm, self.d)
         if kind == "train":
             carried = _carried_eval(self, arrays, config)
             out = self.train(
@@ -474,7 +479,7 @@ class FedAvgClientState:
 
     def handle(self, kind: str, arrays: Mapping, config: Mapping) -> Message:
         if kind == "query":
-            return {}, _client_info(self.n, self.d, row_norm_means(self.tasks)[0])
+            return {}, _client_info(self.tasks.sqnorm, self.d)
         w = _vector(arrays, "w", self.d)
         if kind == "train":
             carried = _carried_eval(self, arrays, config)
@@ -582,7 +587,7 @@ def client_handle(
     X, y = data()
     if kind == "query":
         X = X if sp.issparse(X) else np.asarray(X, dtype=np.float64)
-        return ({}, _client_info(X.shape[0], X.shape[1], _mean_row_norm(X))), state
+        return ({}, _client_info(_row_sqnorms(X), X.shape[1])), state
     client = CLIENT_METHODS[method](
         X, y, float(config["lam"]), str(config["loss"]), float(config.get("gamma", 1.0))
     )
@@ -664,7 +669,8 @@ class _ServerBase:
     pending certificates take one evaluate exchange (:meth:`eval_instructions`,
     :meth:`end_eval`). Only for fits whose schedule does not depend on the certificates
     (MOCHA: ``tol = 0`` and ``outer_tol = 0``); others evaluate in place. A lost train
-    reply then also loses the previous round's certificate (NaN, ``eval_missing``).
+    reply then also loses that node's terms of the previous round's certificate, which the
+    server bounds (``eval_bounded``, :meth:`MochaServerState._bound_terms`).
     """
 
     method = "?"
@@ -887,18 +893,40 @@ record_local_gaps, eval_every, callback
         self.client_rollbacks = np.zeros(m, dtype=np.int64)  # as last reported
         self._round: dict | None = None
         self.eval_due = False
+        # for nodes that stop answering: row norms (handshake), each node's last reported
+        # loss and the w_t it was at, and a lower bound on its conjugate term now
+        self.row_norm = np.full(m, np.nan)
+        self.row_sqnorm = np.full(m, np.nan)
+        self._terms_ref: dict[int, tuple[float, np.ndarray]] = {}
+        self.conj_lb = np.full(m, np.nan)
 
     def handshake(self, infos: Mapping[int, Mapping]) -> None:
         """Bound each node's update by :func:`~fmtl.federated.engine.dual_update_bounds`
-        of the mean row norm its handshake reported (no usable entry: no bound)."""
-        r = np.full(self.m, np.nan)
+        of the mean row norm its handshake reported (no usable entry: no bound), and keep
+        its row norms to bound its loss once it stops answering (:meth:`_bound_terms`)."""
         for t, info in infos.items():
-            v = info.get("row_norm")
-            if isinstance(v, int | float) and np.isfinite(v) and v >= 0:
-                r[int(t)] = v
-        known = np.isfinite(r)
-        bounds = dual_update_bounds(self.loss, np.where(known, r, 0.0))
+            for key, stats in (("row_norm", self.row_norm), ("row_sqnorm", self.row_sqnorm)):
+                v = info.get(key)
+                if isinstance(v, int | float) and np.isfinite(v) and v >= 0:
+                    stats[int(t)] = v
+        known = np.isfinite(self.row_norm)
+        bounds = dual_update_bounds(self.loss, np.where(known, self.row_norm, 0.0))
         self.engine.update_bound = np.where(known, bounds, np.inf)
+
+    def _bound_terms(self, t: int, w: np.ndarray) -> tuple[float, float] | None:
+        """Node ``t``'s certificate terms at ``w`` without its answer: a lower bound on its
+        conjugate term (its last reported one plus the gains of its updates aggregated
+        since; ``-l*`` is concave, so a step ``s`` of a gain ``c`` adds at least ``s c``)
+        and an upper bound on its mean loss (:meth:`fmtl.losses.Loss.mean_value_bound`
+        from its last reported loss and how far ``w_t`` moved since). A gap from them
+        over-estimates the true one: still a certificate. None if a term is unknown."""
+        ref = self._terms_ref.get(t)
+        if ref is None or not np.isfinite(self.conj_lb[t]):
+            return None
+        loss_ref, w_ref = ref
+        step = float(np.linalg.norm(w - w_ref))
+        bound = self.loss.mean_value_bound(loss_ref, step, self.row_norm[t], self.row_sqnorm[t])
+        return (bound, float(self.conj_lb[t])) if np.isfinite(bound) else None
 
     # the engine's state, under the names this server has always had
     B = property(lambda self: self.engine.B, doc="Row ``t``: the aggregated ``db_t``.")
@@ -969,6 +997,7 @@ record_local_gaps, eval_every, callback
         gap1 = np.full(m, np.nan)
         progress = np.full(m, np.nan)
         conj = np.zeros(m)
+        gains = np.full(m, np.nan)  # each node's conjugate gain (certificate bounds)
         failed = np.zeros(m, dtype=np.bool_)
         for t in np.flatnonzero(active):
             reply = replies.get(int(t))
@@ -987,6 +1016,7 @@ record_local_gaps, eval_every, callback
                 cg = float(config["conj_gain"]) if self.engine.line_search else 0.0
                 if not np.isfinite(cg):
                     raise ValueError("non-finite conj_gain")
+                gains[t] = float(config.get("conj_gain", np.nan))
             except (KeyError, TypeError, ValueError):
                 failed[t] = True
                 continue
@@ -1004,6 +1034,7 @@ record_local_gaps, eval_every, callback
             self.ack[t] = rnd
             self.ack_scale[t] = 1.0 if scale is None else scale
             self.n_agg[t] += 1
+            self.conj_lb[t] += self.ack_scale[t] * gains[t]  # NaN (unknown) stays NaN
         r.update(gap0=gap0, gap1=gap1, progress=progress)
         if self.eval_due and self._can_fold():
             # certified with the next round's train messages (or, after the last round,
@@ -1030,6 +1061,7 @@ record_local_gaps, eval_every, callback
             self.B[t] = 0.0
             self.n_agg[t] = 0
             self.state_resets[t] += 1
+            self.conj_lb[t] = np.nan
         else:
             raise RuntimeError(
                 f"node {t} reports {commits} committed updates, the server aggregated "
@@ -1051,7 +1083,8 @@ record_local_gaps, eval_every, callback
 
     def end_eval(self, replies: Mapping[int, Message | None]) -> dict:
         """Certificates from the nodes' scalars and the server's ``B``, ``W``; records
-        them in History (NaN if a node did not answer: no certificate that round). After
+        them in History (a node that did not answer gets bounds, a gap that over-estimates
+        the true one; NaN only if it never answered). After
         the last round, the pending certificates (``fold_eval``)."""
         if self._late is not None:
             if self._round is not None:
@@ -1079,6 +1112,17 @@ record_local_gaps, eval_every, callback
             if commits != self.n_agg[t]:
                 continue  # not consistent with B: no certificate from it
             loss_mean[t], conj_mean[t] = lm, cm
+        W = self.engine.model if late is None else late["W"]
+        missing = ~np.isfinite(loss_mean)
+        bounded = np.zeros(self.m, dtype=np.bool_)
+        for t in range(self.m):
+            if missing[t]:
+                terms = self._bound_terms(t, W[t])
+                if terms is not None:
+                    (loss_mean[t], conj_mean[t]), bounded[t] = terms, True
+            elif np.isfinite(conj_mean[t]):
+                self._terms_ref[t] = (float(loss_mean[t]), W[t].copy())
+                self.conj_lb[t] = conj_mean[t]
         extra = {}
         if self.record:
             with np.errstate(invalid="ignore", divide="ignore"):
@@ -1089,11 +1133,14 @@ record_local_gaps, eval_every, callback
                 "local_gap_ratio": ratio,
                 "local_progress": r["progress"].copy(),
             }
-        extra["eval_missing"] = int(np.sum(~np.isfinite(loss_mean)))
+        extra["eval_missing"] = int(np.sum(missing))
+        extra["eval_bounded"] = int(np.sum(bounded))
+        # a primal from bounds is not one outer_tol may compare
+        skip = True if not bounded.any() else "bounded"
         if late is None:
-            return self.engine.end_eval(loss_mean, conj_mean, extra, skip_nonfinite=True)
+            return self.engine.end_eval(loss_mean, conj_mean, extra, skip_nonfinite=skip)
         self._late = None
-        return self.engine.end_eval(loss_mean, conj_mean, extra, True, late["point"])
+        return self.engine.end_eval(loss_mean, conj_mean, extra, skip, late["point"])
 
     def end_round(self) -> None:
         """Advance the loop position (W-step end, tolerances, Sigma-step schedule)."""

@@ -561,13 +561,20 @@ class DualEngine:
         return self.tol > 0 or self.outer_tol > 0 or self.certified
 
     def end_eval(
-        self, loss_mean, conj_mean, extra=None, skip_nonfinite: bool = False, point=None
+        self,
+        loss_mean,
+        conj_mean,
+        extra=None,
+        skip_nonfinite: bool = False,
+        point=None,
+        primal_is_bound: bool = False,
     ) -> dict:
         """Certificates from the nodes' terms, recorded in History; returns the record.
         ``skip_nonfinite``: a non-finite primal (a node did not answer) does not count for
-        ``outer_tol``. ``point``: an earlier round's :meth:`eval_point`, certified now (it
-        must come before the next :meth:`end_train`, which accounts the next round's
-        time and failures)."""
+        ``outer_tol``; nor does one that is an upper bound (``primal_is_bound``: a node's
+        terms were bounded). ``point``: an earlier round's :meth:`eval_point`, certified
+        now (it must come before the next :meth:`end_train`, which accounts the next
+        round's time and failures)."""
         late = point is not None
         if late:
             keys = ("round", "outer", "rho", "wb", "joint", "screened")
@@ -589,7 +596,7 @@ class DualEngine:
         rec = self.rec.add(r.rnd, outer, {**cert, **values}, r.steps_done, r.active, extra)
         if late:  # the round is over and (certificates_steer is False) nothing reads them
             return rec
-        if not skip_nonfinite or np.isfinite(cert["primal"]):
+        if not primal_is_bound and (not skip_nonfinite or np.isfinite(cert["primal"])):
             self.pos["last_primal"] = cert["primal"]
         if self.work_check_due:
             self._adapt_local_work(cert["gap"])

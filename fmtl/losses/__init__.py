@@ -72,6 +72,18 @@ class Loss:
         for the squared loss (its dual is unconstrained)."""
         return 1.0 if self.classification else np.inf
 
+    def mean_value_bound(
+        self, mean_at_ref: float, step: float, row_norm: float, row_sqnorm: float
+    ) -> float:
+        """An upper bound on a task's mean loss at ``w``, from its mean loss at ``w_ref``,
+        ``step = ||w - w_ref||`` and the task's mean row norm ``mean_i ||x_i||`` and mean
+        squared row norm ``mean_i ||x_i||^2``: the classification losses are 1-Lipschitz
+        in the margin (``+ row_norm * step``); the squared loss's root-mean is a norm
+        (Minkowski: ``(sqrt(mean_at_ref) + sqrt(row_sqnorm / 2) * step)^2``)."""
+        if self.classification:
+            return float(mean_at_ref + row_norm * step)
+        return float((np.sqrt(mean_at_ref) + np.sqrt(row_sqnorm / 2.0) * step) ** 2)
+
     def value(self, y: np.ndarray, z: np.ndarray) -> np.ndarray:
         """Per-sample loss values ``l(y_i, z_i)``."""
         from ._vectorized import values
