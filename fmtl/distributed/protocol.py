@@ -572,8 +572,9 @@ def client_handle(
     >>> import numpy as np
     >>> X = np.random.default_rng(0).normal(size=(10, 3))
     >>> data = lambda: (X, np.sign(X[:, 0]))
-    >>> client_handle("query", {}, {"method": "mocha"}, data, None)
-    (({}, {'n': 10, 'd': 3, 'version': 1}), None)
+    >>> (_, info), state = client_handle("query", {}, {"method": "mocha"}, data, None)
+    >>> info["n"], info["d"], sorted(info), state
+    (10, 3, ['d', 'n', 'row_norm', 'row_sqnorm', 'version'], None)
     >>> server = make_server("mocha", [10], 3, 0.1, inner_iters=1, random_state=0)
     >>> arrays, config = server.begin_round()[0]
     >>> (reply_arrays, reply_config), state = client_handle("train", arrays, config, data,
