@@ -728,6 +728,17 @@ class _ServerBase:
     def _ack(self, t: int) -> dict:
         return {}
 
+    def end_eval(self, replies: Mapping[int, Message | None]) -> dict:
+        """Record the certificates from the nodes' evaluate replies in History (MOCHA: a
+        node that did not answer gets bounds, so the gap over-estimates the true one;
+        NaN only if it never answered); after the last round, the pending certificates
+        (``fold_eval``)."""
+        if self._late is not None:
+            if self._round is not None:
+                raise RuntimeError("pending certificates go to end_train() during a round")
+            return self._certify(replies, self._late)
+        return self._certify(replies)
+
     def handshake_config(self) -> dict:
         return {
             "method": self.method,
@@ -1082,17 +1093,6 @@ record_local_gaps, eval_every, callback
             for t in range(self.m)
         }
 
-    def end_eval(self, replies: Mapping[int, Message | None]) -> dict:
-        """Certificates from the nodes' scalars and the server's ``B``, ``W``; records
-        them in History (a node that did not answer gets bounds, a gap that over-estimates
-        the true one; NaN only if it never answered). After
-        the last round, the pending certificates (``fold_eval``)."""
-        if self._late is not None:
-            if self._round is not None:
-                raise RuntimeError("pending certificates go to end_train() during a round")
-            return self._certify(replies, self._late)
-        return self._certify(replies)
-
     def _certify(self, replies: Mapping, late: dict | None = None) -> dict:
         r = self._round if late is None else late["round"]
         loss_mean = np.full(self.m, np.nan)
@@ -1326,13 +1326,6 @@ eval_every, callback
             return self._late_instructions()
         rnd = self._round["rnd"]
         return {t: ({"w": self.w.copy()}, self._common(rnd, t)) for t in range(self.m)}
-
-    def end_eval(self, replies: Mapping[int, Message | None]) -> dict:
-        if self._late is not None:
-            if self._round is not None:
-                raise RuntimeError("pending certificates go to end_train() during a round")
-            return self._certify(replies, self._late)
-        return self._certify(replies)
 
     def _certify(self, replies: Mapping, late: dict | None = None) -> dict:
         r = self._round if late is None else late["round"]
