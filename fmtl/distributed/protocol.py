@@ -567,8 +567,9 @@ def client_handle(
     >>> import numpy as np
     >>> X = np.random.default_rng(0).normal(size=(10, 3))
     >>> data = lambda: (X, np.sign(X[:, 0]))
-    >>> client_handle("query", {}, {"method": "mocha"}, data, None)
-    (({}, {'n': 10, 'd': 3, 'version': 1}), None)
+    >>> (arrays, info), state = client_handle("query", {}, {"method": "mocha"}, data, None)
+    >>> arrays, info["n"], info["d"], round(info["row_norm"], 6), state
+    ({}, 10, 3, 1.301726, None)
     >>> server = make_server("mocha", [10], 3, 0.1, inner_iters=1, random_state=0)
     >>> arrays, config = server.begin_round()[0]
     >>> (reply_arrays, reply_config), state = client_handle("train", arrays, config, data,
