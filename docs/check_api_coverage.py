@@ -46,6 +46,7 @@ MODULES = [
     "fmtl.protocols",
     "fmtl.distributed.dask",
     "fmtl.distributed.flower",
+    "fmtl.distributed.flower_bidi",
     "fmtl.distributed.protocol",
 ]
 

@@ -9,6 +9,7 @@ in-process ``mocha()`` with the same seed and schedule.
 
     python examples/flower_loopback.py                      # 3 clients, 2 x 3 rounds
     python examples/flower_loopback.py --clients 5 --outer 2 --inner 5 --count-bytes
+    python examples/flower_loopback.py --clients 5 --outer 2 --inner 5 --runtime grpc-bidi
 
 What it runs, on free ports (see ``fmtl.distributed.flower.run_loopback``)::
 
@@ -30,6 +31,17 @@ computation (docs/deploying.md, "Wall time"). A round is one exchange: an evalua
 round's certificates travel with the next round's train messages; ``--eval-every k``
 evaluates them only every k rounds (and at the end of every W-step). One line per round
 is printed while the run goes on.
+
+``--runtime grpc-bidi``: Flower's gRPC bidirectional-streaming runtime instead (deprecated
+by Flower since 1.13, still shipped): one server process (``flwr.server.start_server``
+with ``fmtl.distributed.flower_bidi.FmtlBidiStrategy``) and one long-running client
+process per task (``flwr.client.start_client``), each holding its task and duals in
+memory; no per-message process, no idle polling, so a round takes milliseconds::
+
+    python -m fmtl.distributed.flower_bidi server --address 127.0.0.1:P \
+        --run-config <tmp>/run_config.json --output-dir <tmp>/output
+    python -m fmtl.distributed.flower_bidi client --server 127.0.0.1:P \
+        --partition-id i --num-partitions N --data /path/small.mat
 """
 
 from __future__ import annotations
@@ -59,6 +71,12 @@ def main(argv=None) -> None:
     )
     ap.add_argument("--count-bytes", action="store_true", help="count every socket byte")
     ap.add_argument("--workdir", default=None, help="keep logs and outputs here")
+    ap.add_argument(
+        "--runtime",
+        choices=["superlink", "grpc-bidi"],
+        default="superlink",
+        help="Flower runtime (grpc-bidi: deprecated by Flower, long-running clients)",
+    )
     args = ap.parse_args(argv)
 
     from fmtl.datasets import find_mocha, load_mat
@@ -93,8 +111,9 @@ def main(argv=None) -> None:
         "eval-every": args.eval_every,
         "random-state": args.seed,
     }
+    nodes = "SuperNodes" if args.runtime == "superlink" else "client processes (grpc-bidi)"
     print(
-        f"Flower federation on 127.0.0.1: {m} SuperNodes, tasks 0..{m - 1} of {path.name}",
+        f"Flower federation on 127.0.0.1: {m} {nodes}, tasks 0..{m - 1} of {path.name}",
         flush=True,
     )
     out = run_loopback(
@@ -108,6 +127,7 @@ def main(argv=None) -> None:
         count_bytes=args.count_bytes,
         verbose=True,
         progress=lambda line: print("  " + line, flush=True),  # one line per round
+        runtime=args.runtime,
     )
     h = out["history"]
     rounds = int(h["round"][-1])
@@ -138,17 +158,23 @@ def main(argv=None) -> None:
     print(f"  all phases: down {down / (m * rounds):.0f} B, up {up / (m * rounds):.0f} B")
     if "socket_bytes" in out:
         sb = out["socket_bytes"]
-        print("Socket bytes per client over the whole run (HTTP, polls, heartbeats, app bundle):")
+        what = (
+            "HTTP, polls, heartbeats, app bundle"
+            if args.runtime == "superlink"
+            else "the gRPC stream's frames and messages"
+        )
+        print(f"Socket bytes per client over the whole run ({what}):")
         for i, b in enumerate(sb):
             print(
                 f"  client {i}: up {b['up']:,} B, down {b['down']:,} B "
                 f"({b['up'] / rounds:,.0f} / {b['down'] / rounds:,.0f} B per round)"
             )
 
+    what = "`flwr run`" if args.runtime == "superlink" else "the server process"
     print(
         f"\nWall time: {out['elapsed']:.1f} s in all (start-up included), "
-        f"{out['run_time']:.1f} s for `flwr run`, "
-        f"rounds {np.mean(out['run']['round_times']):.1f} s on average"
+        f"{out['run_time']:.1f} s for {what}, "
+        f"rounds {np.mean(out['run']['round_times']):.3f} s on average"
     )
     t0 = time.perf_counter()
     ref = mocha(

@@ -27,6 +27,7 @@ PUBLIC_MODULES = [
     "fmtl.cv",
     "fmtl.distributed.dask",
     "fmtl.distributed.flower",
+    "fmtl.distributed.flower_bidi",
     "fmtl.distributed.protocol",
 ]
 

@@ -58,19 +58,22 @@ def clients_for(Xs, ys, lam=LAM, cls=MochaClientState, **kw):
     return [cls(X, y, lam, **kw) for X, y in zip(Xs, ys, strict=True)]
 
 
-def check_bounded_certificates(hist, ref, rows):
+def check_bounded_certificates(hist, ref, rows, unanswered=()):
     """History ``hist`` equals ``ref`` bit for bit except in ``rows``, where the nodes
     that did not answer had their terms bounded: an upper bound on the primal, the dual
     (a lower bound, exact up to rounding: the conjugate gains are summed) and a gap that
-    over-estimates the true one, never under."""
-    others = np.setdiff1d(np.arange(len(ref["gap"])), rows)
+    over-estimates the true one, never under; and in ``unanswered`` rows (a node without
+    terms to bound: NaN)."""
+    others = np.setdiff1d(np.arange(len(ref["gap"])), np.r_[rows, unanswered])
+    assert np.all(np.isnan(hist["gap"][list(unanswered)]))
     for col in ("primal", "dual", "gap"):
         np.testing.assert_array_equal(hist[col][others], ref[col][others])
     assert np.all(hist["primal"][rows] >= ref["primal"][rows])
     np.testing.assert_allclose(hist["dual"][rows], ref["dual"][rows], rtol=1e-12)
     assert np.all(hist["gap"][rows] >= ref["gap"][rows] - 1e-12 * np.abs(ref["dual"][rows]))
     assert np.all(hist["eval_bounded"][rows] >= 1)
-    assert np.array_equal(hist["eval_bounded"], hist["eval_missing"])  # all recovered
+    recovered = np.setdiff1d(np.arange(len(ref["gap"])), unanswered)
+    assert np.array_equal(hist["eval_bounded"][recovered], hist["eval_missing"][recovered])
 
 
 def check_dual_consistency(B, clients):
@@ -752,3 +755,180 @@ def test_flower_strategy_certifies_after_a_node_stops_answering(tmp_path):
     hist = strategy.history
     assert np.all(np.isfinite(hist["gap"]))  # was NaN from round 2's certificate on
     check_bounded_certificates(hist, ref.history, np.flatnonzero(hist["eval_bounded"]))
+
+
+# ------------------------------------------- (d) Flower's gRPC bidi runtime (issue 16, item 8)
+
+
+from flwr.server.client_proxy import ClientProxy  # noqa: E402
+
+
+class DirectProxy(ClientProxy):
+    """A legacy ClientProxy calling a FmtlBidiClient in this process (what the gRPC
+    bridge does across the stream), with a hook to lose replies."""
+
+    def __init__(self, cid, client, lose=None):
+        super().__init__(cid)
+        self.client, self.lose, self.calls = client, lose, []
+
+    def get_properties(self, ins, timeout, group_id):
+        return self.client.get_properties(ins)
+
+    def get_parameters(self, ins, timeout, group_id):  # pragma: no cover - never asked
+        raise NotImplementedError
+
+    def _call(self, method, ins):
+        from fmtl.distributed.flower_bidi import decode_message
+
+        _, config, kind = decode_message(ins.parameters, ins.config)
+        self.calls.append((method, kind, int(config["round"])))
+        res = getattr(self.client, method)(ins)
+        if self.lose is not None and self.lose(int(config["round"]), kind):
+            raise TimeoutError("reply lost")  # as the bridge does on a timeout
+        return res
+
+    def fit(self, ins, timeout, group_id):
+        return self._call("fit", ins)
+
+    def evaluate(self, ins, timeout, group_id):
+        return self._call("evaluate", ins)
+
+    def reconnect(self, ins, timeout, group_id):
+        from flwr.common import DisconnectRes
+
+        return DisconnectRes(reason="")
+
+
+def bidi_run(Xs, ys, lam, lose=None, method="mocha", **kw):
+    """FmtlBidiStrategy under Flower's own legacy Server loop (Server.fit), clients in
+    this process; ``lose(round, task, kind)`` drops a reply after the client did the
+    work."""
+    from flwr.server import Server, SimpleClientManager
+
+    from fmtl.distributed.flower_bidi import FmtlBidiClient, FmtlBidiStrategy
+
+    cm = SimpleClientManager()
+    proxies = []
+    for t in reversed(range(len(Xs))):  # the cids do not follow the tasks
+        hook = None if lose is None else (lambda r, k, t=t: lose(r, t, k))
+        proxies.append(DirectProxy(f"c{7 * t % 5}{t}", FmtlBidiClient(Xs[t], ys[t], t), hook))
+        cm.register(proxies[-1])
+    lines = []
+    strategy = FmtlBidiStrategy(
+        method, lam, num_clients=len(Xs), connect_timeout=5.0, progress=lines.append, **kw
+    )
+    server = Server(client_manager=cm, strategy=strategy)
+    server.fit(num_rounds=strategy.num_rounds(), timeout=5.0)
+    return strategy, strategy.result(), proxies[::-1], lines
+
+
+@pytest.mark.parametrize("fold", [True, False])
+def test_bidi_strategy_under_flowers_server_loop_equals_mocha(fold):
+    # drops by the systems model (nodes without a train message get the folded evaluate
+    # message in the fit exchange), bit for bit with mocha(): model and History
+    Xs, ys = random_tasks(m=4, n=30, d=5, seed=11)
+    kw = dict(outer_iters=2, inner_iters=3, random_state=4, systems=SystemsModel(drop_prob=0.3))
+    ref = mocha(Xs, ys, LAM, **kw)
+    assert ref.history["dropped"].any()
+    strategy, res, proxies, lines = bidi_run(Xs, ys, LAM, fold_eval=fold, **kw)
+    assert np.array_equal(res.coef, ref.coef) and np.array_equal(res.sigma, ref.sigma)
+    for col in ("primal", "dual", "gap", "joint_gap", "rho", "dropped", "round"):
+        np.testing.assert_array_equal(strategy.history[col], ref.history[col])
+    rounds = len(ref.history)
+    assert [ln.split(":")[0] for ln in lines] == [f"fmtl round {r}" for r in range(1, 7)] + (
+        ["fmtl final certificates"] if fold else []
+    )
+    calls = [c for p in proxies for c in p.calls]
+    if fold:  # evaluate messages: only to dropped nodes (in the fit exchange) and at the end
+        n_dropped = int(ref.history["dropped"][1:].sum())
+        assert sum(1 for m, k, _ in calls if k == "evaluate" and m == "fit") == n_dropped
+        assert sum(1 for m, k, _ in calls if m == "evaluate") == 4
+    else:
+        assert sum(1 for m, _, _ in calls if m == "evaluate") == 4 * rounds
+    # the duals stay in the clients' memory; only d-vectors travel
+    for w in strategy.wire:
+        assert all(shape == [5] for shape in w["arrays"].values())
+    for p, X in zip(proxies, Xs, strict=True):
+        assert p.client.state.alpha.shape == (X.shape[0],)
+
+
+def test_bidi_strategy_lost_replies_are_dropped_nodes():
+    # a reply lost after the work (the bridge's timeout) rolls back, as in run_local:
+    # the model is run_local's with the same failures, bit for bit; also FedAvg and CoCoA
+    Xs, ys = random_tasks(m=3, n=30, d=4, seed=9)
+    kw = dict(outer_iters=2, inner_iters=3, random_state=1, sigma_prime="adaptive")
+
+    def lose(rnd, t, kind):
+        return (rnd, t) in {(2, 1), (4, 0), (4, 2)} or (t == 2 and rnd >= 5)
+
+    strategy, res, _, _ = bidi_run(Xs, ys, LAM, lose=lose, **kw)
+    n = [len(y) for y in ys]
+    ref = run_local(make_server("mocha", n, 4, LAM, fold_eval=True, **kw),
+                    clients_for(Xs, ys), fail=lose)  # fmt: skip
+    assert np.array_equal(res.coef, ref.coef)
+    np.testing.assert_array_equal(strategy.history["failed"], ref.history["failed"])
+    np.testing.assert_array_equal(strategy.history["gap"], ref.history["gap"])
+    assert strategy.history["failed"][:, 2].tolist() == [False] * 3 + [True] * 3
+    _, res, _, _ = bidi_run(Xs, ys, 0.01, method="fedavg", rounds=3, random_state=1)
+    assert np.array_equal(res.coef, fedavg(Xs, ys, 0.01, rounds=3, random_state=1).coef)
+    _, res, _, _ = bidi_run(Xs, ys, LAM, method="cocoa", rounds=3, random_state=2)
+    assert np.array_equal(res.coef, cocoa(Xs, ys, LAM, rounds=3, random_state=2).coef)
+
+
+def test_bidi_loopback_three_client_processes_equal_in_process_mocha(tmp_path):
+    """A server process and 3 long-running client processes on Flower's gRPC bidi
+    runtime (127.0.0.1): mocha()'s model and History, bit for bit. No time asserted."""
+    from fmtl.distributed.flower import _alive, run_loopback
+
+    path = find_mocha("small")
+    if path is None:
+        pytest.skip("small.mat not found (set FMTL_DATA)")
+    ds = load_mocha(path)
+    cfg = {"outer-iters": 2, "inner-iters": 3, "random-state": 3}
+    lines = []
+    out = run_loopback(
+        3, cfg, data=str(path), timeout=300.0, progress=lines.append, runtime="grpc-bidi"
+    )
+    ref = mocha(ds.X[:3], ds.y[:3], 0.01, outer_iters=2, inner_iters=3, random_state=3)
+    assert np.array_equal(out["coef"], ref.coef) and np.array_equal(out["sigma"], ref.sigma)
+    for col in ("primal", "dual", "gap"):
+        np.testing.assert_array_equal(out["history"][col], ref.history[col])
+    assert [ln.split(":")[0] for ln in lines] == [f"fmtl round {r}" for r in range(1, 7)] + [
+        "fmtl final certificates"
+    ]
+    assert len(out["run"]["round_times"]) == 6
+    assert {w["phase"] for w in out["wire"]} == {"query", "train", "evaluate"}
+    for w in out["wire"]:
+        assert all(shape == [ds.n_features] for shape in w["arrays"].values())
+    assert not [pid for pid in out["pids"] if _alive(pid)]  # nothing left behind
+
+
+def test_bidi_loopback_failing_and_killed_clients_are_dropped_nodes(tmp_path):
+    """Client 1's round-2 reply is an error after the work (rolled back); client 2's
+    process dies on round 4's train message (a failed node from then on). The model is
+    mocha()'s with those nodes failed in those rounds, bit for bit."""
+    from fmtl.distributed.flower import _alive, run_loopback
+
+    path = find_mocha("small")
+    if path is None:
+        pytest.skip("small.mat not found (set FMTL_DATA)")
+    ds = load_mocha(path)
+    cfg = {"outer-iters": 2, "inner-iters": 3, "random-state": 3}
+    cfg.update({"debug-fail": "2:1", "debug-exit": "4:2"})
+    out = run_loopback(
+        3, cfg, data=str(path), timeout=300.0, workdir=tmp_path / "run", runtime="grpc-bidi"
+    )
+    kw = dict(outer_iters=2, inner_iters=3, random_state=3)
+    failures = {(2, 1), (4, 2), (5, 2), (6, 2)}
+    ref = mocha_with_failures(ds.X[:3], ds.y[:3], 0.01, failures, **kw)
+    assert np.array_equal(out["coef"], ref.coef)
+    np.testing.assert_array_equal(out["history"]["failed"], ref.history["failed"])
+    # round r's certificate rides on round r+1's train messages: round 1's was lost with
+    # client 1's round-2 reply (NaN: client 1 had not reported terms yet); rounds 3-6 miss
+    # the dead client's, which the server bounds from its last ones
+    hist = out["history"]
+    assert np.isnan(hist["gap"][0]) and hist["gap"][1] == ref.history["gap"][1]
+    assert hist["eval_bounded"].tolist() == [0, 0, 1, 1, 1, 1]
+    check_bounded_certificates(hist, ref.history, [2, 3, 4, 5], unanswered=[0])
+    assert out["run"]["client_rollbacks"][1] == 1
+    assert not [pid for pid in out["pids"] if _alive(pid)]

@@ -354,6 +354,28 @@ def server_kwargs_from_config(cfg: Mapping) -> tuple[str, float, dict]:
     return method, float(c["lam"]), kw
 
 
+def _assign_tasks(info: Mapping, want: int) -> tuple[dict, np.ndarray, int]:
+    """``({task: node}, n_samples, d)`` from the nodes' handshake replies (node ->
+    reply with ``partition-id``, ``n``, ``d``); ValueError if they do not cover tasks
+    ``0..want-1`` exactly once with one number of features."""
+    tasks: dict = {}
+    for node, c in info.items():
+        t = int(c["partition-id"])
+        if not 0 <= t < want:
+            continue
+        if t in tasks:
+            raise ValueError(f"two nodes ({tasks[t]}, {node}) have partition-id {t}")
+        tasks[t] = node
+    missing = sorted(set(range(want)) - set(tasks))
+    if missing:
+        raise ValueError(f"no node has partition-id(s) {missing} (of {want})")
+    d = {int(info[tasks[t]]["d"]) for t in range(want)}
+    if len(d) != 1:
+        raise ValueError(f"the nodes' tasks have different numbers of features: {d}")
+    n_samples = np.array([int(info[tasks[t]]["n"]) for t in range(want)])
+    return {t: tasks[t] for t in range(want)}, n_samples, d.pop()
+
+
 # ------------------------------------------------------------------------------ strategy
 
 
@@ -601,28 +623,14 @@ class FmtlStrategy(Strategy):
                     f"{self.connect_timeout:.0f} s, {want or '?'} expected"
                 )
             time.sleep(0.2)
-        tasks = {}
-        for node, c in info.items():
-            t = int(c["partition-id"])
-            if not 0 <= t < want:
-                continue
-            if t in tasks:
-                raise ValueError(f"two nodes ({tasks[t]}, {node}) have partition-id {t}")
-            tasks[t] = node
-        missing = sorted(set(range(want)) - set(tasks))
-        if missing:
-            raise ValueError(f"no node has partition-id(s) {missing} (of {want})")
-        d = {int(info[tasks[t]]["d"]) for t in range(want)}
-        if len(d) != 1:
-            raise ValueError(f"the nodes' tasks have different numbers of features: {d}")
-        self.node_of_task = {t: tasks[t] for t in range(want)}
+        tasks, self.n_samples, d = _assign_tasks(info, want)
+        self.node_of_task = tasks
         self.task_of_node = {n: t for t, n in self.node_of_task.items()}
-        self.n_samples = np.array([int(info[tasks[t]]["n"]) for t in range(want)])
         # fold_eval (default here): one round trip per round, see protocol._ServerBase
         self.server = make_server(
             self.method,
             self.n_samples,
-            d.pop(),
+            d,
             self.lam,
             **{"fold_eval": True, **self.server_kwargs},
         )
@@ -1235,6 +1243,7 @@ def run_loopback(
     task_poll_interval: float = 0.1,
     verbose: bool = False,
     progress=None,
+    runtime: str = "superlink",
 ) -> dict:
     """Run a federation of separate processes on 127.0.0.1.
 
@@ -1274,6 +1283,11 @@ def run_loopback(
         Called with each per-round line of the ServerApp's log (``"fmtl round 3: 2.95 s
         (9.1 s elapsed); certified round 2: primal=... dual=... gap=..."``) while the
         run goes on (``flwr run --stream`` relays the log), e.g. ``print``.
+    runtime : {"superlink", "grpc-bidi"}, default="superlink"
+        ``"grpc-bidi"``: Flower's (deprecated) gRPC bidirectional-streaming runtime
+        instead, a server process and long-running client processes
+        (:func:`fmtl.distributed.flower_bidi.run_loopback_bidi`; milliseconds per round
+        instead of seconds; ``task_poll_interval`` does not apply).
 
     Returns
     -------
@@ -1293,6 +1307,8 @@ def run_loopback(
     RuntimeError
         If a process it started exits early, or the ServerApp writes no output (the
         error names the directory with the logs).
+    ValueError
+        For an unknown ``runtime``.
 
     Examples
     --------
@@ -1302,7 +1318,23 @@ def run_loopback(
     >>> out = run_loopback(3, {"outer-iters": 2, "inner-iters": 3})  # doctest: +SKIP
     >>> out["coef"].shape[0]  # one model per client  # doctest: +SKIP
     3
+    >>> fast = run_loopback(3, runtime="grpc-bidi")  # a few seconds  # doctest: +SKIP
     """
+    if runtime == "grpc-bidi":
+        from .flower_bidi import run_loopback_bidi
+
+        return run_loopback_bidi(
+            n_clients,
+            run_config,
+            data=data,
+            timeout=timeout,
+            workdir=workdir,
+            count_bytes=count_bytes,
+            verbose=verbose,
+            progress=progress,
+        )
+    if runtime != "superlink":
+        raise ValueError(f"unknown runtime {runtime!r}: 'superlink' or 'grpc-bidi'")
     import os
     import subprocess
     import sys

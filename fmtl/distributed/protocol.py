@@ -46,7 +46,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
-import scipy.sparse as sp
 
 from .._random import rng_from
 from ..federated._loop import (
@@ -180,11 +179,6 @@ def _client_info(sqnorms: np.ndarray, d: int) -> dict:
         "row_sqnorm": float(np.mean(sqnorms)) if n else 0.0,
         "version": PROTOCOL_VERSION,
     }
-
-
-def _row_sqnorms(X) -> np.ndarray:
-    sq = X.multiply(X).sum(axis=1) if sp.issparse(X) else np.einsum("ij,ij->i", X, X)
-    return np.asarray(sq, dtype=np.float64).ravel()
 
 
 def _optional_float(v) -> float | None:
@@ -587,8 +581,10 @@ def client_handle(
         raise ValueError(f"unknown method {method!r}; known: {sorted(CLIENT_METHODS)}")
     X, y = data()
     if kind == "query":
-        X = X if sp.issparse(X) else np.asarray(X, dtype=np.float64)
-        return ({}, _client_info(_row_sqnorms(X), X.shape[1])), state
+        # the row norms as the clients compute them (the server's bounds, bit for bit)
+        loss = get_loss(str(config.get("loss", "hinge")), float(config.get("gamma", 1.0)))
+        tasks = as_tasks([X], [y], loss)
+        return ({}, _client_info(tasks.sqnorm, tasks.n_features)), state
     client = CLIENT_METHODS[method](
         X, y, float(config["lam"]), str(config["loss"]), float(config.get("gamma", 1.0))
     )
