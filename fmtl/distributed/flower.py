@@ -1340,8 +1340,6 @@ def run_loopback(
     import sys
     import tempfile
 
-    from ..federated.history import History
-
     t_start = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="fmtl_flower_") if workdir is None else workdir)
     work.mkdir(parents=True, exist_ok=True)
@@ -1434,16 +1432,8 @@ def run_loopback(
         left = timeout - (time.monotonic() - t_start)
         t_run = time.monotonic()
         flwr_run = spawn(cmd, "flwr_run")
-        follow = _LogFollower(work / "flwr_run.log", progress)
         end = time.monotonic() + max(1.0, left)
-        while flwr_run.poll() is None:
-            if time.monotonic() > end:
-                raise TimeoutError(
-                    f"the Flower run did not finish within {timeout:.0f} s (logs in {work})"
-                )
-            follow.poll()
-            time.sleep(0.2)
-        follow.poll()
+        _wait_for_run(flwr_run, work / "flwr_run.log", progress, end, timeout, work, 0.2)
         run_time = time.monotonic() - t_run
         if not (out_dir / "run.json").exists():
             raise RuntimeError(
@@ -1455,6 +1445,30 @@ def run_loopback(
             px.close()
         for f in logs:
             f.close()
+    return _loopback_result(out_dir, work, workdir, t_start, run_time, pids, proxies, count_bytes)
+
+
+def _wait_for_run(proc, log: Path, progress, deadline: float, timeout, work, poll: float):
+    """Wait for the process that runs the federation, passing its log's new progress
+    lines on; TimeoutError past ``deadline``."""
+    follow = _LogFollower(log, progress)
+    while proc.poll() is None:
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                f"the Flower run did not finish within {timeout:.0f} s (logs in {work})"
+            )
+        follow.poll()
+        time.sleep(poll)
+    follow.poll()
+
+
+def _loopback_result(
+    out_dir, work, workdir, t_start, run_time, pids, proxies, count_bytes
+) -> dict:
+    """A loopback run's result from what the server wrote to ``out_dir`` (and the work
+    directory removed unless the caller named it)."""
+    from ..federated.history import History
+
     with np.load(out_dir / "model.npz") as model:
         coef = model["coef"]
         sigma = model["sigma"] if "sigma" in model else None

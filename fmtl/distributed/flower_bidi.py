@@ -77,8 +77,9 @@ from .flower import (
     FmtlStrategy,
     _assign_tasks,
     _free_ports,
-    _LogFollower,
+    _loopback_result,
     _stop_all,
+    _wait_for_run,
     server_kwargs_from_config,
 )
 from .protocol import CLIENT_METHODS, SERVER_METHODS, client_handle, make_server
@@ -1130,7 +1131,6 @@ def run_loopback_bidi(
     import tempfile
 
     from ..datasets import find_mocha
-    from ..federated.history import History
     from .flower import _CountingProxy
 
     t_start = time.monotonic()
@@ -1193,17 +1193,10 @@ def run_loopback_bidi(
             if i in exits:
                 cmd += ["--debug-exit", str(exits[i])]
             spawn(cmd, f"client{i}")
-        follow = _LogFollower(work / "server.log", progress)
-        end = t_start + timeout
         t_run = time.monotonic()
-        while server.poll() is None:
-            if time.monotonic() > end:
-                raise TimeoutError(
-                    f"the Flower run did not finish within {timeout:.0f} s (logs in {work})"
-                )
-            follow.poll()
-            time.sleep(0.05)
-        follow.poll()
+        _wait_for_run(
+            server, work / "server.log", progress, t_start + timeout, timeout, work, 0.05
+        )
         run_time = time.monotonic() - t_run
         if not (out_dir / "run.json").exists():
             raise RuntimeError(
@@ -1215,30 +1208,7 @@ def run_loopback_bidi(
             px.close()
         for f in logs:
             f.close()
-    with np.load(out_dir / "model.npz") as model:
-        coef = model["coef"]
-        sigma = model["sigma"] if "sigma" in model else None
-    history = History()
-    for r in json.loads((out_dir / "history.json").read_text()):
-        history.append(**{k: np.asarray(v) if isinstance(v, list) else v for k, v in r.items()})
-    result = {
-        "coef": coef,
-        "sigma": sigma,
-        "history": history,
-        "wire": json.loads((out_dir / "wire.json").read_text()),
-        "run": json.loads((out_dir / "run.json").read_text()),
-        "elapsed": time.monotonic() - t_start,
-        "run_time": run_time,
-        "workdir": work if workdir is not None else None,
-        "pids": pids,
-    }
-    if count_bytes:
-        result["socket_bytes"] = [{"up": px.up, "down": px.down} for px in proxies]
-    if workdir is None:
-        import shutil
-
-        shutil.rmtree(work, ignore_errors=True)
-    return result
+    return _loopback_result(out_dir, work, workdir, t_start, run_time, pids, proxies, count_bytes)
 
 
 if __name__ == "__main__":
