@@ -367,3 +367,16 @@ def test_a_callable_kernel_is_fingerprinted_by_its_gram_matrix(tmp_path):
     kernel_mocha(ns["Xs"], ns["ys"], kernel=lambda X, Y: X @ Y.T, **kw)
     with pytest.raises(ValueError, match=r"another problem.*gram"):
         kernel_mocha(ns["Xs"], ns["ys"], kernel=lambda X, Y: 2.0 * X @ Y.T, **kw)
+
+
+def test_a_numpy_scalar_setting_resumes_its_python_twin(tmp_path):
+    # np.float64(0.1) and 0.1 are the same lam: the fingerprint compared their reprs
+    rng = np.random.default_rng(0)
+    Xs = [rng.normal(size=(20, 3)) for _ in range(3)]
+    ys = [np.sign(X[:, 0] + 0.1) for X in Xs]
+    kw = dict(outer_iters=2, inner_iters=3, random_state=0, checkpoint_dir=tmp_path)
+    first = mocha(Xs, ys, 0.1, **kw)
+    again = mocha(Xs, ys, np.float64(0.1), **kw)  # the finished checkpoint, returned as is
+    assert np.array_equal(first.coef, again.coef)
+    with pytest.raises(ValueError, match="lam"):
+        mocha(Xs, ys, np.float64(0.2), **kw)  # a different value still is refused

@@ -158,7 +158,8 @@ def fingerprint(tasks, algorithm: str, **settings) -> dict:
             k: (
                 hashlib.sha256(np.ascontiguousarray(v).tobytes()).hexdigest()
                 if isinstance(v, np.ndarray)
-                else repr(v)
+                # np.float64(0.1) and 0.1 are the same setting (their reprs differ)
+                else repr(v.item() if isinstance(v, np.generic) else v)
             )
             for k, v in settings.items()
         },
