@@ -370,13 +370,13 @@ def test_a_callable_kernel_is_fingerprinted_by_its_gram_matrix(tmp_path):
 
 
 def test_a_numpy_scalar_setting_resumes_its_python_twin(tmp_path):
-    # np.float64(0.1) and 0.1 are the same lam: the fingerprint compared their reprs
+    # np.float64(1e-6) and 1e-6 are the same sigma_floor: the fingerprint compared reprs
     rng = np.random.default_rng(0)
     Xs = [rng.normal(size=(20, 3)) for _ in range(3)]
     ys = [np.sign(X[:, 0] + 0.1) for X in Xs]
     kw = dict(outer_iters=2, inner_iters=3, random_state=0, checkpoint_dir=tmp_path)
-    first = mocha(Xs, ys, 0.1, **kw)
-    again = mocha(Xs, ys, np.float64(0.1), **kw)  # the finished checkpoint, returned as is
-    assert np.array_equal(first.coef, again.coef)
-    with pytest.raises(ValueError, match="lam"):
-        mocha(Xs, ys, np.float64(0.2), **kw)  # a different value still is refused
+    first = mocha(Xs, ys, 0.1, sigma_floor=1e-6, local_theta=0.0, **kw)
+    again = mocha(Xs, ys, 0.1, sigma_floor=np.float64(1e-6), local_theta=np.float64(0), **kw)
+    assert np.array_equal(first.coef, again.coef)  # the finished checkpoint, as is
+    with pytest.raises(ValueError, match="sigma_floor"):
+        mocha(Xs, ys, 0.1, sigma_floor=np.float64(1e-5), **kw)  # another value: refused
