@@ -15,7 +15,7 @@ import fmtl.datasets as fd
 from fmtl import _progress
 from fmtl.cli import demo, main
 from fmtl.datasets import make_multitask_classification
-from fmtl.errors_benchmark import DATASET_NAMES, resolve_only
+from fmtl.experiments.errors import DATASET_NAMES, resolve_only
 from fmtl.solvers._jit import COLD_NOTE
 
 ROOT = Path(__file__).resolve().parents[1]

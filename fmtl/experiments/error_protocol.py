@@ -48,7 +48,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, clone, is_classifier
 from sklearn.exceptions import ConvergenceWarning
 
-from .datasets import MultiTaskDataset, train_test_split_per_task
+from ..datasets import MultiTaskDataset, train_test_split_per_task
 
 __all__ = [
     "BASELINE_SETTINGS",
@@ -889,7 +889,7 @@ class ConstantBaseline(BaseEstimator):
         """
         from sklearn.utils.validation import _num_samples, validate_data
 
-        from .estimators import _check_tasks
+        from ..estimators import _check_tasks
 
         if self.task not in ("classification", "regression"):
             raise ValueError(f"task must be 'classification' or 'regression', got {self.task!r}")
@@ -1062,7 +1062,7 @@ def paper_methods(task: str = "classification", random_state: Any = 0) -> dict[s
     >>> type(paper_methods("regression")["Local"]).__name__
     'LocalRegressor'
     """
-    from .estimators import (
+    from ..estimators import (
         GlobalClassifier,
         GlobalRegressor,
         LocalClassifier,

@@ -2,21 +2,22 @@
 
     python benchmarks/errors.py [--quick] [--out benchmarks/results]   (or: fmtl reproduce errors)
 
-The protocol (:mod:`fmtl.protocols`): every task is split 75/25 at random (seed = trial),
-lambda is chosen by 5-fold per-task interleaved cross-validation on the training part
-(averaged over all folds, ties to the larger lambda), the model is refitted on the whole
-training part, and the error is the mean over tasks of the per-task test error
+The protocol (:mod:`fmtl.experiments.error_protocol`): every task is split 75/25 at random
+(seed = trial), lambda is chosen by 5-fold per-task interleaved cross-validation on the
+training part (averaged over all folds, ties to the larger lambda), the model is refitted on
+the whole training part, and the error is the mean over tasks of the per-task test error
 (misclassification rate in %, or RMSE for regression), mean +- std over the trials.
 
-Methods (:func:`fmtl.protocols.paper_methods`): Constant (each task's training mode or mean:
-the reference's constant baseline, the floor to beat), Global (one pooled model), Local
-(one model per task), "MTL (mean-reg. Ω)" (MOCHA with the fixed mean-regularised Ω, kappa = 1) and
-MOCHA (learned Σ, eigenvalues floored at 1e-3); hinge loss for classification, squared loss
-for regression, no intercept (``fit_intercept=False``, as in the paper; fmtl's estimators
-default to one). MOCHA runs <= 10 outer x 50 inner rounds in cross-validation and W-steps of
-<= 3,000 rounds in the final refit (``REFIT_SETTINGS``), to a relative gap of 1e-5;
-Global/Local <= 500 rounds to 1e-5. A final refit still above 1e-5 continues its last
-W-step (Σ held, warm-started) for up to ``POLISH_ROUNDS`` = 30,000 more rounds.
+Methods (:func:`fmtl.experiments.error_protocol.paper_methods`): Constant (each task's
+training mode or mean: the reference's constant baseline, the floor to beat), Global (one
+pooled model), Local (one model per task), "MTL (mean-reg. Ω)" (MOCHA with the fixed
+mean-regularised Ω, kappa = 1) and MOCHA (learned Σ, eigenvalues floored at 1e-3); hinge
+loss for classification, squared loss for regression, no intercept (``fit_intercept=False``,
+as in the paper; fmtl's estimators default to one). MOCHA runs <= 10 outer x 50 inner rounds
+in cross-validation and W-steps of <= 3,000 rounds in the final refit (``REFIT_SETTINGS``),
+to a relative gap of 1e-5; Global/Local <= 500 rounds to 1e-5. A final refit still above
+1e-5 continues its last W-step (Σ held, warm-started) for up to ``POLISH_ROUNDS`` = 30,000
+more rounds.
 
 Data sets (all fixed; only the split changes with the seed):
 
@@ -64,9 +65,9 @@ import numpy as np
 from joblib import Parallel, delayed
 from threadpoolctl import threadpool_limits
 
-from . import datasets as fd
-from ._progress import bar, write
-from .protocols import (
+from .. import datasets as fd
+from .._progress import bar, write
+from .error_protocol import (
     DEFAULT_ALPHAS,
     POLISH_ROUNDS,
     REFIT_SETTINGS,
@@ -74,6 +75,27 @@ from .protocols import (
     paper_methods,
     summarize,
 )
+
+__all__ = [
+    "ALL_KEYS",
+    "build_datasets",
+    "CHEM97_TASKS",
+    "DATASET_NAMES",
+    "DPI",
+    "main",
+    "PAPER_COUNTERPART",
+    "polished_line",
+    "QUICK_ALPHAS",
+    "QUICK_KEYS",
+    "resolve_only",
+    "SYNTH_SAMPLES",
+    "SYNTHETIC_SHAPES",
+    "TOL",
+    "unconverged_line",
+    "write_csv",
+    "write_markdown",
+    "write_png",
+]
 
 QUICK_ALPHAS = (1e-4, 1e-2, 1.0)
 SYNTH_SAMPLES = 80  # per task (60 train / 20 test)

@@ -29,8 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ._progress import bar, write
-from .datasets import (
+from .._progress import bar, write
+from ..datasets import (
     MultiTaskDataset,
     _not_found_note,
     find_mocha,
@@ -38,10 +38,27 @@ from .datasets import (
     make_multitask_classification,
     train_test_split_per_task,
 )
-from .federated import SystemsModel, cocoa, mbsdca, mbsgd, mocha
-from .federated.systems import NETWORKS
-from .reference import solve_fixed_sigma
-from .relationships import identity_sigma
+from ..federated import SystemsModel, cocoa, mbsdca, mbsgd, mocha
+from ..federated.systems import NETWORKS
+from ..reference import solve_fixed_sigma
+from ..relationships import identity_sigma
+
+__all__ = [
+    "Budget",
+    "convergence_datasets",
+    "DATASET_KEYS",
+    "DPI",
+    "DROP_PROBS",
+    "fastest_lines",
+    "METHODS",
+    "PAPER_SHAPES",
+    "replot",
+    "run_convergence",
+    "RUNS_PER_SIGMA",
+    "SDCA_SCALINGS",
+    "SGD_SCALINGS",
+    "TARGET",
+]
 
 METHODS = ("MOCHA", "CoCoA", "Mb-SDCA", "Mb-SGD")
 TARGET = 1e-3  # absolute primal sub-optimality used in the summaries
