@@ -8,5 +8,6 @@
 * :mod:`fmtl.experiments.convergence`: the convergence figures (Figures 2-4),
   ``fmtl reproduce convergence`` and ``benchmarks/convergence.py``.
 
-They were ``fmtl.protocols``, ``fmtl.errors_benchmark`` and ``fmtl.reproduce`` before.
+They were ``fmtl.protocols``, ``fmtl.errors_benchmark`` and ``fmtl.reproduce`` before;
+those paths still work, with a :class:`DeprecationWarning` on use.
 """
