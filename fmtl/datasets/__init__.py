@@ -645,7 +645,7 @@ def load_mat(path: str | os.PathLike[str]) -> MultiTaskDataset:
 
 def _repo_data_dir() -> Path:
     """``<checkout>/../shared/data/mocha`` for a source checkout at ``<checkout>/fmtl``."""
-    return Path(__file__).resolve().parents[2] / "shared" / "data" / "mocha"
+    return Path(__file__).resolve().parents[3] / "shared" / "data" / "mocha"
 
 
 def mocha_data_paths(data_home: str | os.PathLike[str] | None = None) -> list[Path]:
@@ -655,7 +655,7 @@ def mocha_data_paths(data_home: str | os.PathLike[str] | None = None) -> list[Pa
     2. each directory in the ``FMTL_DATA`` environment variable, if set (several directories
        may be separated by :data:`os.pathsep`);
     3. ``shared/data/mocha`` next to the repository checkout, i.e.
-       ``Path(fmtl.datasets.__file__).resolve().parents[2] / "shared" / "data" / "mocha"``;
+       ``Path(fmtl.datasets.__file__).resolve().parents[3] / "shared" / "data" / "mocha"``;
     4. ``Path.cwd().parent / "shared" / "data" / "mocha"``.
 
     The directories need not exist.
