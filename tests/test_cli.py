@@ -51,7 +51,7 @@ def _python(code: str, **env) -> subprocess.CompletedProcess:
 def no_data(monkeypatch, tmp_path):
     """No MOCHA data anywhere: no FMTL_DATA, no shared/data/mocha near the checkout or cwd."""
     monkeypatch.delenv("FMTL_DATA", raising=False)
-    monkeypatch.setattr(fd, "_repo_data_dir", lambda: tmp_path / "no_repo_data")
+    monkeypatch.setattr(fd.mat, "_repo_data_dir", lambda: tmp_path / "no_repo_data")
     cwd = tmp_path / "parent" / "cwd"
     cwd.mkdir(parents=True)
     monkeypatch.chdir(cwd)

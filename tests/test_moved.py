@@ -36,3 +36,40 @@ def test_unknown_name_is_an_attribute_error():
     shim = importlib.import_module("fmtl.protocols")
     with pytest.raises(AttributeError, match="module 'fmtl.protocols' has no attribute 'nope'"):
         shim.nope  # noqa: B018
+
+
+#: ``__all__`` of fmtl/datasets.py before it became a package, and the other module-level
+#: names of it that code outside it used
+DATASETS_NAMES = [
+    "CHEM97_FEATURES",
+    "MATH_ACHIEVE_FEATURES",
+    "MultiTaskDataset",
+    "STRUCTURES",
+    "dirichlet_partition",
+    "find_mocha",
+    "load_chem97",
+    "load_mat",
+    "load_math_achieve",
+    "load_mocha",
+    "make_federated_digits",
+    "make_multitask_classification",
+    "make_multitask_regression",
+    "mocha_data_paths",
+    "train_test_split_per_task",
+]
+DATASETS_OTHER_NAMES = ["FMTL_DATA_ENV", "RandomStateLike", "_not_found_note"]
+
+
+@pytest.mark.parametrize("name", DATASETS_NAMES + DATASETS_OTHER_NAMES)
+def test_every_name_of_the_old_datasets_module_imports_from_fmtl_datasets(name):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        namespace = {}
+        exec(f"from fmtl.datasets import {name}", namespace)
+    assert namespace[name] is not None
+
+
+def test_fmtl_datasets_all_is_unchanged():
+    import fmtl.datasets
+
+    assert sorted(fmtl.datasets.__all__) == sorted(DATASETS_NAMES)
