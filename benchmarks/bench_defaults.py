@@ -4,8 +4,8 @@
 
 Per data set and seed: a per-task 75/25 split (``train_test_split_per_task``), features
 standardised on the training part (``StandardScaler``), then the mean over tasks of the
-per-task test error (:func:`fmtl.protocols.per_task_error`: error rate, or RMSE for
-regression) of
+per-task test error (:func:`fmtl.experiments.error_protocol.per_task_error`: error rate,
+or RMSE for regression) of
 
 * ``MochaClassifier`` / ``MochaRegressor``, ``Local*`` and ``Global*`` at their defaults
   (``alpha="auto"``: ``r^2 / N``, ``r^2`` the mean squared row norm of the ``N`` training
@@ -55,7 +55,7 @@ from sklearn.preprocessing import StandardScaler
 import fmtl
 from fmtl import datasets as fd
 from fmtl.datasets import MultiTaskDataset
-from fmtl.protocols import per_task_error
+from fmtl.experiments.error_protocol import per_task_error
 
 COLUMNS = [
     "dataset",

@@ -1,4 +1,6 @@
-"""MOCHA convergence reproduction: sub-optimality vs estimated time (see fmtl.reproduce).
+"""MOCHA convergence reproduction: sub-optimality vs estimated time.
+
+See fmtl.experiments.convergence.
 
     python benchmarks/convergence.py [--quick] [--out benchmarks/results] [--network lte]
 
@@ -12,7 +14,7 @@ import argparse
 import sys
 import time
 
-from fmtl.reproduce import fastest_lines, run_convergence
+from fmtl.experiments.convergence import fastest_lines, run_convergence
 
 
 def main(argv=None) -> int:

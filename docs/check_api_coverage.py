@@ -43,7 +43,7 @@ MODULES = [
     "fmtl.theory",
     "fmtl.reference",
     "fmtl.persistence",
-    "fmtl.protocols",
+    "fmtl.experiments.error_protocol",
     "fmtl.distributed.dask",
     "fmtl.distributed.flower",
     "fmtl.distributed.flower_bidi",

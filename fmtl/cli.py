@@ -326,14 +326,14 @@ def _run(args: argparse.Namespace) -> int:
         warmup_command()
         return 0
     if args.what == "convergence":
-        from .reproduce import convergence_datasets, fastest_lines, run_convergence
+        from .experiments.convergence import convergence_datasets, fastest_lines, run_convergence
 
         data = convergence_datasets(args.quick, args.data_home, args.dataset)
         summary = run_convergence(args.out, quick=args.quick, network=args.network, datasets=data)
         write("\n".join(fastest_lines(summary)))
         write(f"wrote {args.out}/convergence*.csv and convergence_*.png")
         return 0
-    from .errors_benchmark import main as errors_main
+    from .experiments.errors import main as errors_main
 
     argv = ["--out", args.out, "--jobs", str(args.jobs)] + (["--quick"] if args.quick else [])
     argv += ["--only", args.dataset] if args.dataset else []

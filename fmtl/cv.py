@@ -3,9 +3,10 @@
 
 The candidates are visited from the largest ``alpha`` down, each fit warm-started from the
 previous one's dual variables (the dual feasible set does not depend on ``alpha``), on
-per-task folds (:func:`fmtl.protocols.per_task_folds`: every task is split across the
-folds; a classifier's folds are stratified by class within each task). The best ``alpha``
-is refitted on all rows, and the estimator then predicts like :class:`fmtl.MochaClassifier`.
+per-task folds (:func:`fmtl.experiments.error_protocol.per_task_folds`: every task is split
+across the folds; a classifier's folds are stratified by class within each task). The best
+``alpha`` is refitted on all rows, and the estimator then predicts like
+:class:`fmtl.MochaClassifier`.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from .estimators import (
     _TaskModelBase,
     _TaskRegressorMixin,
 )
-from .protocols import _alpha_path_scores, _check_alphas, _pick_alpha, _task_folds
+from .experiments.error_protocol import _alpha_path_scores, _check_alphas, _pick_alpha, _task_folds
 
 __all__ = ["DEFAULT_ALPHA_FACTORS", "MochaClassifierCV", "MochaRegressorCV"]
 
@@ -222,8 +223,8 @@ _CV_PARAMS_DOC = """
         an array: those values (positive, finite).
     cv : int, default=5
         Number of folds (>= 2). Per task: row ``i`` of a task goes to fold ``i % cv``
-        (:func:`fmtl.protocols.per_task_folds`){stratified}; a task with fewer than ``cv``
-        rows is trained on in every fold and never scored.
+        (:func:`fmtl.experiments.error_protocol.per_task_folds`){stratified}; a task with
+        fewer than ``cv`` rows is trained on in every fold and never scored.
     scoring : str, callable or None, default=None
         ``None``: the estimator's ``score`` ({score}) on each validation fold; a
         scikit-learn scorer name (``"roc_auc"``, ``"neg_mean_squared_error"``, ...) or a
@@ -296,7 +297,8 @@ class MochaClassifierCV(_TaskClassifierMixin, _MochaCVBase):
         + """
     See Also
     --------
-    fmtl.protocols.cross_validate_alpha : The paper's protocol (mean per-task error).
+    fmtl.experiments.error_protocol.cross_validate_alpha : The paper's protocol (mean
+        per-task error).
 
     Examples
     --------

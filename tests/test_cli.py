@@ -15,7 +15,7 @@ import fmtl.datasets as fd
 from fmtl import _progress
 from fmtl.cli import demo, main
 from fmtl.datasets import make_multitask_classification
-from fmtl.errors_benchmark import DATASET_NAMES, resolve_only
+from fmtl.experiments.errors import DATASET_NAMES, resolve_only
 from fmtl.solvers._jit import COLD_NOTE
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,7 +51,7 @@ def _python(code: str, **env) -> subprocess.CompletedProcess:
 def no_data(monkeypatch, tmp_path):
     """No MOCHA data anywhere: no FMTL_DATA, no shared/data/mocha near the checkout or cwd."""
     monkeypatch.delenv("FMTL_DATA", raising=False)
-    monkeypatch.setattr(fd, "_repo_data_dir", lambda: tmp_path / "no_repo_data")
+    monkeypatch.setattr(fd.mat, "_repo_data_dir", lambda: tmp_path / "no_repo_data")
     cwd = tmp_path / "parent" / "cwd"
     cwd.mkdir(parents=True)
     monkeypatch.chdir(cwd)

@@ -129,7 +129,7 @@ def test_search_order_data_home_then_env(clean_env, tmp_path, monkeypatch):
 
 def test_search_paths_include_repo_and_cwd_parent(clean_env):
     paths = mocha_data_paths()
-    repo_dir = Path(fd.__file__).resolve().parents[2] / "shared" / "data" / "mocha"
+    repo_dir = Path(fd.__file__).resolve().parents[3] / "shared" / "data" / "mocha"
     cwd_dir = clean_env.parent / "shared" / "data" / "mocha"
     assert paths == [repo_dir, cwd_dir]
 

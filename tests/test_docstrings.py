@@ -20,7 +20,7 @@ PUBLIC_MODULES = [
     "fmtl.theory",
     "fmtl.reference",
     "fmtl.persistence",
-    "fmtl.protocols",
+    "fmtl.experiments.error_protocol",
     "fmtl.personalized",
     "fmtl.kernel_estimators",
     "fmtl.compose",

@@ -290,7 +290,11 @@ def test_land_mine_local_errors_improve_with_intercepts(small):
     per-task test error without intercepts, 0.0661 with them; predicting each task's
     majority label gives 0.0661 (6 % of the labels are positive)."""
     from fmtl.datasets import train_test_split_per_task
-    from fmtl.protocols import ConstantBaseline, cross_validate_alpha, per_task_error
+    from fmtl.experiments.error_protocol import (
+        ConstantBaseline,
+        cross_validate_alpha,
+        per_task_error,
+    )
 
     train, test = train_test_split_per_task(small, test_size=0.25, random_state=0)
     errors = {}

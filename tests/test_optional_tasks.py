@@ -9,7 +9,7 @@ from sklearn.base import clone, is_classifier
 
 import fmtl
 from fmtl.datasets import make_multitask_classification, make_multitask_regression
-from fmtl.protocols import ConstantBaseline
+from fmtl.experiments.error_protocol import ConstantBaseline
 
 _S = dict(random_state=0)
 ESTIMATORS = [

@@ -11,7 +11,7 @@ from PIL import Image
 
 from fmtl.cli import main
 from fmtl.datasets import make_multitask_classification
-from fmtl.reproduce import (
+from fmtl.experiments.convergence import (
     METHODS,
     RUNS_PER_SIGMA,
     TARGET,

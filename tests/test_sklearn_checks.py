@@ -13,7 +13,7 @@ import sklearn
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import fmtl
-from fmtl.protocols import ConstantBaseline
+from fmtl.experiments.error_protocol import ConstantBaseline
 
 if tuple(int(p) for p in sklearn.__version__.split(".")[:2]) < (1, 6):
     pytest.skip("expected_failed_checks needs scikit-learn >= 1.6", allow_module_level=True)

@@ -13,7 +13,7 @@ import numpy as np
 
 from fmtl import LocalClassifier, MochaClassifier
 from fmtl.datasets import make_multitask_classification, train_test_split_per_task
-from fmtl.protocols import per_task_error
+from fmtl.experiments.error_protocol import per_task_error
 
 # the embedded default of `fmtl demo`: 20 tasks x 80 rows x 15 features, 3 clusters of tasks
 data = make_multitask_classification(

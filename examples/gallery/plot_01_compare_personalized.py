@@ -36,7 +36,7 @@ from fmtl.datasets import (
     make_multitask_classification,
     train_test_split_per_task,
 )
-from fmtl.protocols import task_errors
+from fmtl.experiments.error_protocol import task_errors
 
 path = find_mocha("small")
 if path is not None:

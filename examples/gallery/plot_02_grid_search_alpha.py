@@ -21,7 +21,7 @@ from sklearn.model_selection import GridSearchCV, KFold
 
 from fmtl import MochaClassifier
 from fmtl.datasets import make_multitask_classification, train_test_split_per_task
-from fmtl.protocols import per_task_error
+from fmtl.experiments.error_protocol import per_task_error
 
 sklearn.set_config(enable_metadata_routing=True)
 

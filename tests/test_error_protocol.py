@@ -1,4 +1,4 @@
-"""Tests of the prediction-error protocol (fmtl.protocols)."""
+"""Tests of the prediction-error protocol (fmtl.experiments.error_protocol)."""
 
 import math
 
@@ -12,7 +12,7 @@ from fmtl.datasets import (
     make_multitask_classification,
     train_test_split_per_task,
 )
-from fmtl.protocols import (
+from fmtl.experiments.error_protocol import (
     DEFAULT_ALPHAS,
     MOCHA_SIGMA_FLOOR,
     REFIT_SETTINGS,
@@ -368,7 +368,7 @@ def test_bad_input_messages():
 def test_constant_baseline_is_the_reference_mode_and_mean():
     from sklearn.base import is_classifier, is_regressor
 
-    from fmtl.protocols import ConstantBaseline
+    from fmtl.experiments.error_protocol import ConstantBaseline
 
     X = np.zeros((7, 2))
     tasks = ["a", "a", "a", "b", "b", "c", "c"]
@@ -389,7 +389,7 @@ def test_constant_baseline_is_the_reference_mode_and_mean():
 
 def test_error_table_with_the_constant_baseline():
     # per-task majority error, no lambda to choose: alpha and cv_error are NaN
-    from fmtl.protocols import ConstantBaseline
+    from fmtl.experiments.error_protocol import ConstantBaseline
 
     data = make_multitask_classification(n_tasks=3, n_samples=40, n_features=4, random_state=0)
     rows = error_table({"d": data}, {"Constant": ConstantBaseline()}, n_seeds=2, n_folds=3)
@@ -414,7 +414,7 @@ def test_polish_refit_certifies_the_last_w_step_for_the_learned_sigma():
     # tol, Sigma unchanged, and W the cvxpy optimum for that Sigma (independent reference)
     from fmtl import MochaClassifier
     from fmtl.datasets import make_multitask_classification
-    from fmtl.protocols import polish_refit
+    from fmtl.experiments.error_protocol import polish_refit
     from fmtl.reference import primal_objective, solve_fixed_sigma
 
     data = make_multitask_classification(n_tasks=4, n_samples=40, n_features=5, random_state=3)
@@ -441,7 +441,7 @@ def test_polish_refit_certifies_the_last_w_step_for_the_learned_sigma():
 def test_polish_refit_leaves_certified_fits_and_others_alone():
     from fmtl import LocalRegressor
     from fmtl.datasets import make_multitask_regression
-    from fmtl.protocols import ConstantBaseline, polish_refit
+    from fmtl.experiments.error_protocol import ConstantBaseline, polish_refit
 
     data = make_multitask_regression(n_tasks=3, n_samples=24, n_features=3, random_state=0)
     est = LocalRegressor(tol=1e-8).fit(*data.stack())
