@@ -47,7 +47,7 @@ def test_school_is_the_ilea_regression_benchmark():
 
 @pytest.mark.parametrize("name", ["landmine", "school"])
 def test_the_error_table_resolves_the_names(name):
-    from fmtl.errors_benchmark import resolve_only
+    from fmtl.experiments.errors import resolve_only
 
     path = find_mocha(name)
     if path is None:
