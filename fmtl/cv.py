@@ -19,6 +19,7 @@ from scipy.stats import rankdata
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, is_classifier
 from sklearn.metrics import get_scorer
 
+from ._alpha_path import _alpha_path_scores, _check_alphas, _pick_alpha, _task_folds
 from .estimators import (
     MochaClassifier,
     MochaRegressor,
@@ -27,7 +28,6 @@ from .estimators import (
     _TaskModelBase,
     _TaskRegressorMixin,
 )
-from .experiments.error_protocol import _alpha_path_scores, _check_alphas, _pick_alpha, _task_folds
 
 __all__ = ["DEFAULT_ALPHA_FACTORS", "MochaClassifierCV", "MochaRegressorCV"]
 
