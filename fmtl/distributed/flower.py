@@ -1440,12 +1440,19 @@ def run_loopback(
                 f"the ServerApp wrote no output (exit {flwr_run.returncode}); logs in {work}"
             )
     finally:
-        pids = _stop_all(procs)
-        for px in proxies:
-            px.close()
-        for f in logs:
-            f.close()
+        pids = _stop_loopback(procs, proxies, logs)
     return _loopback_result(out_dir, work, workdir, t_start, run_time, pids, proxies, count_bytes)
+
+
+def _stop_loopback(procs, proxies, logs) -> list:
+    """Stop a loopback run's processes, close its byte-counting proxies and log files;
+    returns the stopped processes' pids."""
+    pids = _stop_all(procs)
+    for px in proxies:
+        px.close()
+    for f in logs:
+        f.close()
+    return pids
 
 
 def _wait_for_run(proc, log: Path, progress, deadline: float, timeout, work, poll: float):

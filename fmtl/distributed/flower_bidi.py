@@ -78,7 +78,7 @@ from .flower import (
     _assign_tasks,
     _free_ports,
     _loopback_result,
-    _stop_all,
+    _stop_loopback,
     _wait_for_run,
     server_kwargs_from_config,
 )
@@ -1203,11 +1203,7 @@ def run_loopback_bidi(
                 f"the server wrote no output (exit {server.returncode}); logs in {work}"
             )
     finally:
-        pids = _stop_all(procs)
-        for px in proxies:
-            px.close()
-        for f in logs:
-            f.close()
+        pids = _stop_loopback(procs, proxies, logs)
     return _loopback_result(out_dir, work, workdir, t_start, run_time, pids, proxies, count_bytes)
 
 
