@@ -53,3 +53,14 @@ def test_the_error_table_resolves_the_names(name):
     if path is None:
         pytest.skip(f"{name}.mat not found in the data directories (set FMTL_DATA)")
     assert resolve_only(name) == [("mat", path)]  # what `--dataset landmine` runs on
+
+
+@pytest.mark.parametrize("name, task", [("landmine", "classification"), ("school", "regression")])
+def test_the_error_table_runs_school_as_regression(name, task):
+    # School's exam scores went through the table as "classification" (a .mat set was)
+    from fmtl.experiments.errors import build_datasets
+
+    if find_mocha(name) is None:
+        pytest.skip(f"{name}.mat not found in the data directories (set FMTL_DATA)")
+    ((key, _, got, ds),), _ = build_datasets(quick=True, only=name)
+    assert key == "custom" and got == task and ds.n_tasks in (29, 139)

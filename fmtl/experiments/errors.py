@@ -83,6 +83,7 @@ __all__ = [
     "DATASET_NAMES",
     "DPI",
     "main",
+    "mat_task",
     "PAPER_COUNTERPART",
     "polished_line",
     "QUICK_ALPHAS",
@@ -209,6 +210,13 @@ def resolve_only(only: str, data_home=None) -> list:
     return list(dict.fromkeys(keys))
 
 
+def mat_task(ds) -> str:
+    """``"classification"`` for a MOCHA ``.mat`` set whose labels are all -1/+1 (Land Mine,
+    ``small``), else ``"regression"`` (School's exam scores)."""
+    labels = np.unique(np.concatenate([np.asarray(y).ravel() for y in ds.y]))
+    return "classification" if set(labels.tolist()) <= {-1.0, 1.0} else "regression"
+
+
 def build_datasets(
     quick: bool, data_home=None, only: str | None = None
 ) -> tuple[list[tuple[str, str, str, object]], list[str]]:
@@ -223,7 +231,7 @@ def build_datasets(
         for key in resolve_only(only, data_home):
             if isinstance(key, tuple):
                 ds = fd.load_mocha(key[1])
-                out.append(("custom", f"{ds.name} ({key[1]})", "classification", ds))
+                out.append(("custom", f"{ds.name} ({key[1]})", mat_task(ds), ds))
             else:
                 out.append((key, *_build(key, data_home)))
         return out, notes
