@@ -1336,7 +1336,6 @@ def run_loopback(
     if runtime != "superlink":
         raise ValueError(f"unknown runtime {runtime!r}: 'superlink' or 'grpc-bidi'")
     import os
-    import subprocess
     import sys
     import tempfile
 
@@ -1381,18 +1380,8 @@ def run_loopback(
         p = bindir / name
         return str(p) if p.exists() else name
 
-    procs: list = []
-    proxies: list[_CountingProxy] = []
-    logs = []
-
-    def spawn(cmd: list[str], name: str):
-        f = open(work / f"{name}.log", "wb")  # noqa: SIM115
-        logs.append(f)
-        if verbose:
-            print("$", " ".join(cmd), flush=True)
-        p = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, cwd=work)
-        procs.append(p)
-        return p
+    run = _LoopbackProcesses(work, env, verbose)
+    spawn, proxies = run.spawn, run.proxies
 
     try:
         link = spawn(
@@ -1440,19 +1429,38 @@ def run_loopback(
                 f"the ServerApp wrote no output (exit {flwr_run.returncode}); logs in {work}"
             )
     finally:
-        pids = _stop_loopback(procs, proxies, logs)
+        pids = run.stop()
     return _loopback_result(out_dir, work, workdir, t_start, run_time, pids, proxies, count_bytes)
 
 
-def _stop_loopback(procs, proxies, logs) -> list:
-    """Stop a loopback run's processes, close its byte-counting proxies and log files;
-    returns the stopped processes' pids."""
-    pids = _stop_all(procs)
-    for px in proxies:
-        px.close()
-    for f in logs:
-        f.close()
-    return pids
+class _LoopbackProcesses:
+    """The processes of a loopback run, each logging to ``work/<name>.log``, and its
+    byte-counting proxies; :meth:`stop` ends them all and returns the processes' pids."""
+
+    def __init__(self, work: Path, env: dict, verbose: bool) -> None:
+        self.work, self.env, self.verbose = work, env, verbose
+        self.procs: list = []
+        self.proxies: list[_CountingProxy] = []
+        self.logs: list = []
+
+    def spawn(self, cmd: list[str], name: str):
+        import subprocess
+
+        f = open(self.work / f"{name}.log", "wb")  # noqa: SIM115
+        self.logs.append(f)
+        if self.verbose:
+            print("$", " ".join(cmd), flush=True)
+        p = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=self.env, cwd=self.work)
+        self.procs.append(p)
+        return p
+
+    def stop(self) -> list[int]:
+        pids = _stop_all(self.procs)
+        for px in self.proxies:
+            px.close()
+        for f in self.logs:
+            f.close()
+        return pids
 
 
 def _wait_for_run(proc, log: Path, progress, deadline: float, timeout, work, poll: float):

@@ -78,7 +78,7 @@ from .flower import (
     _assign_tasks,
     _free_ports,
     _loopback_result,
-    _stop_loopback,
+    _LoopbackProcesses,
     _wait_for_run,
     server_kwargs_from_config,
 )
@@ -1127,7 +1127,6 @@ def run_loopback_bidi(
     >>> callable(run_loopback_bidi)
     True
     """
-    import subprocess
     import tempfile
 
     from ..datasets import find_mocha
@@ -1160,18 +1159,8 @@ def run_loopback_bidi(
         "FLWR_DISABLE_UPDATE_CHECK": "1",
     }
     me = [sys.executable, "-m", "fmtl.distributed.flower_bidi"]
-    procs: list = []
-    proxies: list = []
-    logs = []
-
-    def spawn(cmd: list[str], name: str):
-        f = open(work / f"{name}.log", "wb")  # noqa: SIM115
-        logs.append(f)
-        if verbose:
-            print("$", " ".join(cmd), flush=True)
-        p = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, cwd=work)
-        procs.append(p)
-        return p
+    run = _LoopbackProcesses(work, env, verbose)
+    spawn, proxies = run.spawn, run.proxies
 
     addr = f"127.0.0.1:{port}"
     try:
@@ -1203,7 +1192,7 @@ def run_loopback_bidi(
                 f"the server wrote no output (exit {server.returncode}); logs in {work}"
             )
     finally:
-        pids = _stop_loopback(procs, proxies, logs)
+        pids = run.stop()
     return _loopback_result(out_dir, work, workdir, t_start, run_time, pids, proxies, count_bytes)
 
 
