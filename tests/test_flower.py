@@ -932,3 +932,20 @@ def test_bidi_loopback_failing_and_killed_clients_are_dropped_nodes(tmp_path):
     check_bounded_certificates(hist, ref.history, [2, 3, 4, 5], unanswered=[0])
     assert out["run"]["client_rollbacks"][1] == 1
     assert not [pid for pid in out["pids"] if _alive(pid)]
+
+
+def test_a_bounded_primal_does_not_count_for_outer_tol():
+    # outer_tol compares exact primals only: a round whose certificate holds a node's
+    # bounded terms (an upper bound on the primal) must not become its reference
+    Xs, ys = random_tasks(m=4, n=25, d=5, seed=3)
+    seen = []  # the outer_tol reference as each round is recorded
+    kw = dict(outer_iters=2, inner_iters=2, outer_tol=1e-9, random_state=1)
+    kw["callback"] = lambda rec: seen.append(server.engine.pos["prev_outer_primal"])
+    server = make_server("mocha", [len(y) for y in ys], 5, LAM, **kw)
+    res = run_local(
+        server, clients_for(Xs, ys), fail=lambda r, t, ph: ph == "evaluate" and (r, t) == (2, 1)
+    )
+    primal = res.history["primal"]
+    assert res.history["eval_bounded"].tolist() == [0, 1, 0, 0]
+    # round 2 ends the first W-step with a bounded primal: the reference is round 1's
+    assert seen[2] == primal[0] != primal[1]

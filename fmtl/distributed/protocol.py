@@ -1132,12 +1132,12 @@ record_local_gaps, eval_every, callback
             }
         extra["eval_missing"] = int(np.sum(missing))
         extra["eval_bounded"] = int(np.sum(bounded))
-        # a primal from bounds is not one outer_tol may compare
-        skip = True if not bounded.any() else "bounded"
-        if late is None:
-            return self.engine.end_eval(loss_mean, conj_mean, extra, skip_nonfinite=skip)
+        point = None if late is None else late["point"]
         self._late = None
-        return self.engine.end_eval(loss_mean, conj_mean, extra, skip, late["point"])
+        # a primal from bounds is not one outer_tol may compare
+        return self.engine.end_eval(
+            loss_mean, conj_mean, extra, True, point, primal_is_bound=bool(bounded.any())
+        )
 
     def end_round(self) -> None:
         """Advance the loop position (W-step end, tolerances, Sigma-step schedule)."""
