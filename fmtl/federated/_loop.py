@@ -291,7 +291,7 @@ class DualRound:
             run_sdca(self.tasks, args, parallel_worth_it(self.tasks), **options)
         else:
             self.executor.sdca_round(self.tasks, *args, **options)
-        self._handle_failures(alpha_before)
+        self._handle_failures()
         # with gap_rtol the engine solves decoupled tasks (diagonal Sigma, sigma' = 1): a
         # node's v_t is then its new w_t, so its certified terms are the certificate's
         self.terms_are_model = bool(
@@ -340,21 +340,22 @@ class DualRound:
     def drop(self, nodes: np.ndarray) -> None:
         """Undo this round's update of ``nodes`` (refused by the server): their blocks
         back as they were, their rows of ``dB`` and work zero."""
-        nodes = np.asarray(nodes, dtype=np.bool_)
-        restore_failed_blocks(self.alpha, self.alpha_before, self.tasks.offsets, nodes.copy())
-        self.dB[nodes] = 0.0
-        self.steps_done[nodes] = 0
+        nodes = np.array(nodes, dtype=np.bool_)
+        self._undo(nodes)
         self.progress[nodes] = np.nan
         self.terms_are_model = False
 
-    def _handle_failures(self, alpha_before: np.ndarray) -> None:
+    def _handle_failures(self) -> None:
         """A node whose update is not finite failed: undo its block (the engine reports it
         dropped)."""
-        failed = self.failed
-        failed[:] = ~np.all(np.isfinite(self.dB), axis=1)
-        restore_failed_blocks(self.alpha, alpha_before, self.tasks.offsets, failed)
-        self.dB[failed] = 0.0
-        self.steps_done[failed] = 0
+        self.failed[:] = ~np.all(np.isfinite(self.dB), axis=1)
+        self._undo(self.failed)
+
+    def _undo(self, nodes: np.ndarray) -> None:
+        # restore_failed_blocks also marks in ``nodes`` any node with a non-finite dual
+        restore_failed_blocks(self.alpha, self.alpha_before, self.tasks.offsets, nodes)
+        self.dB[nodes] = 0.0
+        self.steps_done[nodes] = 0
 
     def _local_progress(self, alpha_before, Wt, sigma_diag, rho, reported) -> None:
         # G_t(da_t) - G_t(0): the increase of node t's subproblem objective this round
