@@ -58,6 +58,7 @@ from ..federated._loop import (
     check_positive_int,
     draw_seeds,
     objective_terms,
+    row_norm_means,
 )
 from ..federated.engine import DualEngine, dual_update_bounds
 from ..federated.history import History
@@ -166,17 +167,16 @@ def _vector(arrays: Mapping, key: str, d: int) -> np.ndarray:
 # ---------------------------------------------------------------------------------- clients
 
 
-def _client_info(sqnorms: np.ndarray, d: int) -> dict:
-    """A client's handshake reply: its task's rows ``n``, features ``d``, mean row norm
-    and mean squared row norm (from which the server bounds a correct update,
-    :func:`~fmtl.federated.engine.dual_update_bounds`, and, for a node that stops
+def _client_info(tasks) -> dict:
+    """A client's handshake reply for its one task (packed): rows ``n``, features ``d``,
+    mean row norm and mean squared row norm (from which the server bounds a correct
+    update, :func:`~fmtl.federated.engine.dual_update_bounds`, and, for a node that stops
     answering, its loss at a later model, :meth:`fmtl.losses.Loss.mean_value_bound`)."""
-    n = int(sqnorms.shape[0])
     return {
-        "n": n,
-        "d": int(d),
-        "row_norm": float(np.mean(np.sqrt(sqnorms))) if n else 0.0,
-        "row_sqnorm": float(np.mean(sqnorms)) if n else 0.0,
+        "n": int(tasks.n_samples[0]),
+        "d": int(tasks.n_features),
+        "row_norm": float(row_norm_means(tasks)[0]),
+        "row_sqnorm": float(row_norm_means(tasks, squared=True)[0]),
         "version": PROTOCOL_VERSION,
     }
 
@@ -367,7 +367,7 @@ class MochaClientState:
     # engine-agnostic message handling
     def handle(self, kind: str, arrays: Mapping, config: Mapping) -> Message:
         if kind == "query":
-            return {}, _client_info(self.tasks.sqnorm, self.d)
+            return {}, _client_info(self.tasks)
         if kind == "train":
             carried = _carried_eval(self, arrays, config)
             out = self.train(
@@ -473,7 +473,7 @@ class FedAvgClientState:
 
     def handle(self, kind: str, arrays: Mapping, config: Mapping) -> Message:
         if kind == "query":
-            return {}, _client_info(self.tasks.sqnorm, self.d)
+            return {}, _client_info(self.tasks)
         w = _vector(arrays, "w", self.d)
         if kind == "train":
             carried = _carried_eval(self, arrays, config)
@@ -584,7 +584,7 @@ def client_handle(
         # the row norms as the clients compute them (the server's bounds, bit for bit)
         loss = get_loss(str(config.get("loss", "hinge")), float(config.get("gamma", 1.0)))
         tasks = as_tasks([X], [y], loss)
-        return ({}, _client_info(tasks.sqnorm, tasks.n_features)), state
+        return ({}, _client_info(tasks)), state
     client = CLIENT_METHODS[method](
         X, y, float(config["lam"]), str(config["loss"]), float(config.get("gamma", 1.0))
     )

@@ -409,12 +409,14 @@ def dual_update_bounds(loss, row_norm_means) -> np.ndarray:
     return loss.dual_width * r * (1.0 + 1e-9)
 
 
-def row_norm_means(tasks: PackedTasks) -> np.ndarray:
-    """Each task's mean row norm ``mean_i ||x_ti||`` (0 for an empty task)."""
-    n = tasks.n_samples
-    owner = np.repeat(np.arange(n.size), n)
-    sums = np.bincount(owner, weights=np.sqrt(tasks.sqnorm), minlength=n.size)
-    return sums / np.maximum(n, 1)
+def row_norm_means(tasks: PackedTasks, squared: bool = False) -> np.ndarray:
+    """Each task's mean row norm ``mean_i ||x_ti||`` (``squared``: ``mean_i ||x_ti||^2``;
+    0 for an empty task). The same sums in process and on a one-task client, so the
+    server's bounds from a handshake equal the in-process ones bit for bit."""
+    norms = tasks.sqnorm if squared else np.sqrt(tasks.sqnorm)
+    o = tasks.offsets
+    pairs = zip(o[:-1], o[1:], strict=True)
+    return np.array([np.mean(norms[a:b]) if b > a else 0.0 for a, b in pairs])
 
 
 def conjugate_increase(loss, tasks: PackedTasks, alpha, alpha_before) -> np.ndarray:
