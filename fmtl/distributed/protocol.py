@@ -1004,8 +1004,7 @@ record_local_gaps, eval_every, callback
         gap0 = np.full(m, np.nan)
         gap1 = np.full(m, np.nan)
         progress = np.full(m, np.nan)
-        conj = np.zeros(m)
-        gains = np.full(m, np.nan)  # each node's conjugate gain (certificate bounds)
+        gains = np.full(m, np.nan)  # conjugate gains: the line search's, certificate bounds
         failed = np.zeros(m, dtype=np.bool_)
         for t in np.flatnonzero(active):
             reply = replies.get(int(t))
@@ -1021,10 +1020,9 @@ record_local_gaps, eval_every, callback
                 sd = int(config["steps_done"])
                 g0, g1 = float(config["gap_start"]), float(config["gap_end"])
                 prog = float(config["progress"])
-                cg = float(config["conj_gain"]) if self.engine.line_search else 0.0
-                if not np.isfinite(cg):
-                    raise ValueError("non-finite conj_gain")
-                gains[t] = float(config.get("conj_gain", np.nan))
+                cg = float(config.get("conj_gain", np.nan))
+                if self.engine.line_search and not np.isfinite(cg):
+                    raise ValueError("missing or non-finite conj_gain")
             except (KeyError, TypeError, ValueError):
                 failed[t] = True
                 continue
@@ -1033,9 +1031,9 @@ record_local_gaps, eval_every, callback
             dB[t] = db
             steps_done[t] = sd
             gap0[t], gap1[t], progress[t] = g0, g1, prog
-            conj[t] = cg
+            gains[t] = cg
         # per-node terms summed as the in-process pool sums them (bit-identical steps)
-        gain = float(np.sum(conj)) if self.engine.line_search else None
+        gain = float(np.sum(np.nan_to_num(gains, nan=0.0))) if self.engine.line_search else None
         self.eval_due = self.engine.end_train(dB, steps_done, failed, gain)  # active &= ~failed
         scale = self.engine.round.scale
         for t in np.flatnonzero(active):
