@@ -15,7 +15,7 @@ import fmtl.datasets as fd
 from fmtl import _progress
 from fmtl.cli import demo, main
 from fmtl.datasets import make_multitask_classification
-from fmtl.experiments.errors import DATASET_NAMES, resolve_only
+from fmtl.experiments.errors import DATASET_NAMES, build_datasets, resolve_only
 from fmtl.solvers._jit import COLD_NOTE
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -150,8 +150,11 @@ def test_errors_dataset_names_map_to_keys(no_data):
     assert resolve_only("human-activity,math-achieve") == ["har", "mathach-clf", "mathach-reg"]
     assert resolve_only("vehicle, digits,vehicle-sensor") == ["vehicle", "digits"]
     assert set(DATASET_NAMES) >= {"small", "google-glass", "chem97"}
+    assert resolve_only("landmine,school") == ["landmine", "school"]  # the paper's MOCHA sets
     with pytest.raises(FileNotFoundError, match="FMTL_DATA"):
-        resolve_only("landmine")  # a .mat name, not found anywhere here
+        resolve_only("mnist")  # neither a name nor a .mat file found anywhere here
+    with pytest.raises(FileNotFoundError, match="FMTL_DATA"):
+        build_datasets(quick=True, only="landmine")  # named, but its file is not here
 
 
 def test_demo_without_small_says_where_it_looked(no_data):

@@ -18,6 +18,9 @@ from fmtl.experiments.error_protocol import (
     REFIT_SETTINGS,
     cross_validate_alpha,
     error_table,
+    explained_variance,
+    mean_task_auc,
+    paired_comparisons,
     paper_methods,
     per_task_error,
     per_task_folds,
@@ -452,3 +455,142 @@ def test_polish_refit_leaves_certified_fits_and_others_alone():
     assert polish_refit(const, data, 100) == (const, 0)
     with pytest.raises(ValueError, match="polish_rounds"):
         error_table({"d": data}, {"Local": LocalRegressor()}, n_seeds=1, polish_rounds=-1)
+
+
+# ---------------------------------------------------------------------- second metrics
+
+
+def test_mean_task_auc_matches_sklearn_per_task_and_skips_one_class_tasks():
+    from sklearn.metrics import roc_auc_score
+
+    ds = make_multitask_classification(
+        n_tasks=4, n_samples=40, n_features=5, n_clusters=2, random_state=3
+    )
+    clf = LocalClassifier(alpha=0.1, random_state=0).fit(*ds.stack())
+    want = [
+        roc_auc_score(y == 1, clf.decision_function(X, [t] * len(y)))
+        for X, y, t in zip(ds.X, ds.y, ds.task_labels, strict=True)
+    ]
+    assert mean_task_auc(clf, ds) == pytest.approx(np.mean(want), abs=1e-15)
+    # a task whose test rows hold one class has no AUC: it is left out of the mean
+    one = MultiTaskDataset(
+        [ds.X[0], ds.X[1][ds.y[1] == 1]], [ds.y[0], ds.y[1][ds.y[1] == 1]], ds.task_labels[:2]
+    )
+    assert mean_task_auc(clf, one) == pytest.approx(want[0], abs=1e-15)
+    none = MultiTaskDataset([ds.X[1][ds.y[1] == 1]], [ds.y[1][ds.y[1] == 1]], ds.task_labels[1:2])
+    assert math.isnan(mean_task_auc(clf, none))
+    # the constant baseline ranks nothing: 0.5
+    const = paper_methods()["Constant"].fit(*ds.stack())
+    assert mean_task_auc(const, ds) == 0.5
+
+
+def test_explained_variance_is_one_minus_mse_over_pooled_variance():
+    rng = np.random.default_rng(0)
+    X = [rng.normal(size=(20, 3)), rng.normal(size=(15, 3))]
+    y = [x @ [1.0, -2.0, 0.5] + rng.normal(size=len(x)) for x in X]
+    ds = MultiTaskDataset(X, y)
+    reg = LocalRegressor(alpha=1e-3).fit(*ds.stack())
+    Xs, ys, ts = ds.stack()
+    resid = ys - reg.predict(Xs, ts)
+    want = 1.0 - np.mean(resid**2) / np.var(ys)
+    assert explained_variance(reg, ds) == pytest.approx(want, rel=1e-12)
+    const = paper_methods("regression")["Constant"].fit(*ds.stack())
+    assert explained_variance(const, ds) < explained_variance(reg, ds) <= 1.0
+    with pytest.raises(ValueError, match="no rows"):
+        explained_variance(reg, MultiTaskDataset([np.zeros((0, 3))], [np.zeros(0)]))
+
+
+def test_error_table_rows_carry_the_second_metric_and_test_size():
+    ds = make_multitask_classification(
+        n_tasks=3, n_samples=40, n_features=4, n_clusters=2, random_state=1
+    )
+    rows = error_table(
+        {"toy": ds},
+        {"Local": LocalClassifier(random_state=0)},
+        alphas=(0.1,),
+        n_seeds=1,
+        n_folds=3,
+        test_size=0.4,
+    )
+    (r,) = rows
+    assert 0.0 <= r["auc"] <= 1.0 and math.isnan(r["explained_variance"])
+    assert r["test_size"] == 0.4
+    s = summarize(rows)[0]
+    assert s["auc"] == r["auc"] and s["auc_sem"] == 0.0 and math.isnan(s["explained_variance"])
+
+
+# ------------------------------------------------------------------ paired comparisons
+
+
+def _paired_rows(a_errs, b_errs, test_size=0.25, dataset="d"):
+    return [
+        {"dataset": dataset, "method": m, "seed": s, "error": e, "test_size": test_size}
+        for s, (ea, eb) in enumerate(zip(a_errs, b_errs, strict=True))
+        for m, e in (("A", ea), ("B", eb))
+    ]
+
+
+def test_paired_comparisons_against_scipy_and_the_nadeau_bengio_formula():
+    from scipy import stats
+
+    rng = np.random.default_rng(4)
+    a = 0.20 + 0.02 * rng.normal(size=10)
+    b = a + 0.01 + 0.01 * rng.normal(size=10)
+    (c,) = paired_comparisons(_paired_rows(a, b, test_size=0.25))
+    d = a - b
+    assert (c["a"], c["b"], c["n"]) == ("A", "B", 10)
+    assert c["mean_diff"] == pytest.approx(d.mean(), rel=1e-12)
+    assert c["sem_diff"] == pytest.approx(d.std(ddof=1) / np.sqrt(10), rel=1e-12)
+    assert c["wins"] + c["losses"] == 10 and c["wins"] == int(np.sum(d < 0))
+    assert c["p_t"] == pytest.approx(stats.ttest_rel(a, b).pvalue, rel=1e-9)
+    assert c["p_wilcoxon"] == pytest.approx(stats.wilcoxon(d).pvalue, rel=1e-12)
+    # corrected resampled t: variance x (1/n + n_test/n_train) = (1/10 + 1/3)
+    t = d.mean() / np.sqrt(d.var(ddof=1) * (1 / 10 + 1 / 3))
+    assert c["p_corrected"] == pytest.approx(2 * stats.t.sf(abs(t), 9), rel=1e-9)
+    assert c["p_corrected"] > c["p_t"]  # overlapping splits: the correction is conservative
+    assert c["p_holm"] == c["p_corrected"]  # a single pair: nothing to adjust
+    assert c["significant"] == (c["p_holm"] < 0.05)
+
+
+def test_paired_comparisons_holm_over_the_pairs_of_each_data_set():
+    rng = np.random.default_rng(5)
+    base = 0.3 + 0.01 * rng.normal(size=10)
+    rows = [
+        {
+            "dataset": "d",
+            "method": m,
+            "seed": s,
+            "error": base[s] + shift + noise,
+            "test_size": 0.25,
+        }
+        for s in range(10)
+        for m, shift, noise in (
+            ("A", 0.0, 0.0),
+            ("B", 0.05, 0.003 * rng.normal()),
+            ("C", 0.001, 0.003 * rng.normal()),
+        )
+    ]
+    rows += _paired_rows([0.1] * 10, [0.1] * 10, dataset="e")  # identical: p = 1
+    out = paired_comparisons(rows)
+    d = [c for c in out if c["dataset"] == "d"]
+    assert [(c["a"], c["b"]) for c in d] == [("A", "B"), ("A", "C"), ("B", "C")]
+    p = np.array([c["p_corrected"] for c in d])
+    order = np.argsort(p)
+    want = np.maximum.accumulate(np.minimum(1.0, (3 - np.arange(3)) * p[order]))
+    assert np.allclose([d[i]["p_holm"] for i in order], want, rtol=1e-12)
+    sig = {(c["a"], c["b"]): c["significant"] for c in d}
+    assert sig[("A", "B")] and sig[("B", "C")] and not sig[("A", "C")]
+    (e,) = [c for c in out if c["dataset"] == "e"]
+    assert e["p_t"] == e["p_corrected"] == e["p_wilcoxon"] == 1.0 and not e["significant"]
+
+
+def test_paired_comparisons_refuses_bad_input():
+    rows = _paired_rows([0.1, 0.2], [0.2, 0.3])
+    with pytest.raises(ValueError, match="level"):
+        paired_comparisons(rows, level=1.5)
+    with pytest.raises(ValueError, match="mix test sizes"):
+        paired_comparisons(rows + _paired_rows([0.1], [0.2], test_size=0.5))
+    with pytest.raises(KeyError):
+        paired_comparisons([{"dataset": "d", "method": "A", "seed": 0, "error": 0.1}])
+    (one,) = paired_comparisons(_paired_rows([0.1], [0.2]))
+    assert one["n"] == 1 and math.isnan(one["p_holm"]) and not one["significant"]

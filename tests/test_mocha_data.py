@@ -52,7 +52,8 @@ def test_the_error_table_resolves_the_names(name):
     path = find_mocha(name)
     if path is None:
         pytest.skip(f"{name}.mat not found in the data directories (set FMTL_DATA)")
-    assert resolve_only(name) == [("mat", path)]  # what `--dataset landmine` runs on
+    assert resolve_only(name) == [name]  # what `--dataset landmine` runs on
+    assert resolve_only(str(path)) == [("mat", path)]  # a path works too
 
 
 @pytest.mark.parametrize("name, task", [("landmine", "classification"), ("school", "regression")])
@@ -62,5 +63,12 @@ def test_the_error_table_runs_school_as_regression(name, task):
 
     if find_mocha(name) is None:
         pytest.skip(f"{name}.mat not found in the data directories (set FMTL_DATA)")
-    ((key, _, got, ds),), _ = build_datasets(quick=True, only=name)
-    assert key == "custom" and got == task and ds.n_tasks in (29, 139)
+    entries, _ = build_datasets(quick=True, only=name)
+    for key, _, got, ds, _ in entries:
+        assert key == name and got == task and ds.n_tasks in (29, 139)
+    # School also at the literature's small training fractions, each its own table row
+    expected = [0.25, 0.7, 0.9] if name == "school" else [0.25]
+    assert [round(e[4], 12) for e in entries] == expected
+    assert len({e[1] for e in entries}) == len(entries)
+    (entry,), _ = build_datasets(quick=True, only=str(find_mocha(name)))
+    assert entry[0] == "custom" and entry[2] == task

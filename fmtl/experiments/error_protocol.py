@@ -61,6 +61,9 @@ __all__ = [
     "REFIT_SETTINGS",
     "cross_validate_alpha",
     "error_table",
+    "explained_variance",
+    "mean_task_auc",
+    "paired_comparisons",
     "paper_methods",
     "per_task_error",
     "per_task_folds",
@@ -249,6 +252,109 @@ def task_errors(estimator: Any, dataset: MultiTaskDataset, metric: str = "auto")
         else:
             out[t] = float(np.sqrt(np.mean((pred[lo:hi].astype(np.float64) - y[lo:hi]) ** 2)))
     return out
+
+
+def mean_task_auc(estimator: Any, dataset: MultiTaskDataset) -> float:
+    """Mean over tasks of the per-task ROC AUC of a fitted classifier's margins.
+
+    The ranking metric of the multi-task literature for imbalanced data such as Land Mine
+    (6 % positive), where an error rate is dominated by the majority class. Tasks whose
+    rows in ``dataset`` hold a single class have no AUC and are skipped.
+
+    Parameters
+    ----------
+    estimator : fitted classifier
+        With ``classes_`` and ``decision_function(X, tasks)`` (margins; larger =
+        ``classes_[-1]``), or else ``predict`` (hard labels as scores).
+    dataset : MultiTaskDataset
+        Test rows.
+
+    Returns
+    -------
+    float
+        In [0, 1]; NaN if no task has both classes.
+
+    Raises
+    ------
+    TypeError
+        If ``dataset`` is not a :class:`~fmtl.datasets.MultiTaskDataset`.
+    ValueError
+        From ``estimator.decision_function`` (e.g. a task it was not fitted on).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fmtl import LocalClassifier
+    >>> from fmtl.datasets import MultiTaskDataset
+    >>> X = [np.array([[1.0], [-1.0], [2.0], [-2.0]]), np.array([[1.0], [-1.0]])]
+    >>> ds = MultiTaskDataset(X, [[1, -1, 1, -1], [-1, 1]])
+    >>> clf = LocalClassifier(alpha=0.1).fit(*ds.stack())
+    >>> test = MultiTaskDataset([np.array([[3.0], [1.0]]), np.array([[2.0]])], [[1, -1], [-1]])
+    >>> mean_task_auc(clf, test)  # task 0 ranks its positive first; task 1 has one class
+    1.0
+    """
+    from sklearn.metrics import roc_auc_score
+
+    dataset = _check_dataset(dataset, "dataset")
+    aucs = []
+    for X_t, y_t, label in zip(dataset.X, dataset.y, dataset.task_labels, strict=True):
+        if np.unique(y_t).size < 2:
+            continue
+        tasks_t = [label] * len(y_t)
+        positive = np.asarray(y_t) == estimator.classes_[-1]
+        if hasattr(estimator, "decision_function"):
+            margin = estimator.decision_function(X_t, tasks_t)
+        else:  # e.g. ConstantBaseline: a constant score, AUC 0.5
+            margin = (np.asarray(estimator.predict(X_t, tasks_t)) == estimator.classes_[-1]) * 1.0
+        aucs.append(float(roc_auc_score(positive, margin)))
+    return float(np.mean(aucs)) if aucs else math.nan
+
+
+def explained_variance(estimator: Any, dataset: MultiTaskDataset) -> float:
+    """Explained variance of a fitted regressor on the pooled test rows of every task.
+
+    ``1 - sum((y - y_hat)^2) / sum((y - mean(y))^2)`` over all rows of ``dataset``, with
+    ``mean(y)`` the pooled mean: the share of the targets' total variance the per-task
+    models predict, the usual figure for the School data (a model predicting the pooled
+    mean scores 0).
+
+    Parameters
+    ----------
+    estimator : fitted regressor
+        Anything with ``predict(X, tasks)``.
+    dataset : MultiTaskDataset
+        Test rows.
+
+    Returns
+    -------
+    float
+        At most 1; NaN if the pooled targets are constant.
+
+    Raises
+    ------
+    TypeError
+        If ``dataset`` is not a :class:`~fmtl.datasets.MultiTaskDataset`.
+    ValueError
+        If ``dataset`` has no rows, or from ``estimator.predict``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fmtl import LocalRegressor
+    >>> from fmtl.datasets import MultiTaskDataset
+    >>> ds = MultiTaskDataset([np.eye(2), np.ones((1, 2))], [[1.0, 2.0], [0.5]])
+    >>> reg = LocalRegressor(alpha=1e-6).fit(*ds.stack())
+    >>> round(explained_variance(reg, ds), 4)
+    1.0
+    """
+    dataset = _check_dataset(dataset, "dataset")
+    if dataset.n_total == 0:
+        raise ValueError("dataset has no rows to score (every task is empty)")
+    X, y, tasks = dataset.stack()
+    y = np.asarray(y, dtype=np.float64)
+    resid = y - np.asarray(estimator.predict(X, tasks), dtype=np.float64)
+    total = float(np.sum((y - y.mean()) ** 2))
+    return 1.0 - float(np.sum(resid**2)) / total if total > 0 else math.nan
 
 
 def per_task_error(estimator: Any, dataset: MultiTaskDataset, metric: str = "auto") -> float:
@@ -505,7 +611,9 @@ def error_table(
     list of dict
         One row per (dataset, seed, method) with keys ``dataset``, ``method``, ``seed``,
         ``alpha`` (chosen), ``error`` (test, a fraction or an RMSE), ``cv_error`` (mean CV
-        error of the chosen alpha), ``metric``, ``rel_gap`` (relative duality gap of the
+        error of the chosen alpha), ``metric``, ``auc`` (:func:`mean_task_auc` on the test
+        part for classification, else NaN), ``explained_variance`` (:func:`explained_variance`
+        for regression, else NaN), ``test_size``, ``rel_gap`` (relative duality gap of the
         final fit when the estimator records one, else NaN), ``polish_rounds`` (rounds
         added by ``polish_rounds``, 0 if none) and ``seconds`` (CV + refit).
 
@@ -578,6 +686,7 @@ def error_table(
                 if polish_rounds and not isinstance(est, ConstantBaseline):
                     final, n_polish = polish_refit(final, train, polish_rounds)
                 err = per_task_error(final, test, metric)
+                kind = _resolve_metric(metric, est)
                 row = {
                     "dataset": dname,
                     "method": mname,
@@ -585,7 +694,12 @@ def error_table(
                     "alpha": best,
                     "error": err,
                     "cv_error": cv_best,
-                    "metric": _resolve_metric(metric, est),
+                    "metric": kind,
+                    "auc": mean_task_auc(final, test) if kind == "error_rate" else math.nan,
+                    "explained_variance": (
+                        explained_variance(final, test) if kind == "rmse" else math.nan
+                    ),
+                    "test_size": float(test_size),
                     "rel_gap": _final_rel_gap(final),
                     "polish_rounds": n_polish,
                     "seconds": time.perf_counter() - t0,
@@ -672,7 +786,10 @@ def summarize(rows: Iterable[Mapping[str, Any]]) -> list[dict]:
         In order of first appearance, with keys ``dataset``, ``method``, ``metric``,
         ``mean``, ``std`` (sample std, ``ddof=1``; 0 for a single row), ``sem``
         (``std / sqrt(n)``), ``n``, ``alpha`` (the most frequently chosen alpha; ties go
-        to the larger) and ``alpha_counts`` (dict alpha -> count).
+        to the larger), ``alpha_counts`` (dict alpha -> count), and the mean and standard
+        error over the rows where it is finite of ``auc`` (``auc``, ``auc_sem``) and of
+        ``explained_variance`` (``explained_variance``, ``explained_variance_sem``); NaN
+        where no row has one.
 
     Raises
     ------
@@ -692,6 +809,14 @@ def summarize(rows: Iterable[Mapping[str, Any]]) -> list[dict]:
     groups: dict[tuple, list[Mapping[str, Any]]] = {}
     for r in rows:
         groups.setdefault((r["dataset"], r["method"]), []).append(r)
+
+    def mean_sem(rs: list, key: str) -> tuple[float, float]:
+        v = np.array([float(r.get(key, math.nan)) for r in rs])
+        v = v[np.isfinite(v)]
+        if not v.size:
+            return math.nan, math.nan
+        return float(v.mean()), float(v.std(ddof=1) / math.sqrt(v.size)) if v.size > 1 else 0.0
+
     out = []
     for (dname, mname), rs in groups.items():
         errs = np.array([float(r["error"]) for r in rs])
@@ -711,8 +836,137 @@ def summarize(rows: Iterable[Mapping[str, Any]]) -> list[dict]:
                 "n": int(errs.size),
                 "alpha": alpha,
                 "alpha_counts": dict(sorted(counts.items())),
+                **dict(zip(("auc", "auc_sem"), mean_sem(rs, "auc"), strict=True)),
+                **dict(
+                    zip(
+                        ("explained_variance", "explained_variance_sem"),
+                        mean_sem(rs, "explained_variance"),
+                        strict=True,
+                    )
+                ),
             }
         )
+    return out
+
+
+def _holm(p: np.ndarray) -> np.ndarray:
+    """Holm's step-down adjustment of a family of p-values (NaN stays NaN)."""
+    out = np.full(p.shape, np.nan)
+    ok = np.flatnonzero(np.isfinite(p))
+    order = ok[np.argsort(p[ok], kind="stable")]
+    k, running = order.size, 0.0
+    for j, i in enumerate(order):
+        running = max(running, min(1.0, (k - j) * p[i]))
+        out[i] = running
+    return out
+
+
+def _t_pvalue(diff: np.ndarray, var_factor: float) -> float:
+    """Two-sided p of a t statistic mean / sqrt(var * var_factor), n - 1 degrees of freedom."""
+    from scipy.stats import t as student
+
+    mean, var = float(diff.mean()), float(diff.var(ddof=1))
+    if var == 0.0:
+        return 1.0 if mean == 0.0 else 0.0
+    stat = mean / math.sqrt(var * var_factor)
+    return float(2.0 * student.sf(abs(stat), diff.size - 1))
+
+
+def paired_comparisons(rows: Iterable[Mapping[str, Any]], level: float = 0.05) -> list[dict]:
+    """Which differences between methods are significant, split by split.
+
+    For each data set and each pair of methods ``(a, b)``, the per-split differences
+    ``d_s = error_a(s) - error_b(s)`` over the split seeds both have (negative: ``a`` is
+    better). Random 75/25 splits overlap, so a plain paired t-test over them is
+    anti-conservative; the decision uses the **corrected resampled t-test** of Nadeau and
+    Bengio (2003, *Inference for the generalization error*, Machine Learning 52), whose
+    variance is ``var(d) * (1/n + n_test/n_train)``, with Holm's correction over the pairs
+    of each data set. The plain paired t-test and the Wilcoxon signed-rank test are reported
+    beside it.
+
+    Parameters
+    ----------
+    rows : iterable of dict
+        Rows of :func:`error_table` (keys ``dataset``, ``method``, ``seed``, ``error``,
+        ``test_size``).
+    level : float in (0, 1), default=0.05
+        Family-wise level per data set.
+
+    Returns
+    -------
+    list of dict
+        One per (dataset, a, b) with ``a`` before ``b`` in order of first appearance:
+        ``dataset``, ``a``, ``b``, ``n`` (common splits), ``mean_diff``, ``sem_diff``
+        (``std(d) / sqrt(n)``), ``wins`` (splits where ``a`` is strictly better),
+        ``losses``, ``p_t`` (plain paired t), ``p_corrected`` (Nadeau-Bengio),
+        ``p_wilcoxon``, ``p_holm`` (Holm-adjusted ``p_corrected``) and ``significant``
+        (``p_holm < level``). p-values are NaN with fewer than 2 common splits.
+
+    Raises
+    ------
+    KeyError
+        If a row lacks one of the keys above.
+    ValueError
+        If ``level`` is not in (0, 1), or ``test_size`` differs between the rows of one
+        data set or is not in (0, 1).
+
+    Examples
+    --------
+    >>> rows = [{"dataset": "d", "method": m, "seed": s, "error": e, "test_size": 0.25}
+    ...         for s in range(10) for m, e in (("A", 0.20 + s / 1000), ("B", 0.30))]
+    >>> c = paired_comparisons(rows)[0]
+    >>> c["a"], c["b"], round(c["mean_diff"], 4), c["wins"], c["significant"]
+    ('A', 'B', -0.0955, 10, True)
+    """
+    from scipy.stats import wilcoxon
+
+    if not (isinstance(level, numbers.Real) and 0.0 < float(level) < 1.0):
+        raise ValueError(f"level must be a number in (0, 1), got {level!r}")
+    by: dict[str, dict[str, dict[int, float]]] = {}
+    sizes: dict[str, set] = {}
+    for r in rows:
+        err = by.setdefault(r["dataset"], {}).setdefault(r["method"], {})
+        err[int(r["seed"])] = float(r["error"])
+        sizes.setdefault(r["dataset"], set()).add(float(r["test_size"]))
+    out: list[dict] = []
+    for dname, methods in by.items():
+        if len(sizes[dname]) != 1:
+            raise ValueError(f"rows of {dname!r} mix test sizes {sorted(sizes[dname])}")
+        test_size = sizes[dname].pop()
+        if not 0.0 < test_size < 1.0:
+            raise ValueError(f"test_size of {dname!r} must be in (0, 1), got {test_size}")
+        ratio = test_size / (1.0 - test_size)
+        names = list(methods)
+        block = []
+        for i, a in enumerate(names):
+            for b in names[i + 1 :]:
+                seeds = sorted(set(methods[a]) & set(methods[b]))
+                d = np.array([methods[a][s] - methods[b][s] for s in seeds])
+                n = d.size
+                row = {
+                    "dataset": dname,
+                    "a": a,
+                    "b": b,
+                    "n": n,
+                    "mean_diff": float(d.mean()) if n else math.nan,
+                    "sem_diff": float(d.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan,
+                    "wins": int(np.sum(d < 0)),
+                    "losses": int(np.sum(d > 0)),
+                    "p_t": math.nan,
+                    "p_corrected": math.nan,
+                    "p_wilcoxon": math.nan,
+                }
+                if n > 1:
+                    row["p_t"] = _t_pvalue(d, 1.0 / n)
+                    row["p_corrected"] = _t_pvalue(d, 1.0 / n + ratio)
+                    nonzero = d[d != 0.0]
+                    row["p_wilcoxon"] = float(wilcoxon(nonzero).pvalue) if nonzero.size else 1.0
+                block.append(row)
+        holm = _holm(np.array([r["p_corrected"] for r in block], dtype=float))
+        for r, p in zip(block, holm, strict=True):
+            r["p_holm"] = float(p)
+            r["significant"] = bool(p < level)
+        out += block
     return out
 
 
