@@ -611,10 +611,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--replot", action="store_true", help="only redraw the PNG from an existing CSV"
     )
+    ap.add_argument(
+        "--prefix",
+        default=None,
+        help="output file name prefix (default: errors, or errors_quick with --quick)",
+    )
     args = ap.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    prefix = "errors_quick" if args.quick else "errors"
+    prefix = args.prefix or ("errors_quick" if args.quick else "errors")
     if args.replot:
         with open(out / f"{prefix}.csv", newline="") as f:
             rows = [
@@ -634,6 +639,8 @@ def main(argv: list[str] | None = None) -> int:
         cmd += f" --seeds {args.seeds}"
     if args.only:
         cmd += f" --only {args.only}"
+    if args.prefix:
+        cmd += f" --prefix {args.prefix}"
     fractions = None
     if args.train_fractions:
         cmd += f" --train-fractions {args.train_fractions}"
