@@ -84,6 +84,7 @@ class _MochaCVBase(_TaskModelBase):
         local_frac: float = 1.0,
         tol: float = 1e-6,
         sigma_floor: float = 1e-6,
+        ridge: float = 0.0,
         random_state=None,
         n_jobs: int | None = None,
         systems=None,
@@ -110,6 +111,7 @@ class _MochaCVBase(_TaskModelBase):
         self.local_frac = local_frac
         self.tol = tol
         self.sigma_floor = sigma_floor
+        self.ridge = ridge
         self.random_state = random_state
         self.n_jobs = n_jobs
         self.systems = systems
@@ -232,8 +234,8 @@ _CV_PARAMS_DOC = """
         (and ``decision_function``) take ``X`` alone, the validation rows' tasks bound.
         Greater is better; ties go to the larger ``alpha``.
     loss, gamma, relationship, kappa, sigma, outer_iters, inner_iters, local_frac, tol, \
-sigma_floor, random_state, n_jobs, systems, record_local_gaps, eval_every, verbose, \
-sigma_prime, local_work, fit_intercept, intercept_scaling, checkpoint_every
+sigma_floor, ridge, random_state, n_jobs, systems, record_local_gaps, eval_every, \
+verbose, sigma_prime, local_work, fit_intercept, intercept_scaling, checkpoint_every
         As in :class:`fmtl.{base}` (every fit of the path and the refit use them).
     checkpoint_dir : str or path-like, optional
         As in :class:`fmtl.{base}`, one subdirectory per fit: ``fold-<k>/alpha-<j>`` for

@@ -524,6 +524,7 @@ class _MochaBase(_TaskModelBase):
         local_frac: float = 1.0,
         tol: float = 1e-6,
         sigma_floor: float = 1e-6,
+        ridge: float = 0.0,
         random_state=None,
         n_jobs: int | None = None,
         systems=None,
@@ -549,6 +550,7 @@ class _MochaBase(_TaskModelBase):
         self.local_frac = local_frac
         self.tol = tol
         self.sigma_floor = sigma_floor
+        self.ridge = ridge
         self.random_state = random_state
         self.n_jobs = n_jobs
         self.systems = systems
@@ -593,6 +595,7 @@ class _MochaBase(_TaskModelBase):
             local_frac=self.local_frac,
             tol=self.tol,
             sigma_floor=self.sigma_floor,
+            ridge=self.ridge,
             random_state=self.random_state,
             n_threads=self.n_jobs,
             systems=self.systems,
@@ -946,7 +949,8 @@ _INTERCEPT_MOCHA = """
 
 _PARAMS_DOC = """
     alpha : float or "auto", default="auto"
-        Regularisation strength ``lambda > 0`` of ``(lambda/2) tr(W Omega W^T)``.
+        Regularisation strength ``lambda > 0`` of ``(lambda/2) tr(W Omega W^T)`` (plus
+        ``(lambda/2) ridge ||W||_F^2``).
         ``"auto"``: ``lambda = r^2 / N``, with ``N`` the number of training rows and
         ``r^2 = ||X||_F^2 / N`` their mean squared norm (``n_features / N`` on
         standardised features); the value used is ``alpha_``. For independent tasks of
@@ -975,6 +979,12 @@ _PARAMS_DOC = """
         A W-step stops once its relative duality gap is ``<= tol``.
     sigma_floor : float, default=1e-6
         Learned Sigma is constrained to ``Sigma >= sigma_floor * I``, ``tr Sigma = 1``.
+    ridge : float, default=0.0
+        ``rho >= 0`` of the general regulariser ``(alpha/2) [tr(W Omega W^T) + rho
+        ||W||_F^2]`` (MTRL's; the intercept's weight included): every task model is also
+        shrunk towards 0, whatever ``Sigma``. It does not change the Sigma-step, so
+        ``sigma_`` is still the learned trace-1 relationship; the W-step uses
+        ``Sigma (I + rho Sigma)^{-1}`` (:func:`fmtl.federated.mocha`).
     random_state : int, Generator or None
         Seeds the local solvers (results are identical for any ``n_jobs``).
     n_jobs : int, optional
@@ -1037,11 +1047,12 @@ class MochaClassifier(_TaskClassifierMixin, _MochaBase):
     __doc__ = f"""Federated multi-task linear classifier fitted with MOCHA.
 
     Minimises ``sum_t (1/n_t) sum_i l(y_ti, w_t.x_ti + b_t) + (alpha/2) tr(W Omega W^T)``
-    over the task models ``W`` (and the relationship ``Sigma = Omega^{{-1}}`` when learned),
-    with certified duality gaps; with ``fit_intercept`` (the default) ``W`` has a last row
-    ``b / intercept_scaling``, so the intercepts are regularised and coupled like the other
-    weights (``b = 0`` with ``fit_intercept=False``). Binary labels of any two values; more
-    classes are fitted one-vs-rest, each with its own relationship.
+    (plus ``(alpha/2) ridge ||W||_F^2``) over the task models ``W`` (and the relationship
+    ``Sigma = Omega^{{-1}}`` when learned), with certified duality gaps; with
+    ``fit_intercept`` (the default) ``W`` has a last row ``b / intercept_scaling``, so the
+    intercepts are regularised and coupled like the other weights (``b = 0`` with
+    ``fit_intercept=False``). Binary labels of any two values; more classes are fitted
+    one-vs-rest, each with its own relationship.
 
     Parameters
     ----------
@@ -1058,13 +1069,14 @@ class MochaClassifier(_TaskClassifierMixin, _MochaBase):
         From ``fit``: an ``alpha`` that is not positive and finite, an unknown ``loss`` or
         ``relationship``, ``relationship="fixed"`` without ``sigma`` (or a ``sigma`` that
         is not symmetric positive definite of shape ``(n_tasks, n_tasks)``), a negative
-        ``kappa``, out-of-range solver settings (as :func:`fmtl.federated.mocha`), bad
+        ``kappa``, a negative, NaN or infinite ``ridge``, out-of-range solver settings (as
+        :func:`fmtl.federated.mocha`), bad
         ``X``/``y``/``tasks`` (shapes, NaN or inf, a single class to classify, entries
         so large that squared norms overflow). From ``predict``/``score``: a task not seen during
         ``fit``, ``tasks=None`` on a model of several tasks, or ``X`` with the wrong number
         of features.
     TypeError
-        A non-numeric ``alpha``, ``X`` or ``y``, ``tasks`` sparse or holding
+        A non-numeric ``alpha``, ``ridge``, ``X`` or ``y``, ``tasks`` sparse or holding
         unhashable labels.
     sklearn.exceptions.NotFittedError
         ``predict``, ``decision_function`` or ``score`` before ``fit``.
@@ -1104,13 +1116,14 @@ class MochaRegressor(_TaskRegressorMixin, _MochaBase):
         From ``fit``: an ``alpha`` that is not positive and finite, an unknown ``loss`` or
         ``relationship``, ``relationship="fixed"`` without ``sigma`` (or a ``sigma`` that
         is not symmetric positive definite of shape ``(n_tasks, n_tasks)``), a negative
-        ``kappa``, out-of-range solver settings (as :func:`fmtl.federated.mocha`), bad
+        ``kappa``, a negative, NaN or infinite ``ridge``, out-of-range solver settings (as
+        :func:`fmtl.federated.mocha`), bad
         ``X``/``y``/``tasks`` (shapes, NaN or inf, a single class to classify, entries
         so large that squared norms overflow). From ``predict``/``score``: a task not seen during
         ``fit``, ``tasks=None`` on a model of several tasks, or ``X`` with the wrong number
         of features.
     TypeError
-        A non-numeric ``alpha``, ``X`` or ``y``, ``tasks`` sparse or holding
+        A non-numeric ``alpha``, ``ridge``, ``X`` or ``y``, ``tasks`` sparse or holding
         unhashable labels.
     sklearn.exceptions.NotFittedError
         ``predict``, ``decision_function`` or ``score`` before ``fit``.

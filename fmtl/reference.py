@@ -11,6 +11,10 @@ to high accuracy with an interior-point conic solver, so that the federated solv
     P(W; \\Omega) = \\sum_t \\frac{1}{n_t} \\sum_i \\ell(y_{ti}, w_t^\\top x_{ti})
                    + \\frac{\\lambda}{2} \\operatorname{tr}(W \\Omega W^\\top).
 
+With ``ridge = rho > 0`` (MTRL's and the MOCHA paper's general regulariser) every function
+adds ``(lambda / 2) rho ||W||_F^2``, i.e. the penalty is ``(lambda/2) tr(W (Omega + rho I)
+W^T)``; ``Sigma`` stays the (trace-1) relationship.
+
 Tasks with zero samples contribute no loss term.  With intercepts (``fit_intercept=True``;
 liblinear's convention, as in :class:`fmtl.MochaClassifier`) every row gets a constant feature
 ``s = intercept_scaling`` appended, ``W`` a last row ``b / s`` and the predictions become
@@ -190,6 +194,15 @@ def _check_positive_scalar(value: Any, name: str) -> float:
     value = float(value)
     if not math.isfinite(value) or value <= 0.0:
         raise ValueError(f"{name} must be finite and > 0, got {value!r}")
+    return value
+
+
+def _check_ridge(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"ridge must be a real number, got {value!r}")
+    value = float(value)
+    if not math.isfinite(value) or value < 0.0:
+        raise ValueError(f"ridge must be finite and >= 0, got {value!r}")
     return value
 
 
@@ -431,13 +444,14 @@ def primal_objective(
     *,
     intercept: Any = None,
     intercept_scaling: float = 1.0,
+    ridge: float = 0.0,
 ) -> float:
     """Evaluate the MTL primal objective ``P(W; Omega)`` in plain numpy.
 
     ``P(W; Omega) = sum_t mean_i l(y_ti, w_t^T x_ti + b_t) + (lam / 2) tr(W' Omega W'^T)``
     with ``W'`` the weights ``W`` and, given ``intercept``, a last row ``b / intercept_scaling``
-    (liblinear's penalised intercept; no ``intercept``: ``b = 0`` and ``W' = W``); tasks with
-    no samples contribute no loss term.
+    (liblinear's penalised intercept; no ``intercept``: ``b = 0`` and ``W' = W``), plus
+    ``(lam / 2) ridge ||W'||_F^2``; tasks with no samples contribute no loss term.
 
     Parameters
     ----------
@@ -461,6 +475,8 @@ def primal_objective(
     intercept_scaling : float, default 1.0
         Value of the constant feature the intercepts were fitted with (> 0; used only with
         ``intercept``).
+    ridge : float, default 0.0
+        Weight ``rho >= 0`` of the ridge term (the intercepts' weights included).
 
     Returns
     -------
@@ -474,7 +490,8 @@ def primal_objective(
         are invalid (not one entry per task, no tasks, non-numeric, not 2-D/1-D,
         mismatched lengths or features, NaN or inf, labels not in {-1, +1} for a
         classification loss), ``W``/``Omega`` are not finite arrays of shape
-        ``(d, m)``/``(m, m)``, or ``intercept`` is not a finite array of shape ``(m,)``.
+        ``(d, m)``/``(m, m)``, ``intercept`` is not a finite array of shape ``(m,)``, or
+        ``ridge`` is not a finite number >= 0.
 
     Examples
     --------
@@ -487,8 +504,12 @@ def primal_objective(
     >>> # b = (1, 1): mean hinge 1 (task 0) + 0 (task 1), penalty (0.5 / 2) (1 + 1)
     >>> primal_objective(Xs, ys, W, np.eye(2), lam=0.5, intercept=[1.0, 1.0])
     1.5
+    >>> # and ridge 2: (0.5 / 2) 2 (1 + 1) more
+    >>> primal_objective(Xs, ys, W, np.eye(2), lam=0.5, intercept=[1.0, 1.0], ridge=2.0)
+    2.5
     """
     lam = _check_positive_scalar(lam, "lam")
+    ridge = _check_ridge(ridge)
     loss, gamma = _check_loss(loss, gamma)
     Xs_v, ys_v, d = _validate_data(Xs, ys, loss)
     m = len(Xs_v)
@@ -513,6 +534,8 @@ def primal_objective(
             raise ValueError("intercept contains NaN or inf")
         Xs_v, W = _augment(Xs_v, scaling), np.vstack([W, b / scaling])
     reg = 0.5 * lam * float(np.sum((W @ Omega) * W))
+    if ridge > 0.0:
+        reg += 0.5 * lam * ridge * float(np.sum(W * W))
     return _loss_term(Xs_v, ys_v, W, loss, gamma) + reg
 
 
@@ -582,11 +605,13 @@ def _split_intercept(
     return W[:d], scaling * W[d]
 
 
-def _objective(Xs, ys, W, b, Omega, lam, loss, gamma, scaling: float | None) -> float:
+def _objective(
+    Xs, ys, W, b, Omega, lam, loss, gamma, scaling: float | None, ridge: float = 0.0
+) -> float:
     if scaling is None:
-        return primal_objective(Xs, ys, W, Omega, lam, loss, gamma)
+        return primal_objective(Xs, ys, W, Omega, lam, loss, gamma, ridge=ridge)
     return primal_objective(
-        Xs, ys, W, Omega, lam, loss, gamma, intercept=b, intercept_scaling=scaling
+        Xs, ys, W, Omega, lam, loss, gamma, intercept=b, intercept_scaling=scaling, ridge=ridge
     )
 
 
@@ -607,12 +632,14 @@ def solve_fixed_sigma(
     *,
     fit_intercept: bool = False,
     intercept_scaling: float = 1.0,
+    ridge: float = 0.0,
     **solver_kwargs: Any,
 ) -> ReferenceSolution:
     """Minimise ``P(W; Sigma^{-1})`` over ``W`` for a fixed task covariance ``Sigma``.
 
     ``Omega = Sigma^{-1} = L L^T`` with ``L = V diag(s^{-1/2})`` from the eigendecomposition
-    ``Sigma = V diag(s) V^T``; the regulariser is written ``(lam / 2) ||W L||_F^2``.
+    ``Sigma = V diag(s) V^T``; the regulariser is written ``(lam / 2) ||W L||_F^2`` (plus
+    ``(lam / 2) ridge ||W||_F^2``).
 
     Parameters
     ----------
@@ -635,6 +662,8 @@ def solve_fixed_sigma(
         constant feature ``intercept_scaling`` is appended to every ``Xs[t]``.
     intercept_scaling : float, default 1.0
         Value of that feature (> 0).
+    ridge : float, default 0.0
+        Weight ``rho >= 0`` of ``(lam / 2) rho ||W||_F^2`` (see the module docstring).
     **solver_kwargs
         Passed to ``cvxpy.Problem.solve``; for Clarabel they override every ladder step.
 
@@ -665,6 +694,7 @@ def solve_fixed_sigma(
     (2,)
     """
     lam = _check_positive_scalar(lam, "lam")
+    ridge = _check_ridge(ridge)
     loss, gamma = _check_loss(loss, gamma)
     Xs_v, ys_v, d = _validate_data(Xs, ys, loss)
     m = len(Xs_v)
@@ -679,6 +709,8 @@ def solve_fixed_sigma(
 
     W = cp.Variable((Xs_fit[0].shape[1], m))
     objective = _data_loss_expr(Xs_fit, ys_v, W, loss, gamma) + (lam / 2) * cp.sum_squares(W @ L)
+    if ridge > 0.0:
+        objective = objective + (lam * ridge / 2) * cp.sum_squares(W)
     problem = cp.Problem(cp.Minimize(objective))
     solver_obj, status, elapsed, used = _run(
         problem, solver, solver_kwargs, CLARABEL_SETTINGS_FIXED
@@ -688,7 +720,7 @@ def solve_fixed_sigma(
     return ReferenceSolution(
         W=_frozen(W_val),
         Sigma=_frozen(Sigma),
-        objective=_objective(Xs_v, ys_v, W_val, b, Omega, lam, loss, gamma, scaling),
+        objective=_objective(Xs_v, ys_v, W_val, b, Omega, lam, loss, gamma, scaling, ridge),
         solver_objective=solver_obj,
         solver=solver,
         status=status,
@@ -709,12 +741,14 @@ def solve_joint(
     *,
     fit_intercept: bool = False,
     intercept_scaling: float = 1.0,
+    ridge: float = 0.0,
     **solver_kwargs: Any,
 ) -> ReferenceSolution:
     """Jointly minimise over ``(W, Sigma)`` with ``Sigma >= eps I`` and ``tr(Sigma) = 1``.
 
     Solves ``min_{W, Sigma} sum_t mean_i l(y_ti, w_t^T x_ti) + (lam / 2) tr(W Sigma^{-1} W^T)``
-    as an SDP via ``cvxpy.matrix_frac(W.T, Sigma)``.
+    (``+ (lam / 2) ridge ||W||_F^2``: still jointly convex) as an SDP via
+    ``cvxpy.matrix_frac(W.T, Sigma)``.
 
     Parameters
     ----------
@@ -736,6 +770,8 @@ def solve_joint(
         intercepts then also inform the optimal ``Sigma``.
     intercept_scaling : float, default 1.0
         Value of the constant feature (> 0).
+    ridge : float, default 0.0
+        Weight ``rho >= 0`` of ``(lam / 2) rho ||W||_F^2`` (see the module docstring).
     **solver_kwargs
         Passed to ``cvxpy.Problem.solve``; for Clarabel they override every ladder step.
 
@@ -763,6 +799,7 @@ def solve_joint(
     ((3, 3), True)
     """
     lam = _check_positive_scalar(lam, "lam")
+    ridge = _check_ridge(ridge)
     loss, gamma = _check_loss(loss, gamma)
     Xs_v, ys_v, d = _validate_data(Xs, ys, loss)
     m = len(Xs_v)
@@ -776,6 +813,8 @@ def solve_joint(
     W = cp.Variable((Xs_fit[0].shape[1], m))
     S = cp.Variable((m, m), symmetric=True)
     objective = _data_loss_expr(Xs_fit, ys_v, W, loss, gamma) + (lam / 2) * cp.matrix_frac(W.T, S)
+    if ridge > 0.0:
+        objective = objective + (lam * ridge / 2) * cp.sum_squares(W)
     constraints = [S >> eps * np.eye(m), cp.trace(S) == 1]
     problem = cp.Problem(cp.Minimize(objective), constraints)
     solver_obj, status, elapsed, used = _run(
@@ -794,7 +833,7 @@ def solve_joint(
     return ReferenceSolution(
         W=_frozen(W_val),
         Sigma=_frozen(S_val),
-        objective=_objective(Xs_v, ys_v, W_val, b, Omega, lam, loss, gamma, scaling),
+        objective=_objective(Xs_v, ys_v, W_val, b, Omega, lam, loss, gamma, scaling, ridge),
         solver_objective=solver_obj,
         solver=solver,
         status=status,

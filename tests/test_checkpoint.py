@@ -335,7 +335,12 @@ def _fingerprint_cases():
     cases = {k: (fn, ys, dict(kw, rounds=2)) for k, (fn, ys, kw) in cases.items()}
     small = dict(lam=0.05)
     cases.update(
-        mocha=(F.mocha, ns["ys"], dict(small, outer_iters=1, inner_iters=2, local_work="auto")),
+        # local_work and ridge are recorded only off their defaults (old checkpoints resume)
+        mocha=(
+            F.mocha,
+            ns["ys"],
+            dict(small, outer_iters=1, inner_iters=2, local_work="auto", ridge=0.5),
+        ),
         kernel_mocha=(kernel_mocha, ns["ys"], dict(small, outer_iters=1, inner_iters=2)),
         cocoa=(F.cocoa, ns["ys"], dict(small, rounds=2)),
         mbsdca=(F.mbsdca, ns["ys"], dict(small, rounds=2)),

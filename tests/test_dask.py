@@ -83,6 +83,18 @@ def test_mocha_certified_kernel_and_adaptive_sigma_prime_are_bit_identical(clien
     ex.release()
 
 
+def test_mocha_with_ridge_is_bit_identical(client):
+    # the ridge term lives in the server's W-step matrix: the workers see only w_t,
+    # Sigma_tt and sigma'
+    Xs, ys = random_tasks(m=5, n=30, d=6, seed=5)
+    kw = dict(lam=0.05, loss="logistic", outer_iters=3, inner_iters=4, random_state=1, ridge=2.0)
+    ex = DaskExecutor(client)
+    got = mocha(Xs, ys, executor=ex, **kw)
+    assert_same_fit(got, mocha(Xs, ys, **kw))
+    assert not np.array_equal(got.coef, mocha(Xs, ys, **{**kw, "ridge": 0.0}).coef)
+    ex.release()
+
+
 def test_mocha_csr_is_bit_identical(client):
     Xs, ys = random_tasks(m=5, n=30, d=10, seed=2)
     Xs = _sparse(Xs)

@@ -31,7 +31,8 @@ Run config keys (``flwr run ... --run-config 'key=value ...'``; defaults in
 ``lam``, ``loss``, ``gamma``, ``num-clients`` (0: the ``num-partitions`` the nodes
 report), ``outer-iters``, ``inner-iters``, ``local-frac``, ``local-theta``,
 ``eval-every``, ``tol``, ``outer-tol``, ``relationship``, ``sigma-floor``,
-``sigma-prime``, ``random-state`` (-1: None), ``heterogeneity`` ("" / "low" / "high"),
+``sigma-prime``, ``ridge`` (MOCHA's ridge term, :func:`fmtl.federated.mocha`),
+``random-state`` (-1: None), ``heterogeneity`` ("" / "low" / "high"),
 ``drop-prob``, ``network``, ``rounds``, ``theta``, ``max-local-passes``, ``lr``,
 ``lr-decay``, ``local-epochs``, ``connect-timeout``, ``round-timeout``, ``output-dir``
 (where the ServerApp writes ``model.npz``, ``history.json``, ``wire.json`` and
@@ -107,6 +108,7 @@ RUN_CONFIG_DEFAULTS: dict = {
     "relationship": "learned",
     "sigma-floor": 1e-6,
     "sigma-prime": "gershgorin",
+    "ridge": 0.0,
     "random-state": 0,
     "heterogeneity": "",
     "drop-prob": 0.0,
@@ -334,6 +336,7 @@ def server_kwargs_from_config(cfg: Mapping) -> tuple[str, float, dict]:
             outer_tol=float(c["outer-tol"]),
             sigma_floor=float(c["sigma-floor"]),
             sigma_prime=sp if isinstance(sp, str) else float(sp),
+            ridge=float(c["ridge"]),
         )
         if method == "mocha":
             kw["relationship"] = str(c["relationship"])

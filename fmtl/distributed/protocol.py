@@ -65,6 +65,7 @@ from ..federated.history import History
 from ..federated.mocha import check_schedule, initial_sigma, symmetric_with_precision
 from ..federated.systems import SystemsModel, SystemsRuntime
 from ..losses import get_loss
+from ..relationships import check_ridge
 from ..solvers.sgd import local_sgd_round
 
 PROTOCOL_VERSION = 1
@@ -776,8 +777,9 @@ class MochaServerState(_ServerBase):
         ``d``.
     lam, loss, gamma, relationship, sigma, outer_iters, inner_iters, local_frac, \
 local_theta, tol, outer_tol, sigma_floor, sigma_prime, random_state, systems, \
-record_local_gaps, eval_every, callback
-        As for :func:`fmtl.federated.mocha`.
+record_local_gaps, eval_every, callback, ridge
+        As for :func:`fmtl.federated.mocha` (``ridge``: the nodes receive the W-step
+        matrix's ``Sigma_tt`` and ``sigma'``, so clients need no change).
     check_every : int or array_like of int, optional
         Local-gap check interval per node (CoCoA); None: never check.
     slowest_node_time : bool, default=False
@@ -847,11 +849,13 @@ record_local_gaps, eval_every, callback
         check_every=None,
         slowest_node_time: bool = False,
         fold_eval: bool = False,
+        ridge: float = 0.0,
     ) -> None:
         self.fold_eval = bool(fold_eval)
         self.loss = get_loss(loss, gamma)
         self.gamma = float(gamma)
         self.lam = check_lam(lam)
+        ridge = check_ridge(ridge)
         self.n = np.asarray(n_samples, dtype=np.int64).ravel()
         self.m = m = int(self.n.shape[0])
         self.d = int(n_features)
@@ -891,6 +895,7 @@ record_local_gaps, eval_every, callback
             outer_tol=outer_tol,
             theta=float(local_theta),
             check_every=check_every,
+            ridge=ridge,
             callback=callback,
         )
         # per node: last round whose update was aggregated, and how many were
@@ -1144,16 +1149,17 @@ record_local_gaps, eval_every, callback
         self.eval_due = False
 
     def current_coef(self) -> np.ndarray:
-        """The current model ``W = Sigma B / lam`` (rows are tasks)."""
+        """The current model ``W = M B / lam`` (rows are tasks; ``M = Sigma`` without a
+        ridge term)."""
         if self.engine.model is None:  # before the first round
-            return self.Sigma @ self.B / self.lam
+            return self.engine.M @ self.B / self.lam
         return self.engine.model
 
     def result(self) -> ServerResult:
         silent = self.rec.warn_silent_nodes()
         Sigma, Omega = symmetric_with_precision(self.Sigma)
         return ServerResult(
-            coef=self.Sigma @ self.B / self.lam,
+            coef=self.engine.M @ self.B / self.lam,
             sigma=Sigma,
             omega=Omega,
             B=self.B.copy(),

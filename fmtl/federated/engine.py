@@ -5,7 +5,8 @@ are *configurations* of :class:`DualEngine`; they differ only in the numbers the
 (schedule, ``sigma'`` rule, local accuracy, aggregation) and in the client pool that runs
 their local solves. The engine holds what the server knows: ``B`` (row ``t`` is ``b_t =
 X_t^T a_t / n_t``), ``Sigma`` (dense or :class:`~fmtl.relationships.LowRankSigma`),
-``sigma'``, the model ``W = Sigma B / lam``, the RNG, the systems runtime (work draws,
+``sigma'``, the model ``W = M B / lam`` (``M = Sigma`` unless a ridge term makes it
+``Sigma (I + rho Sigma)^{-1}``), the RNG, the systems runtime (work draws,
 drops, failures, estimated time), the loop position and History. All of it is vectors over
 tasks: a round costs a few array operations whatever the number of tasks.
 
@@ -15,7 +16,7 @@ A round is four calls (the same for every engine, in-process or federated):
    (learned relationship) and ``sigma'``; then the systems draws (work, drops) and one
    64-bit seed per node, in that order (the RNG stream every fit has always used);
 2. :meth:`DualEngine.end_train` with the nodes' ``dB``, work done and failures: ``B +=
-   dB`` (or ``s dB`` for mini-batch SDCA), ``W = Sigma B / lam``, estimated time;
+   dB`` (or ``s dB`` for mini-batch SDCA), ``W = M B / lam``, estimated time;
 3. if due, :meth:`DualEngine.end_eval` with the nodes' mean loss and mean ``-l*(-a)``:
    the certificates (:func:`certificates_from_terms`) and a History record;
 4. :meth:`DualEngine.end_round`: tolerances, end of the W-step, end of the fit.
@@ -39,6 +40,8 @@ import numpy as np
 
 from ..relationships import (
     LowRankSigma,
+    effective_sigma,
+    max_effective_trace,
     omega_update,
     omega_update_lowrank,
     resolve_sigma_prime,
@@ -69,14 +72,19 @@ def certificates_from_terms(
     sigma_floor: float | None = None,
     bb_trace: float = 0.0,
     bb_lmax: float = 0.0,
+    joint_quad: float | None = None,
 ) -> dict:
     """Primal, dual and duality gap of MOCHA's problem from per-task terms.
 
     ``primal = sum_t loss_mean_t + <W, B> / 2`` and ``dual = sum_t conj_mean_t - <W, B> /
     2`` at ``W = W(alpha) = Sigma B / lam`` (``(lam/2) tr(W Omega W^T)`` and ``tr(B^T Sigma
-    B) / (2 lam)`` are both ``<W, B> / 2`` there). With ``sigma_floor`` the joint bound
-    ``joint_dual = sum_t conj_mean_t - (eps tr(B B^T) + (1 - m eps) lmax(B B^T)) / (2 lam)``
-    on ``min_{W, Sigma >= eps I, tr Sigma = 1} P`` (DESIGN.md section 2). Every fmtl
+    B) / (2 lam)`` are both ``<W, B> / 2`` there; with a ridge term ``W = M B / lam`` for
+    the effective matrix ``M``, :func:`fmtl.relationships.effective_sigma`, and the same
+    holds). With ``sigma_floor`` the joint bound ``joint_dual = sum_t conj_mean_t - (eps
+    tr(B B^T) + (1 - m eps) lmax(B B^T)) / (2 lam)`` on ``min_{W, Sigma >= eps I, tr Sigma
+    = 1} P`` (DESIGN.md section 2), or ``sum_t conj_mean_t - joint_quad / (2 lam)`` when
+    ``joint_quad`` is given (the ridge term's maximum,
+    :func:`fmtl.relationships.max_effective_trace`). Every fmtl
     certificate is this function: :func:`fmtl.federated.certificates` (linear, from the
     data), kernel MOCHA (from Gram blocks) and the Flower server (from the clients'
     scalars).
@@ -96,6 +104,9 @@ def certificates_from_terms(
         ``joint_gap``.
     bb_trace, bb_lmax : float, default=0.0
         ``tr(B B^T)`` and ``lambda_max(B B^T)`` (used only with ``sigma_floor``).
+    joint_quad : float, optional
+        ``max_{Sigma >= eps I, tr Sigma = 1} tr(B^T M(Sigma) B)``; replaces the term from
+        ``bb_trace`` and ``bb_lmax`` (used only with ``sigma_floor``).
 
     Returns
     -------
@@ -131,9 +142,12 @@ def certificates_from_terms(
     }
     if sigma_floor is not None:
         m = loss_mean.shape[0]
-        joint_dual = float(conj_mean.sum()) - (
-            sigma_floor * bb_trace + (1 - m * sigma_floor) * bb_lmax
-        ) / (2 * lam)
+        if joint_quad is None:
+            joint_dual = float(conj_mean.sum()) - (
+                sigma_floor * bb_trace + (1 - m * sigma_floor) * bb_lmax
+            ) / (2 * lam)
+        else:
+            joint_dual = float(conj_mean.sum()) - joint_quad / (2 * lam)
         out["joint_dual"] = joint_dual
         out["joint_gap"] = primal - joint_dual
     return out
@@ -144,6 +158,27 @@ def gram_terms(B: np.ndarray) -> tuple[float, float]:
     G = B @ B.T if B.shape[0] <= B.shape[1] else B.T @ B
     lmax = float(np.linalg.eigvalsh(G)[-1]) if G.size else 0.0
     return float(np.sum(B * B)), lmax
+
+
+def gram_eigenvalues(B: np.ndarray) -> np.ndarray:
+    """All ``m`` eigenvalues of ``B B^T`` (``B``: ``m x d``), from the smaller Gram matrix
+    (the other ``m - d`` are 0)."""
+    m = B.shape[0]
+    G = B @ B.T if m <= B.shape[1] else B.T @ B
+    g = np.zeros(m)
+    if G.size:
+        e = np.linalg.eigvalsh(G)
+        g[: e.shape[0]] = e[::-1]
+    return g
+
+
+def joint_terms(B: np.ndarray, sigma_floor: float, ridge: float) -> dict:
+    """The keywords of :func:`certificates_from_terms`' joint bound for ``B``:
+    ``bb_trace`` and ``bb_lmax`` without ridge, ``joint_quad`` with it."""
+    if ridge == 0.0:
+        bb_trace, bb_lmax = gram_terms(B)
+        return {"bb_trace": bb_trace, "bb_lmax": bb_lmax}
+    return {"joint_quad": max_effective_trace(gram_eigenvalues(B), sigma_floor, ridge)}
 
 
 @dataclass
@@ -251,16 +286,24 @@ class DualEngine:
         communication.
     decoupled_passes : int, default=1000
         The step-budget multiplier of that one-round solve.
+    ridge : float, default=0.0
+        ``rho`` of the regulariser ``(lam/2) [tr(W Sigma^{-1} W^T) + rho ||W||_F^2]``: the
+        W-step uses ``M = Sigma (I + rho Sigma)^{-1}`` in place of ``Sigma``
+        (:func:`fmtl.relationships.effective_sigma`), and the joint bound the ridge term's
+        maximum (:func:`fmtl.relationships.max_effective_trace`).
     callback : callable, optional
         Called with each History record.
 
     Attributes
     ----------
     B, Sigma : as the parameters, current
+    M : ndarray of shape (n_tasks, n_tasks) or LowRankSigma
+        The W-step's matrix, derived from ``Sigma`` whenever it is set (``Sigma`` itself
+        with ``ridge=0``).
     rho : float
         The W-step's ``sigma'``.
     model : ndarray of shape (n_tasks, n_features)
-        ``W = Sigma B / lam`` (rows are tasks).
+        ``W = M B / lam`` (rows are tasks).
     pos : dict
         The loop position (``outer``, ``h``, ``rnd``, ``finished``, ...), checkpointed.
     rec : Recorder
@@ -323,8 +366,10 @@ class DualEngine:
         scaling: float | None = None,
         local_work: str = "fixed",
         decoupled_passes: int = 1000,
+        ridge: float = 0.0,
         callback=None,
     ) -> None:
+        self.ridge = float(ridge)
         self.B, self.Sigma, self.lam = B, Sigma, lam
         self.m = int(runtime.n.shape[0])
         self.runtime, self.rng = runtime, rng
@@ -371,9 +416,20 @@ class DualEngine:
             # convergence rate per unit of cost and the round's certified dual gain
             self.pos.update(local_passes=1.0, work_rate=np.nan, work_gap=np.nan)
 
+    @property
+    def Sigma(self):
+        """The relationship (learned or fixed); setting it also sets :attr:`M`."""
+        return self._Sigma
+
+    @Sigma.setter
+    def Sigma(self, S) -> None:
+        # the one place the W-step's matrix comes from Sigma (every start, step, resume)
+        self._Sigma = S
+        self.M = effective_sigma(S, self.ridge)
+
     # -- hooks of the linear (B-based) form; kernel MOCHA overrides them -----------------
     def _update_model(self) -> None:
-        self.model = self.Sigma @ self.B / self.lam
+        self.model = self.M @ self.B / self.lam
 
     def _aggregate(self, dB: np.ndarray, scale: float | None) -> None:
         if scale is None:
@@ -382,7 +438,7 @@ class DualEngine:
             self.B += scale * dB
 
     def _sigma_step(self):
-        W = self.Sigma @ self.B / self.lam
+        W = self.M @ self.B / self.lam
         if isinstance(self.Sigma, LowRankSigma):
             return omega_update_lowrank(W, self.sigma_floor)
         return omega_update(W, self.sigma_floor)[0]
@@ -391,7 +447,7 @@ class DualEngine:
         return float(np.sum(self.model * self.B))
 
     def _quad(self, dB: np.ndarray) -> float:
-        return float(np.sum(dB * (self.Sigma @ dB))) / self.lam
+        return float(np.sum(dB * (self.M @ dB))) / self.lam
 
     def _line_search(self, dB: np.ndarray, conj_gain: float) -> tuple[float, float]:
         # gamma* maximising the certified dual increase gamma A - gamma^2 Q / 2, and it
@@ -399,6 +455,16 @@ class DualEngine:
 
     def _gram_terms(self) -> tuple[float, float]:
         return gram_terms(self.B)
+
+    def _joint_terms(self) -> dict:
+        """The joint bound's keywords of :func:`certificates_from_terms` (none without a
+        learned relationship)."""
+        if self.joint_floor is None:
+            return {}
+        if self.ridge == 0.0:
+            bb_trace, bb_lmax = self._gram_terms()
+            return {"bb_trace": bb_trace, "bb_lmax": bb_lmax}
+        return joint_terms(self.B, self.joint_floor, self.ridge)
 
     @property
     def work_check_due(self) -> bool:
@@ -463,12 +529,12 @@ class DualEngine:
                     pos["work_gap"] = pos["work_rate"] = np.nan
             if self.line_search:
                 # the safe value caps the adaptive one; its level carries over W-steps
-                safe = resolve_sigma_prime("spectral", self.Sigma)
+                safe = resolve_sigma_prime("spectral", self.M)
                 self._adaptive = AdaptiveSigmaPrime(safe, value=min(pos["sigma_prime"], safe))
                 self.rho = self._adaptive.value
             else:
-                self.rho = resolve_sigma_prime(self.sigma_prime, self.Sigma)
-            S = self.Sigma
+                self.rho = resolve_sigma_prime(self.sigma_prime, self.M)
+            S = self.M  # sigma' and the nodes' Sigma_tt are the W-step matrix's
             self.sdiag = S.diagonal() if isinstance(S, LowRankSigma) else np.diag(S)
             self._update_model()
             self._w_step_ready = True
@@ -549,7 +615,7 @@ class DualEngine:
             "outer": self.pos["outer"],
             "rho": self.rho,
             "wb": self._wb(),
-            "joint": self._gram_terms() if self.joint_floor is not None else (0.0, 0.0),
+            "joint": self._joint_terms(),
             "screened": self.screened.copy(),
         }
 
@@ -581,10 +647,10 @@ class DualEngine:
             r, outer, rho, wb, joint, screened = (point[k] for k in keys)
         else:
             r, outer, rho, wb = self.round, self.pos["outer"], self.rho, self._wb()
-            joint = self._gram_terms() if self.joint_floor is not None else (0.0, 0.0)
+            joint = self._joint_terms()
             screened = self.screened.copy()
         cert = certificates_from_terms(
-            loss_mean, conj_mean, wb, self.lam, self.joint_floor, *joint
+            loss_mean, conj_mean, wb, self.lam, self.joint_floor, **joint
         )
         if self.scaling is not None:
             values = {self.record_key: r.scale}

@@ -13,7 +13,14 @@ import numpy as np
 
 from .._random import rng_from
 from ..losses import Loss, get_loss
-from ..relationships import LowRankSigma, check_sigma, identity_sigma, resolve_sigma_prime
+from ..relationships import (
+    LowRankSigma,
+    check_ridge,
+    check_sigma,
+    effective_sigma,
+    identity_sigma,
+    resolve_sigma_prime,
+)
 from ..solvers._packing import PackedTasks, dual_sums
 from ._loop import (
     DualRound,
@@ -27,7 +34,7 @@ from ._loop import (
     numba_threads,
     objective_terms,
 )
-from .engine import DualEngine, certificates_from_terms, gram_terms, run_engine
+from .engine import DualEngine, certificates_from_terms, joint_terms, run_engine
 from .history import History
 from .systems import SystemsModel, SystemsRuntime
 
@@ -41,16 +48,18 @@ class MochaResult:
     Parameters
     ----------
     coef : ndarray of shape (n_tasks, n_features)
-        Task models (``W^T``), equal to ``Sigma B / lam``.
+        Task models (``W^T``), equal to ``M B / lam`` with ``M = sigma`` (no ridge term)
+        or ``effective_sigma(sigma, ridge)`` (:func:`fmtl.relationships.effective_sigma`).
     sigma : ndarray of shape (n_tasks, n_tasks) or LowRankSigma
         Final relationship (``coef`` is the W-step solution for it); a
         :class:`~fmtl.relationships.LowRankSigma` with ``sigma_step="lowrank"``.
     omega : ndarray of shape (n_tasks, n_tasks) or LowRankSigma
-        Its inverse.
+        Its inverse (a ridge term adds ``ridge * I`` to it in the regulariser).
     dual_coef : ndarray of shape (n_samples_total,)
         Dual variables, stacked task after task.
     B : ndarray of shape (n_tasks, n_features)
-        Row ``t`` is ``b_t = X_t^T a_t / n_t`` (so ``coef = sigma @ B / lam``).
+        Row ``t`` is ``b_t = X_t^T a_t / n_t`` (so ``coef = sigma @ B / lam`` without a
+        ridge term).
     history : History
         One record per evaluated federated round.
     never_reported : ndarray of int, default=empty
@@ -97,6 +106,7 @@ def certificates(
     loss: Loss,
     sigma_floor: float | None = None,
     Wt: np.ndarray | None = None,
+    ridge: float = 0.0,
 ) -> dict:
     """Primal, dual and duality gap at ``W(alpha) = Sigma B / lam``.
 
@@ -107,6 +117,11 @@ def certificates(
     terms equal ``<W, B> / 2``. With ``sigma_floor`` given, also the joint bound
     ``joint_dual = sum_t mean(-l*(-a)) - (eps tr(B B^T) + (1 - m eps) lmax(B B^T)) /
     (2 lam)`` on ``min_{W, Sigma >= eps I, tr Sigma = 1} P`` and ``joint_gap``.
+
+    With ``ridge = rho > 0`` the regulariser is ``(lam/2) tr(W (Omega + rho I) W^T)``:
+    ``W(alpha) = M B / lam`` and ``tr(B^T M B) / (2 lam)`` with ``M = Sigma (I + rho
+    Sigma)^{-1}`` (:func:`fmtl.relationships.effective_sigma`), and the joint bound uses
+    ``max_Sigma tr(B^T M(Sigma) B)`` (:func:`fmtl.relationships.max_effective_trace`).
 
     Parameters
     ----------
@@ -126,7 +141,10 @@ def certificates(
         ``eps`` of the learned relationship's constraint; adds ``joint_dual`` and
         ``joint_gap``.
     Wt : ndarray of shape (n_tasks, n_features), optional
-        ``Sigma B / lam`` if already computed.
+        ``M B / lam`` if already computed.
+    ridge : float, default=0.0
+        ``rho >= 0`` of the ridge term (not validated: see
+        :func:`fmtl.relationships.check_ridge`).
 
     Returns
     -------
@@ -158,11 +176,11 @@ def certificates(
     {'primal': 2.0, 'dual': 0.0, 'gap': 2.0, 'rel_gap': 1.0}
     """
     if Wt is None:
-        Wt = Sigma @ B / lam
+        Wt = effective_sigma(Sigma, ridge) @ B / lam
     loss_mean, conj_mean = objective_terms(tasks, alpha, Wt, loss)
-    joint = gram_terms(B) if sigma_floor is not None else (0.0, 0.0)
+    joint = joint_terms(B, sigma_floor, ridge) if sigma_floor is not None else {}
     return certificates_from_terms(
-        loss_mean, conj_mean, float(np.sum(Wt * B)), lam, sigma_floor, *joint
+        loss_mean, conj_mean, float(np.sum(Wt * B)), lam, sigma_floor, **joint
     )
 
 
@@ -196,12 +214,14 @@ def mocha(
     resume: bool = True,
     warm_start: MochaResult | None = None,
     local_work: str = "fixed",
+    ridge: float = 0.0,
 ) -> MochaResult:
     """Fit all task models with MOCHA.
 
     Minimises ``sum_t (1/n_t) sum_i l(y_ti, w_t.x_ti) + (lam/2) tr(W Omega W^T)`` over ``W``
     (and over ``Sigma = Omega^{-1}`` with ``Sigma >= sigma_floor I``, ``tr Sigma = 1`` when
-    ``relationship="learned"``). Outer round ``k`` is a W-step of up to ``inner_iters``
+    ``relationship="learned"``); with ``ridge = rho > 0`` the regulariser is ``(lam/2)
+    [tr(W Omega W^T) + rho ||W||_F^2]``. Outer round ``k`` is a W-step of up to ``inner_iters``
     federated rounds; outer rounds after the first start with the closed-form Sigma-step
     (:func:`fmtl.relationships.omega_update`), so the returned ``coef`` is always the
     W-step solution for the returned ``sigma``.
@@ -300,6 +320,14 @@ def mocha(
         validation, a regularisation path) starts each solve from its neighbour's duals
         with ``W = Sigma B / lam`` instead of from zero. A checkpoint, when resumed, takes
         precedence.
+    ridge : float, default=0.0
+        ``rho >= 0``: the general regulariser ``(lam/2) tr(W (Omega + rho I) W^T)`` of
+        MTRL and the MOCHA paper (scale-free in ``lam``). The W-steps, ``sigma'`` and the
+        nodes' ``Sigma_tt`` use ``M = Sigma (I + rho Sigma)^{-1}``
+        (:func:`fmtl.relationships.effective_sigma`), so ``coef = M B / lam``; the
+        Sigma-step is unchanged (the ridge term does not depend on Sigma) and ``sigma``
+        stays the learned trace-1 relationship; the joint certificate maximises over
+        Sigma exactly (:func:`fmtl.relationships.max_effective_trace`).
 
     Returns
     -------
@@ -311,6 +339,7 @@ def mocha(
     ValueError
         For an unknown loss or bad ``gamma``; ``lam``, ``outer_iters``, ``inner_iters``,
         ``eval_every`` or ``local_frac`` out of range; ``local_theta`` outside [0, 1);
+        a negative, NaN or infinite ``ridge``;
         an unknown ``relationship``, ``sigma_step`` or ``sigma_prime``; a ``sigma`` of the
         wrong shape or not symmetric positive definite; ``sigma_floor`` outside
         ``[0, 1 / n_tasks)``; invalid data (no tasks, mismatched lengths, non-2-D or
@@ -322,7 +351,8 @@ def mocha(
         wrong shape.
     TypeError
         For non-numeric data, ``ys`` None with unpacked ``Xs``, a non-numeric
-        ``sigma``/``sigma_floor``/``sigma_prime``, a non-boolean ``record_local_gaps``,
+        ``sigma``/``sigma_floor``/``sigma_prime``/``ridge``, a non-boolean
+        ``record_local_gaps``,
         a ``systems`` that is not a :class:`SystemsModel`, or an ``executor`` without
         ``bind``, ``sdca_round`` and ``minibatch_gradients``.
     RuntimeError
@@ -342,6 +372,7 @@ def mocha(
     """
     loss = get_loss(loss, gamma)
     lam = check_lam(lam)
+    ridge = check_ridge(ridge)
     if sigma_step not in ("dense", "lowrank"):
         raise ValueError(f"sigma_step must be 'dense' or 'lowrank', got {sigma_step!r}")
     lowrank = sigma_step == "lowrank"
@@ -378,6 +409,7 @@ def mocha(
         outer_tol=outer_tol,
         theta=local_theta,
         local_work=local_work,
+        ridge=ridge,
         callback=callback,
     )
     ckpt = engine.checkpointer(
@@ -403,6 +435,7 @@ def mocha(
         systems=systems,
         record_local_gaps=record_local_gaps,
         **({"local_work": local_work} if auto else {}),  # old checkpoints stay valid
+        **({"ridge": ridge} if ridge else {}),
     )
     resume_or_warm_start(engine, pool, ckpt, resume, warm_start, tasks, loss, learned)
     with numba_threads(n_threads):
@@ -413,7 +446,7 @@ def mocha(
 def dual_result(engine: DualEngine, pool, Sigma=None, Omega=None) -> MochaResult:
     """The :class:`MochaResult` of a finished linear fit (``Sigma``/``Omega``: a fixed
     relationship's, already symmetric with its inverse)."""
-    Wt = engine.Sigma @ engine.B / engine.lam
+    Wt = engine.M @ engine.B / engine.lam
     silent = engine.rec.warn_silent_nodes()
     if Sigma is None:
         Sigma = engine.Sigma

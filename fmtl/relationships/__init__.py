@@ -8,11 +8,15 @@ from .fixed import (
 )
 from .learned import omega_update, resolve_sigma_prime, safety_rho, spectral_rho
 from .lowrank import LowRankSigma, omega_update_lowrank
+from .ridge import check_ridge, effective_sigma, max_effective_trace
 
 __all__ = [
     "LowRankSigma",
+    "check_ridge",
     "check_sigma",
+    "effective_sigma",
     "identity_sigma",
+    "max_effective_trace",
     "mean_regularized_sigma",
     "omega_update",
     "omega_update_lowrank",
