@@ -594,3 +594,24 @@ def test_paired_comparisons_refuses_bad_input():
         paired_comparisons([{"dataset": "d", "method": "A", "seed": 0, "error": 0.1}])
     (one,) = paired_comparisons(_paired_rows([0.1], [0.2]))
     assert one["n"] == 1 and math.isnan(one["p_holm"]) and not one["significant"]
+
+
+@pytest.mark.slow
+def test_errors_benchmark_writes_the_second_metric_and_the_paired_comparisons(tmp_path):
+    import csv
+
+    from fmtl.experiments.errors import main
+
+    out = tmp_path / "o"
+    args = ["--quick", "--only", "digits", "--seeds", "2", "--jobs", "1", "--out", str(out)]
+    assert main(args) == 0
+    text = (out / "errors_quick_summary.md").read_text()
+    assert "mean ± standard error" in text and "| AUC |" in text
+    assert "## Paired comparisons (same splits)" in text and "pairs at 0.05" in text
+    with open(out / "errors_quick_paired.csv", newline="") as f:
+        paired = list(csv.DictReader(f))
+    assert len(paired) == 10  # 5 methods: every pair once
+    with open(out / "errors_quick.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert {r["test_size"] for r in rows} == {"0.25"}
+    assert all(0.0 <= float(r["auc"]) <= 1.0 for r in rows)
