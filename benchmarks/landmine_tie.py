@@ -54,7 +54,8 @@ from fmtl.experiments.errors import write_csv
 
 TOL = 1e-5
 FLOOR = 1e-3
-RIDGE = 29.0  # = m on Land Mine: the ridge weighs ||W||^2 as Sigma = I/m weighs it
+# ridge weights: 29 = m on Land Mine weighs ||W||^2 as Sigma = I/m does (Local's penalty)
+RIDGES = (1.0, 29.0)
 FRACTIONS = (0.02, 0.05, 0.1, 0.25, 0.75)
 ALPHAS = (1e-3, 1e-2, 0.1, 1.0)
 QUICK_FRACTIONS = (0.1, 0.75)
@@ -78,7 +79,8 @@ def variants() -> dict:
         "MOCHA, floor 1e-6": MochaClassifier(sigma_floor=1e-6, **mocha),
     }
     if "ridge" in MochaClassifier().get_params():
-        out[f"MOCHA + ridge {RIDGE:g}"] = MochaClassifier(sigma_floor=FLOOR, ridge=RIDGE, **mocha)
+        for rho in RIDGES:
+            out[f"MOCHA + ridge {rho:g}"] = MochaClassifier(sigma_floor=FLOOR, ridge=rho, **mocha)
     return out
 
 
@@ -307,9 +309,7 @@ def main(argv=None) -> int:
     ap.add_argument("--dataset", default=None, help="MOCHA .mat name or path (landmine)")
     ap.add_argument("--seeds", type=int, default=None)
     ap.add_argument("--fractions", default=None, help="comma-separated training fractions")
-    ap.add_argument(
-        "--variants", default=None, help="comma-separated variant names (default: all)"
-    )
+    ap.add_argument("--variants", default=None, help="';'-separated variant names (default: all)")
     ap.add_argument("--prefix", default=None, help="output file prefix")
     ap.add_argument("--out", default="benchmarks/results")
     args = ap.parse_args(argv)
@@ -319,7 +319,7 @@ def main(argv=None) -> int:
         fractions = tuple(float(f) for f in args.fractions.split(","))
     only = None
     if args.variants:
-        only = [v.strip() for v in args.variants.split(",")]
+        only = [v.strip() for v in args.variants.split(";")]
         unknown = set(only) - set(variants())
         if unknown:
             ap.error(f"unknown variants {sorted(unknown)}; known: {list(variants())}")
