@@ -206,6 +206,18 @@ def summarize_oracle(best: list[dict]) -> tuple[list[dict], list[dict]]:
     return summary, paired
 
 
+def _fraction_table(names, fracs, by, cell) -> list[str]:
+    """Markdown rows: one per variant, one column per training fraction."""
+    lines = [
+        "| variant | " + " | ".join(f"train {100 * f:g} %" for f in fracs) + " |",
+        "|---|" + "---|" * len(fracs),
+    ]
+    for name in names:
+        cells = [cell(f, name) if (f, name) in by else "–" for f in fracs]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def write_markdown(path: Path, summary, paired, rows, meta) -> None:
     names = list(dict.fromkeys(s["variant"] for s in summary))
     fracs = list(dict.fromkeys(s["fraction"] for s in summary))
@@ -224,40 +236,25 @@ def write_markdown(path: Path, summary, paired, rows, meta) -> None:
         "Mean per-task test AUC, mean ± standard error over splits (Δ vs Local: paired "
         "mean difference, wins/splits, corrected resampled t-test p):",
         "",
-        "| variant | " + " | ".join(f"train {100 * f:g} %" for f in fracs) + " |",
-        "|---|" + "---|" * len(fracs),
     ]
-    for name in names:
-        cells = []
-        for f in fracs:
-            s = by.get((f, name))
-            if s is None:
-                cells.append("–")
-                continue
-            cell = f"{s['auc']:.3f} ± {s['auc_sem']:.3f}"
-            c = pby.get((f, name))
-            if c is not None:
-                cell += (
-                    f" (Δ {-c['mean_diff']:+.3f}, {c['wins']}/{c['n']}, "
-                    f"p = {c['p_corrected']:.2g})"
-                )
-            cells.append(cell)
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines += [
-        "",
-        "Mean per-task test error rate (%) at the same (AUC-oracle) λ:",
-        "",
-        "| variant | " + " | ".join(f"train {100 * f:g} %" for f in fracs) + " |",
-        "|---|" + "---|" * len(fracs),
-    ]
-    for name in names:
-        cells = []
-        for f in fracs:
-            s = by.get((f, name))
-            cells.append(
-                "–" if s is None else f"{100 * s['error']:.2f} ± {100 * s['error_sem']:.2f}"
+
+    def auc_cell(f, name) -> str:
+        s = by[(f, name)]
+        c = pby.get((f, name))
+        cell = f"{s['auc']:.3f} ± {s['auc_sem']:.3f}"
+        if c is not None:
+            cell += (
+                f" (Δ {-c['mean_diff']:+.3f}, {c['wins']}/{c['n']}, p = {c['p_corrected']:.2g})"
             )
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        return cell
+
+    def error_cell(f, name) -> str:
+        s = by[(f, name)]
+        return f"{100 * s['error']:.2f} ± {100 * s['error_sem']:.2f}"
+
+    lines += _fraction_table(names, fracs, by, auc_cell)
+    lines += ["", "Mean per-task test error rate (%) at the same (AUC-oracle) λ:", ""]
+    lines += _fraction_table(names, fracs, by, error_cell)
     mocha = [r for r in rows if r["variant"] == "MOCHA"]
     if mocha:
         lines += ["", "Learned Σ (MOCHA, intercept, floor 1e-3), median over splits and λ:", ""]
