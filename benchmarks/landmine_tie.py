@@ -31,6 +31,7 @@ Writes ``landmine_tie.csv`` (every fit), ``landmine_tie_summary.md`` and ``landm
 from __future__ import annotations
 
 import argparse
+import csv
 import math
 import sys
 import time
@@ -275,6 +276,7 @@ def write_png(path: Path, summary) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
+    order = list(variants())  # one colour per variant in every figure
     for name in dict.fromkeys(s["variant"] for s in summary):
         ss = [s for s in summary if s["variant"] == name]
         x = [100 * s["fraction"] for s in ss]
@@ -285,13 +287,17 @@ def write_png(path: Path, summary) -> None:
                 [scale * s[key] for s in ss],
                 yerr=[scale * s[key + "_sem"] for s in ss],
                 ls=style,
+                color=f"C{order.index(name) % 10}" if name in order else None,
                 marker="o",
                 ms=3,
                 capsize=2,
                 label=name,
             )
+    ticks = sorted({100 * s["fraction"] for s in summary})
     for ax, label in ((axes[0], "mean per-task test AUC"), (axes[1], "mean per-task error (%)")):
         ax.set_xscale("log")
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        ax.minorticks_off()
         ax.set_xlabel("training fraction per task (%)")
         ax.set_ylabel(label)
     axes[0].legend(fontsize=7)
@@ -308,6 +314,9 @@ def main(argv=None) -> int:
     ap.add_argument("--fractions", default=None, help="comma-separated training fractions")
     ap.add_argument("--variants", default=None, help="';'-separated variant names (default: all)")
     ap.add_argument("--prefix", default=None, help="output file prefix")
+    ap.add_argument(
+        "--replot", action="store_true", help="redraw the PNG and summary from the CSV"
+    )
     ap.add_argument("--out", default="benchmarks/results")
     args = ap.parse_args(argv)
     dataset = args.dataset or ("small" if args.quick else "landmine")
@@ -337,6 +346,15 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     prefix = args.prefix or ("landmine_tie_quick" if args.quick else "landmine_tie")
+    if args.replot:
+        with open(out / f"{prefix}.csv", newline="") as f:
+            rows = [
+                {k: (v if k == "variant" else float(v)) for k, v in r.items()}
+                for r in csv.DictReader(f)
+            ]
+        write_png(out / f"{prefix}.png", summarize_oracle(oracle(rows))[0])
+        print(f"wrote {out}/{prefix}.png")
+        return 0
     t0 = time.perf_counter()
     with threadpool_limits(1):
         rows = run(dataset, fractions, alphas, n_seeds, only)
