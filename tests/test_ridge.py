@@ -218,12 +218,7 @@ def _fit_fixed(loss, rho, intercept):
             alpha=LAM, loss=loss, relationship="fixed", sigma=S, ridge=rho, outer_iters=1,
             inner_iters=3000, tol=TOL, random_state=0, fit_intercept=True,
         )  # fmt: skip
-        X, y, tasks = (
-            np.vstack(Xs),
-            np.concatenate(ys),
-            np.repeat(np.arange(4), [len(v) for v in ys]),
-        )
-        est.fit(X, y, tasks)
+        est.fit(*_stack(Xs, ys))
         W, b, h = est.coef_.T, est.intercept_, est.history_
     ref = solve_fixed_sigma(Xs, ys, S, LAM, loss, fit_intercept=intercept, ridge=rho)
     Omega = np.linalg.inv(S)
@@ -244,6 +239,11 @@ def test_fixed_sigma_fit_is_certified_against_cvxpy(loss, rho, intercept):
     assert h["dual"][-1] <= ref.objective + SOLVER * abs(P)
 
 
+def _stack(Xs, ys):
+    """(X, y, tasks) of per-task lists, for an estimator's fit."""
+    return np.vstack(Xs), np.concatenate(ys), np.repeat(np.arange(len(ys)), [len(v) for v in ys])
+
+
 def _fit_learned(loss, rho, intercept, outer_iters):
     Xs, ys = _tasks(loss, seed=2)
     eps = 1e-3
@@ -260,12 +260,7 @@ def _fit_learned(loss, rho, intercept, outer_iters):
             alpha=LAM, loss=loss, ridge=rho, sigma_floor=eps, outer_iters=outer_iters,
             inner_iters=3000, tol=TOL, random_state=0, fit_intercept=True,
         )  # fmt: skip
-        X, y, tasks = (
-            np.vstack(Xs),
-            np.concatenate(ys),
-            np.repeat(np.arange(4), [len(v) for v in ys]),
-        )
-        est.fit(X, y, tasks)
+        est.fit(*_stack(Xs, ys))
         W, b, S, h = est.coef_.T, est.intercept_, est.sigma_, est.history_
     ref = solve_joint(Xs, ys, LAM, loss, eps=eps, fit_intercept=intercept, ridge=rho)
     P = primal_objective(Xs, ys, W, np.linalg.inv(S), LAM, loss, intercept=b, ridge=rho)
