@@ -188,22 +188,17 @@ class ReferenceSolution:
 # --------------------------------------------------------------------------------------------
 
 
-def _check_positive_scalar(value: Any, name: str) -> float:
+def _check_positive_scalar(value: Any, name: str, zero_ok: bool = False) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ValueError(f"{name} must be a real number, got {value!r}")
     value = float(value)
-    if not math.isfinite(value) or value <= 0.0:
-        raise ValueError(f"{name} must be finite and > 0, got {value!r}")
+    if not math.isfinite(value) or value < 0.0 or (value == 0.0 and not zero_ok):
+        raise ValueError(f"{name} must be finite and {'>=' if zero_ok else '>'} 0, got {value!r}")
     return value
 
 
 def _check_ridge(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"ridge must be a real number, got {value!r}")
-    value = float(value)
-    if not math.isfinite(value) or value < 0.0:
-        raise ValueError(f"ridge must be finite and >= 0, got {value!r}")
-    return value
+    return _check_positive_scalar(value, "ridge", zero_ok=True)
 
 
 def _check_loss(loss: Any, gamma: Any) -> tuple[str, float]:
