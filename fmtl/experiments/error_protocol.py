@@ -810,43 +810,37 @@ def summarize(rows: Iterable[Mapping[str, Any]]) -> list[dict]:
     for r in rows:
         groups.setdefault((r["dataset"], r["method"]), []).append(r)
 
-    def mean_sem(rs: list, key: str) -> tuple[float, float]:
-        v = np.array([float(r.get(key, math.nan)) for r in rs])
-        v = v[np.isfinite(v)]
-        if not v.size:
-            return math.nan, math.nan
-        return float(v.mean()), float(v.std(ddof=1) / math.sqrt(v.size)) if v.size > 1 else 0.0
-
     out = []
     for (dname, mname), rs in groups.items():
-        errs = np.array([float(r["error"]) for r in rs])
+        mean, std, sem = _mean_std_sem(np.array([float(r["error"]) for r in rs]))
         # NaN: a method with nothing to tune (ConstantBaseline)
         counts = Counter(float(r["alpha"]) for r in rs if not math.isnan(float(r["alpha"])))
         top = max(counts.values(), default=0)
         alpha = max((a for a, c in counts.items() if c == top), default=math.nan)
-        std = float(errs.std(ddof=1)) if errs.size > 1 else 0.0
-        out.append(
-            {
-                "dataset": dname,
-                "method": mname,
-                "metric": rs[0].get("metric", ""),
-                "mean": float(errs.mean()),
-                "std": std,
-                "sem": std / math.sqrt(errs.size),
-                "n": int(errs.size),
-                "alpha": alpha,
-                "alpha_counts": dict(sorted(counts.items())),
-                **dict(zip(("auc", "auc_sem"), mean_sem(rs, "auc"), strict=True)),
-                **dict(
-                    zip(
-                        ("explained_variance", "explained_variance_sem"),
-                        mean_sem(rs, "explained_variance"),
-                        strict=True,
-                    )
-                ),
-            }
-        )
+        entry = {
+            "dataset": dname,
+            "method": mname,
+            "metric": rs[0].get("metric", ""),
+            "mean": mean,
+            "std": std,
+            "sem": sem,
+            "n": len(rs),
+            "alpha": alpha,
+            "alpha_counts": dict(sorted(counts.items())),
+        }
+        for key in ("auc", "explained_variance"):  # over the rows that have one
+            v = np.array([float(r.get(key, math.nan)) for r in rs])
+            entry[key], _, entry[key + "_sem"] = _mean_std_sem(v[np.isfinite(v)])
+        out.append(entry)
     return out
+
+
+def _mean_std_sem(v: np.ndarray) -> tuple[float, float, float]:
+    """Mean, sample std (``ddof=1``; 0 for one value) and ``std / sqrt(n)``; NaN if empty."""
+    if not v.size:
+        return math.nan, math.nan, math.nan
+    std = float(v.std(ddof=1)) if v.size > 1 else 0.0
+    return float(v.mean()), std, std / math.sqrt(v.size)
 
 
 def _holm(p: np.ndarray) -> np.ndarray:
