@@ -49,6 +49,7 @@ from fmtl.experiments.error_protocol import (
     paired_comparisons,
     per_task_error,
     polish_refit,
+    summarize,
 )
 from fmtl.experiments.error_protocol import _fit as fit_silently  # warnings recorded as gaps
 from fmtl.experiments.errors import write_csv
@@ -153,34 +154,28 @@ def oracle(rows: list[dict]) -> list[dict]:
     return list(best.values())
 
 
-def _sem(v: np.ndarray) -> float:
-    return float(v.std(ddof=1) / math.sqrt(v.size)) if v.size > 1 else 0.0
-
-
 def summarize_oracle(best: list[dict]) -> tuple[list[dict], list[dict]]:
     """Mean +- s.e. of the oracle AUC and error per (fraction, variant); paired AUC
     comparisons of every variant against Local per fraction."""
     summary, paired = [], []
+    # the error table's summary, with (fraction, variant) as (dataset, method)
+    for s in summarize({**r, "dataset": r["fraction"], "method": r["variant"]} for r in best):
+        rs = [r for r in best if (r["fraction"], r["variant"]) == (s["dataset"], s["method"])]
+        summary.append(
+            {
+                "fraction": s["dataset"],
+                "variant": s["method"],
+                "n": s["n"],
+                "auc": s["auc"],
+                "auc_sem": s["auc_sem"],
+                "error": s["mean"],
+                "error_sem": s["sem"],
+                "max_rel_gap": float(np.nanmax([r["rel_gap"] for r in rs])),
+                "alphas": " ".join(f"{r['alpha']:g}" for r in rs),
+            }
+        )
     for frac in dict.fromkeys(r["fraction"] for r in best):
         sel = [r for r in best if r["fraction"] == frac]
-        for name in dict.fromkeys(r["variant"] for r in sel):
-            rs = [r for r in sel if r["variant"] == name]
-            auc = np.array([r["auc"] for r in rs])
-            err = np.array([r["error"] for r in rs])
-            n = len(rs)
-            summary.append(
-                {
-                    "fraction": frac,
-                    "variant": name,
-                    "n": n,
-                    "auc": float(auc.mean()),
-                    "auc_sem": _sem(auc),
-                    "error": float(err.mean()),
-                    "error_sem": _sem(err),
-                    "max_rel_gap": float(np.nanmax([r["rel_gap"] for r in rs])),
-                    "alphas": " ".join(f"{r['alpha']:g}" for r in rs),
-                }
-            )
         # 1 - AUC as the "error" of the paired comparison: negative = better than Local
         for name in dict.fromkeys(r["variant"] for r in sel):
             if name == "Local":
