@@ -24,6 +24,7 @@ from fmtl.experiments.error_protocol import (
     paper_methods,
     per_task_error,
     per_task_folds,
+    standardize_features,
     summarize,
     task_errors,
 )
@@ -614,4 +615,112 @@ def test_errors_benchmark_writes_the_second_metric_and_the_paired_comparisons(tm
     with open(out / "errors_quick.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert {r["test_size"] for r in rows} == {"0.25"}
+    assert {r["standardized"] for r in rows} == {"False"}  # only School is standardised
     assert all(0.0 <= float(r["auc"]) <= 1.0 for r in rows)
+
+
+# ---------------------------------------------------------------------------- standardising
+
+
+def school_like(random_state=0, n_tasks=4, n=30):
+    """Regression tasks with a binary, two wide-range columns and a column of ones."""
+    rng = np.random.default_rng(random_state)
+    X, y = [], []
+    w = rng.normal(size=4)
+    for _ in range(n_tasks):
+        Xt = np.column_stack(
+            [rng.integers(0, 2, n), rng.uniform(8, 91, n), rng.uniform(3, 43, n), np.ones(n)]
+        ).astype(float)
+        X.append(Xt)
+        y.append(Xt @ w + rng.normal(size=n))
+    return MultiTaskDataset(X, y)
+
+
+def test_standardize_features_uses_the_training_part_only_and_keeps_constant_columns():
+    train, test = train_test_split_per_task(school_like(), test_size=0.3, random_state=0)
+    before = [X.copy() for X in train.X]
+    tr, te = standardize_features(train, test)
+    pooled = np.vstack(tr.X)
+    np.testing.assert_allclose(pooled[:, :3].mean(axis=0), 0.0, atol=1e-12)
+    np.testing.assert_allclose(pooled[:, :3].std(axis=0), 1.0, rtol=1e-12)
+    assert np.all(pooled[:, 3] == 1.0) and all(np.all(X[:, 3] == 1.0) for X in te.X)
+    # the test part is transformed with the training statistics, computed by hand
+    raw = np.vstack(train.X)[:, :3]
+    for X_raw, X_std in zip(test.X, te.X, strict=True):
+        expect = (X_raw[:, :3] - raw.mean(axis=0)) / raw.std(axis=0)
+        np.testing.assert_allclose(X_std[:, :3], expect, rtol=1e-12)
+    # a different test part changes nothing of the training part's transform
+    (tr2, _) = standardize_features(train, MultiTaskDataset([1e6 * X for X in test.X], test.y))
+    assert all(np.array_equal(a, b) for a, b in zip(tr.X, tr2.X, strict=True))
+    assert all(np.array_equal(a, b) for a, b in zip(train.X, before, strict=True))
+    assert [list(y) for y in tr.y] == [list(y) for y in train.y]
+    assert list(tr.task_labels) == list(train.task_labels)
+
+
+def test_standardize_features_refuses_bad_input():
+    import scipy.sparse as sp
+
+    ds = school_like()
+    with pytest.raises(TypeError, match="train"):
+        standardize_features([np.zeros((3, 2))])
+    with pytest.raises(TypeError, match=r"others\[0\]"):
+        standardize_features(ds, "test")
+    with pytest.raises(ValueError, match=r"others\[0\] has 3 features, train has 4"):
+        standardize_features(ds, MultiTaskDataset([X[:, :3] for X in ds.X], ds.y))
+    sparse = MultiTaskDataset([sp.csr_matrix(X) for X in ds.X], ds.y)
+    with pytest.raises(ValueError, match="sparse"):
+        standardize_features(sparse)
+    with pytest.raises(TypeError, match="standardize"):
+        error_table({"d": ds}, {"L": LocalRegressor()}, n_seeds=1, standardize="yes")
+    with pytest.raises(TypeError, match="standardize"):
+        cross_validate_alpha(LocalRegressor(), ds, standardize=1)
+
+
+def test_standardized_error_table_does_not_depend_on_the_features_units():
+    # z-scoring makes the protocol invariant to each column's scale and offset: the same
+    # alphas and errors (to rounding) for X and for X with columns rescaled and shifted
+    ds = school_like(random_state=1)
+    shift = np.array([0.0, -40.0, 7.0, 0.0])
+    scale = np.array([3.0, 0.01, 4.0, 1.0])
+    moved = MultiTaskDataset([X * scale + shift for X in ds.X], ds.y)
+    kw = {"alphas": [1e-3, 0.1, 10.0], "n_seeds": 2, "n_folds": 3}
+    est = {"Local": LocalRegressor(tol=1e-10, fit_intercept=False)}
+    a = error_table({"d": ds}, est, standardize=True, **kw)
+    b = error_table({"d": moved}, est, standardize=True, **kw)
+    assert [r["alpha"] for r in a] == [r["alpha"] for r in b]
+    # fits certified to a relative gap of 1e-10 at lambda >= 1e-3 leave ||w - w*|| <=
+    # sqrt(2 gap P / lambda) ~ 5e-4 (strong convexity), so the errors agree to ~1e-5, not 1e-12
+    np.testing.assert_allclose([r["error"] for r in a], [r["error"] for r in b], rtol=1e-5)
+    assert all(r["standardized"] for r in a)
+    # raw features: the units change the model (the test above has teeth); large lambdas
+    # only, as raw rows of squared norm ~1e4 need many SDCA passes at small ones
+    kw["alphas"] = [10.0, 100.0]
+    c = error_table({"d": ds}, est, **kw)
+    d = error_table({"d": moved}, est, **kw)
+    assert not all(r["standardized"] for r in c)
+    assert max(abs(r["error"] - q["error"]) for r, q in zip(c, d, strict=True)) > 1e-3
+
+
+def test_standardized_cv_fits_each_fold_with_its_own_statistics():
+    ds = school_like(random_state=2)
+    est = LocalRegressor(tol=1e-10, fit_intercept=False)
+    grid = [1e-3, 1.0]
+    _, mean_err, fold_err = cross_validate_alpha(
+        est, ds, grid, n_folds=3, standardize=True, return_fold_errors=True
+    )
+    folds = per_task_folds(ds, 3)
+    for k in range(3):
+        fit_part = MultiTaskDataset(
+            [X[f != k] for X, f in zip(ds.X, folds, strict=True)],
+            [y[f != k] for y, f in zip(ds.y, folds, strict=True)],
+        )
+        val = MultiTaskDataset(
+            [X[f == k] for X, f in zip(ds.X, folds, strict=True)],
+            [y[f == k] for y, f in zip(ds.y, folds, strict=True)],
+        )
+        fit_part, val = standardize_features(fit_part, val)
+        for i, a in enumerate(grid):
+            model = LocalRegressor(alpha=a, tol=1e-10, fit_intercept=False).fit(*fit_part.stack())
+            # CV warm-starts along the path: equal up to the certified solver accuracy
+            assert fold_err[i, k] == pytest.approx(per_task_error(model, val), rel=1e-5)
+    np.testing.assert_allclose(mean_err, fold_err.mean(axis=1))

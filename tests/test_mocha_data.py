@@ -72,3 +72,17 @@ def test_the_error_table_runs_school_as_regression(name, task):
     assert len({e[1] for e in entries}) == len(entries)
     (entry,), _ = build_datasets(quick=True, only=str(find_mocha(name)))
     assert entry[0] == "custom" and entry[2] == task
+
+
+def test_the_error_table_standardises_school_and_says_so():
+    from fmtl.experiments.errors import STANDARDIZED_KEYS, build_datasets
+
+    if find_mocha("school") is None:
+        pytest.skip("school.mat not found in the data directories (set FMTL_DATA)")
+    assert STANDARDIZED_KEYS == ("school",)
+    entries, _ = build_datasets(quick=True, only="school")
+    assert all("standardised" in e[1] for e in entries)
+    raw, _ = build_datasets(quick=True, only="school", raw_features=True)
+    assert all(", raw)" in e[1] and "standardised" not in e[1] for e in raw)
+    # the labels only: the data are the same objects' values either way
+    assert np.array_equal(entries[0][3].X[0], raw[0][3].X[0])
