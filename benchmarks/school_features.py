@@ -167,6 +167,28 @@ def write_markdown(path: Path, summary, paired, meta) -> None:
     fracs = list(dict.fromkeys(s["fraction"] for s in summary))
     by = {(s["fraction"], s["variant"]): s for s in summary}
     pby = {(c["dataset"], c["a"], c["b"]): c for c in paired}
+
+    def table(cell) -> list[str]:
+        """One row per variant, one column per training fraction."""
+        out = [
+            "| variant | " + " | ".join(f"train {100 * f:g} %" for f in fracs) + " |",
+            "|---|" + "---|" * len(fracs),
+        ]
+        for name in VARIANTS:
+            cells = [cell(by[(f, name)]) if (f, name) in by else "–" for f in fracs]
+            out.append(f"| {name} | " + " | ".join(cells) + " |")
+        return out
+
+    def rmse_cell(s: dict) -> str:
+        cell = f"{s['rmse']:.3f} ± {s['rmse_sem']:.3f} (λ={s['alpha']:.2g})"
+        f, name = s["fraction"], s["variant"]
+        c = pby.get((f, name, "standardised")) or pby.get((f, "standardised", name))
+        if c is not None:  # d = a - b: flip when the variant is b
+            sign = 1.0 if c["a"] == name else -1.0
+            won = c["wins"] if sign > 0 else c["losses"]
+            cell += f"; Δ {sign * c['mean_diff']:+.3f}, {won}/{c['n']}, p = {c['p_corrected']:.2g}"
+        return cell
+
     lines = [
         "# School: standardised vs raw features for Local (per-task ridge, exact)",
         "",
@@ -180,42 +202,12 @@ def write_markdown(path: Path, summary, paired, meta) -> None:
         "Δ: paired difference against `standardised` on the same splits, wins, corrected "
         "resampled t-test p:",
         "",
-        "| variant | " + " | ".join(f"train {100 * f:g} %" for f in fracs) + " |",
-        "|---|" + "---|" * len(fracs),
-    ]
-    for name in VARIANTS:
-        cells = []
-        for f in fracs:
-            s = by.get((f, name))
-            if s is None:
-                cells.append("–")
-                continue
-            cell = f"{s['rmse']:.3f} ± {s['rmse_sem']:.3f} (λ={s['alpha']:.2g})"
-            c = pby.get((f, name, "standardised")) or pby.get((f, "standardised", name))
-            if c is not None:
-                sign = 1.0 if c["a"] == name else -1.0
-                won = c["wins"] if sign > 0 else c["losses"]
-                cell += (
-                    f"; Δ {sign * c['mean_diff']:+.3f}, {won}/{c['n']}, p = {c['p_corrected']:.2g}"
-                )
-            cells.append(cell)
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines += [
+        *table(rmse_cell),
         "",
         "Pooled explained variance at the same λ:",
         "",
-        "| variant | " + " | ".join(f"train {100 * f:g} %" for f in fracs) + " |",
-        "|---|" + "---|" * len(fracs),
+        *table(lambda s: f"{s['explained_variance']:.3f} ± {s['explained_variance_sem']:.3f}"),
     ]
-    for name in VARIANTS:
-        cells = [
-            f"{by[(f, name)]['explained_variance']:.3f} ± "
-            f"{by[(f, name)]['explained_variance_sem']:.3f}"
-            if (f, name) in by
-            else "–"
-            for f in fracs
-        ]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     path.write_text("\n".join(lines) + "\n")
 
 
