@@ -146,6 +146,27 @@ def test_cli_errors_missing_small_is_an_error_not_a_skip(no_data, capsys, tmp_pa
     assert "small.mat" in err and "FMTL_DATA" in err and "--data-home" in err
 
 
+def test_cli_errors_forwards_every_option(monkeypatch):
+    import fmtl.experiments.errors as errors
+
+    seen = []
+    monkeypatch.setattr(errors, "main", lambda argv: seen.append(argv) or 0)
+    argv = ["reproduce", "errors", "--dataset", "school", "--seeds", "3"]
+    argv += ["--train-fractions", "0.1,0.3", "--raw-features", "--prefix", "s", "--jobs", "1"]
+    assert main(argv) == 0
+    (got,) = seen
+
+    def value(flag):
+        return got[got.index(flag) + 1]
+
+    assert value("--only") == "school" and value("--seeds") == "3" and value("--jobs") == "1"
+    assert value("--train-fractions") == "0.1,0.3" and value("--prefix") == "s"
+    assert "--raw-features" in got and "--quick" not in got
+    seen.clear()
+    assert main(["reproduce", "errors", "--quick"]) == 0
+    assert "--raw-features" not in seen[0] and "--train-fractions" not in seen[0]
+
+
 def test_errors_dataset_names_map_to_keys(no_data):
     assert resolve_only("human-activity,math-achieve") == ["har", "mathach-clf", "mathach-reg"]
     assert resolve_only("vehicle, digits,vehicle-sensor") == ["vehicle", "digits"]
