@@ -88,7 +88,7 @@ features standardised per split unless --raw-features).
 
 Writes errors.csv, errors_summary.csv, errors_paired.csv, errors_summary.md and errors.png
 (errors_quick* with --quick; --prefix to rename) into --out. Full run (10 splits):
-about 47 min on 2 cores without landmine and school, which add about 26 and 30 min;
+27-47 min on 2 cores without landmine and school, which add about 26 and 32 min;
 --quick (2 splits, 3 lambdas, small + one synthetic set + digits): 1-5 min, depending
 on the machine's load."""
 

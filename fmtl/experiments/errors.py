@@ -6,7 +6,7 @@ The protocol (:mod:`fmtl.experiments.error_protocol`): every task is split 75/25
 (seed = trial), lambda is chosen by 5-fold per-task interleaved cross-validation on the
 training part (averaged over all folds, ties to the larger lambda), the model is refitted on
 the whole training part, and the error is the mean over tasks of the per-task test error
-(misclassification rate in %, or RMSE for regression), mean +- std over the trials.
+(misclassification rate in %, or RMSE for regression), mean +- standard error over the trials.
 
 Methods (:func:`fmtl.experiments.error_protocol.paper_methods`): Constant (each task's
 training mode or mean: the reference's constant baseline, the floor to beat), Global (one
@@ -50,8 +50,9 @@ Data sets (all fixed; only the split changes with the seed):
 digits (33 s measured, once numba kernels are compiled). Full: 10 seeds, the paper's grid
 {1e-5, 1e-4, 1e-3, 1e-2, 0.1, 10}, all sets: without ``landmine`` and ``school`` (320 rows)
 measured 21.0 min wall on this 2-core machine shared with other jobs (load 2-4), 30.7 min
-under load 5-6 and 47 min with certified refits; ``landmine`` adds ~26 min and ``school``
-hours (above). Each
+under load 5-6 and 47 min with certified refits (27 min in the last run, without
+``landmine`` and ``school``); ``landmine`` adds ~26 min and ``school`` (standardised, three
+fractions) ~32 min. Each
 (data set, seed) is one job for ``--jobs`` worker processes (default 2, one numba and one
 BLAS thread each); rows depend only on the seed, so the output does not depend on
 ``--jobs``. A cold numba cache adds compile time on top (minutes on a loaded machine).
