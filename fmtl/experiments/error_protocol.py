@@ -186,8 +186,9 @@ def standardize_features(
     its meaning.
 
     Why: the SDCA solvers' passes to a certified gap grow with ``max ||x_i||^2 / (lambda n)``;
-    on raw School (two percentage columns, squared row norms up to 8,297) Local's fits at
-    lambda <= 1e-3 stop at their 500-round cap. Standardised, the largest is ~70.
+    on raw School (two percentage columns; squared row norms 2,451 on average, up to 8,297)
+    Local's fits at lambda <= 1e-3 stop at their 500-round cap. Standardised (a 75 % split):
+    28 on average (the number of columns), up to 237 (rare binary columns).
 
     Parameters
     ----------
