@@ -34,6 +34,7 @@ turning the clients' messages into the engine's vectors.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -172,11 +173,17 @@ def gram_eigenvalues(B: np.ndarray) -> np.ndarray:
     return g
 
 
-def joint_terms(B: np.ndarray, sigma_floor: float, ridge: float) -> dict:
+def joint_terms(
+    B: np.ndarray,
+    sigma_floor: float,
+    ridge: float,
+    gram: Callable[[], tuple[float, float]] | None = None,
+) -> dict:
     """The keywords of :func:`certificates_from_terms`' joint bound for ``B``:
-    ``bb_trace`` and ``bb_lmax`` without ridge, ``joint_quad`` with it."""
+    ``bb_trace`` and ``bb_lmax`` without ridge, ``joint_quad`` with it. ``gram``: computes
+    the trace and largest eigenvalue of ``B^T B`` another way (kernel MOCHA's task Gram)."""
     if ridge == 0.0:
-        bb_trace, bb_lmax = gram_terms(B)
+        bb_trace, bb_lmax = gram() if gram is not None else gram_terms(B)
         return {"bb_trace": bb_trace, "bb_lmax": bb_lmax}
     return {"joint_quad": max_effective_trace(gram_eigenvalues(B), sigma_floor, ridge)}
 
@@ -461,10 +468,7 @@ class DualEngine:
         learned relationship)."""
         if self.joint_floor is None:
             return {}
-        if self.ridge == 0.0:
-            bb_trace, bb_lmax = self._gram_terms()
-            return {"bb_trace": bb_trace, "bb_lmax": bb_lmax}
-        return joint_terms(self.B, self.joint_floor, self.ridge)
+        return joint_terms(self.B, self.joint_floor, self.ridge, gram=self._gram_terms)
 
     @property
     def work_check_due(self) -> bool:
