@@ -41,7 +41,10 @@ import numpy as np
 from fmtl.datasets import MultiTaskDataset, load_mocha, train_test_split_per_task
 from fmtl.experiments.error_protocol import (
     DEFAULT_ALPHAS,
+    _constant_columns,  # standardize_features' test
+    explained_variance,
     paired_comparisons,
+    per_task_error,
     standardize_features,
     summarize,
 )
@@ -57,7 +60,7 @@ DPI = 150
 def constant_columns(train: MultiTaskDataset) -> np.ndarray:
     """Mask of the columns constant over the pooled training rows (School: the ones)."""
     pooled = np.vstack(train.X)
-    return pooled.std(axis=0) <= 1e-12 * np.maximum(1.0, np.abs(pooled.mean(axis=0)))
+    return _constant_columns(pooled.mean(axis=0), pooled.std(axis=0))
 
 
 def ridge_per_task(
@@ -75,17 +78,23 @@ def ridge_per_task(
     return coefs
 
 
+class PerTaskLinear:
+    """Predicts ``x . w_t`` for each row's task, so the error table's metrics score it."""
+
+    def __init__(self, coefs: list[np.ndarray], task_labels) -> None:
+        self.W = np.array(coefs)
+        self.index = {label: t for t, label in enumerate(task_labels)}
+
+    def predict(self, X: np.ndarray, tasks) -> np.ndarray:
+        rows = self.W[[self.index[label] for label in tasks]]
+        return np.einsum("ij,ij->i", X, rows)
+
+
 def scores(coefs: list[np.ndarray], test: MultiTaskDataset) -> tuple[float, float]:
-    """Mean per-task RMSE and the pooled explained variance ``1 - SSE / SST``."""
-    rmse, res, ys = [], [], []
-    for w, X, y in zip(coefs, test.X, test.y, strict=True):
-        r = y - X @ w
-        rmse.append(float(np.sqrt(np.mean(r**2))))
-        res.append(r)
-        ys.append(y)
-    y_all, r_all = np.concatenate(ys), np.concatenate(res)
-    ev = 1.0 - float(r_all @ r_all) / float(np.sum((y_all - y_all.mean()) ** 2))
-    return float(np.mean(rmse)), ev
+    """Mean per-task RMSE and the pooled explained variance ``1 - SSE / SST`` (the error
+    table's :func:`per_task_error` and :func:`explained_variance`)."""
+    model = PerTaskLinear(coefs, test.task_labels)
+    return per_task_error(model, test, "rmse"), explained_variance(model, test)
 
 
 def run(ds: MultiTaskDataset, fractions, alphas, n_seeds: int) -> list[dict]:

@@ -230,7 +230,7 @@ def standardize_features(
             raise ValueError(f"{name} has {ds.n_features} features, train has {d}")
     pooled = np.vstack([X_t for X_t in datasets[0].X if X_t.shape[0]])
     mean, std = pooled.mean(axis=0), pooled.std(axis=0)
-    constant = std <= 1e-12 * np.maximum(1.0, np.abs(mean))
+    constant = _constant_columns(mean, std)
     mean[constant], std[constant] = 0.0, 1.0  # a constant column is kept as it is
     return tuple(
         MultiTaskDataset(
@@ -241,6 +241,11 @@ def standardize_features(
         )
         for ds in datasets
     )
+
+
+def _constant_columns(mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """Mask of the columns whose spread is rounding noise next to their mean."""
+    return std <= 1e-12 * np.maximum(1.0, np.abs(mean))
 
 
 def _check_standardize(standardize: Any) -> bool:
