@@ -1,7 +1,24 @@
+import importlib.util
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from fmtl.datasets import find_mocha, load_mocha
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_script(relpath: str):
+    """Import a script of the repository (``benchmarks/*.py``, ``examples/*.py``) as a module
+    named after its file, registered in ``sys.modules`` (its dataclasses need that)."""
+    path = ROOT / relpath
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    return mod
 
 
 @pytest.fixture(scope="session")

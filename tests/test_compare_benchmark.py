@@ -2,25 +2,17 @@
 tiny configuration: every method and data set present, sane errors and times, and the
 personalised methods beating the global model on clustered tasks."""
 
-import importlib.util
-import sys
 from collections import defaultdict
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "compare_personalization.py"
+from conftest import load_script
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("compare_personalization", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("benchmarks/compare_personalization.py")
 
 
 @pytest.fixture(scope="module")

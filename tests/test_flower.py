@@ -15,7 +15,7 @@ import pytest
 
 flwr = pytest.importorskip("flwr")
 
-from conftest import random_tasks  # noqa: E402
+from conftest import load_script, random_tasks  # noqa: E402
 
 import fmtl.federated._loop as loop_mod  # noqa: E402
 from fmtl.datasets import find_mocha, load_mocha  # noqa: E402
@@ -677,9 +677,7 @@ def test_loopback_example_prints_one_line_per_round(tmp_path, monkeypatch, capsy
     # issue 16: examples/flower_loopback.py shows per-round progress while it runs. The
     # processes are replaced by the in-process grid (the real ones: the slow test above);
     # the ServerApp's per-round log lines reach run_loopback's progress callback.
-    import importlib.util
     import logging
-    from pathlib import Path
 
     import fmtl.distributed.flower as fl
 
@@ -708,10 +706,7 @@ def test_loopback_example_prints_one_line_per_round(tmp_path, monkeypatch, capsy
         }  # fmt: skip
 
     monkeypatch.setattr(fl, "run_loopback", fake_run_loopback)
-    path = Path(__file__).resolve().parents[1] / "examples" / "flower_loopback.py"
-    spec = importlib.util.spec_from_file_location("flower_loopback_example", path)
-    example = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(example)
+    example = load_script("examples/flower_loopback.py")
     example.main(["--clients", "3", "--outer", "2", "--inner", "2", "--data", "no-such-set"])
     out = capsys.readouterr().out
     progress = [ln.strip() for ln in out.splitlines() if ln.strip().startswith("fmtl ")]

@@ -1,26 +1,18 @@
 """The learning-curve benchmark behind "why MOCHA ties Local" (benchmarks/landmine_tie.py):
 its oracle choice of lambda and its paired summary, and one tiny end-to-end run on ``small``."""
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import load_script
 
 from fmtl.datasets import find_mocha
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "landmine_tie.py"
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("landmine_tie", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("benchmarks/landmine_tie.py")
 
 
 def _row(frac, seed, variant, alpha, auc, error=0.1):

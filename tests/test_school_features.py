@@ -1,28 +1,19 @@
 """benchmarks/school_features.py: its exact per-task ridge against independent solvers (fmtl's
 certified Local, scikit-learn's Ridge), its oracle, and one tiny end-to-end run."""
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import scipy.io
+from conftest import load_script
 from sklearn.linear_model import Ridge
 
 from fmtl import LocalRegressor
 from fmtl.datasets import MultiTaskDataset
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "school_features.py"
-
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("school_features", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("benchmarks/school_features.py")
 
 
 def school_like(seed=0, n_tasks=3, n=25):
