@@ -285,6 +285,7 @@ def test_warm_start_carries_the_intercept_column():
 # -------------------------------------------------------------------- Land Mine (small)
 
 
+@pytest.mark.slow  # 26 s: per-task 5-fold CV of alpha on 29 tasks, twice
 def test_land_mine_local_errors_improve_with_intercepts(small):
     """Measured (seed 0, alpha by the paper's per-task 5-fold CV): Local hinge 0.1989 mean
     per-task test error without intercepts, 0.0661 with them; predicting each task's

@@ -114,6 +114,7 @@ def test_a_declared_shape_larger_than_the_entry_is_refused_without_allocating(mo
         load_model(bad)
 
 
+@pytest.mark.slow  # 11 s: ~2,000 corrupted files loaded in turn
 def test_every_single_byte_corruption_gives_a_model_file_error_or_the_same_model(model, tmp_path):
     # the structural bytes of the file (zip headers, .npy headers, the JSON header's
     # start, the central directory), each XOR-ed in turn: the result either loads as
