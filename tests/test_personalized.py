@@ -138,6 +138,17 @@ def test_bad_inputs_are_named(clf_data):
 
 
 @pytest.mark.parametrize(
+    "cls", [DittoClassifier, DittoRegressor, PFedMeClassifier, PFedMeRegressor]
+)
+@pytest.mark.parametrize("tol", [-1.0, np.nan, np.inf, "abc"])
+def test_a_bad_tol_is_refused_and_named(clf_data, cls, tol):
+    # these were accepted (a negative or NaN tol stops the personal solves at once, inf never)
+    X, y, tasks = clf_data.stack()
+    with pytest.raises(ValueError, match="tol must be a finite number >= 0"):
+        cls(tol=tol, rounds=2).fit(X, y, tasks)
+
+
+@pytest.mark.parametrize(
     "make, fit, kw",
     [
         ("PerFedAvgRegressor", "perfedavg", dict(rounds=20, a=0.1, beta=0.1, adapt_steps=5)),

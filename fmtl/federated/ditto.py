@@ -136,7 +136,8 @@ def personal_models(
     ------
     ValueError
         For an unknown ``loss`` or bad ``gamma``; ``lam`` not positive and finite; ``mu``
-        negative or not finite; ``w`` not a finite vector of shape ``(n_features,)``; or
+        or ``tol`` negative or not finite; ``w`` not a finite vector of shape
+        ``(n_features,)``; or
         invalid data (no tasks, mismatched lengths, non-2-D or non-finite arrays, labels
         not in {-1, +1} for a classification loss).
     TypeError
@@ -160,6 +161,7 @@ def personal_models(
     loss = get_loss(loss, gamma)
     lam = check_lam(lam)
     mu = check_nonneg("mu", mu)
+    tol = check_nonneg("tol", tol)
     tasks = as_tasks(Xs, ys, loss)
     m, d = tasks.n_tasks, tasks.n_features
     w = np.asarray(w, dtype=np.float64)
@@ -328,7 +330,7 @@ def ditto(
     ------
     ValueError
         For an unknown ``loss`` or bad ``gamma``; ``lam`` not positive and finite; ``mu``
-        negative or not finite; a ``global_coef`` that is not a finite vector of shape
+        or ``tol`` negative or not finite; a ``global_coef`` that is not a finite vector of shape
         ``(n_features,)``; invalid data (no tasks, mismatched lengths, non-2-D or
         non-finite arrays, labels not in {-1, +1} for a classification loss); or any
         FedAvg argument in ``fedavg_kw`` out of range (see
@@ -356,6 +358,7 @@ def ditto(
     >>> res.coef.shape
     (3, 3)
     """
+    tol = check_nonneg("tol", tol)  # before FedAvg's rounds, not after them
     if global_coef is None:
         fa: FedAvgResult = fedavg(
             Xs, ys, lam, loss, gamma=gamma, random_state=random_state, **fedavg_kw

@@ -172,7 +172,7 @@ def pfedme(
     ValueError
         For invalid data or parameters (named): an unknown ``loss`` or bad ``gamma``;
         ``lam`` or ``mu`` not positive and finite; ``rounds`` or ``eval_every`` not an
-        integer >= 1; ``grad_tol`` negative or not finite; ``beta`` not in (0, 1];
+        integer >= 1; ``tol`` or ``grad_tol`` negative or not finite; ``beta`` not in (0, 1];
         ``weights`` not ``"samples"`` or ``"uniform"``; ``local_passes`` (when given) not
         positive and finite; invalid data (no tasks, mismatched lengths, non-2-D or
         non-finite arrays, labels not in {-1, +1} for a classification loss); a
@@ -207,6 +207,7 @@ def pfedme(
     mu = check_frac("mu", mu)
     rounds = check_positive_int("rounds", rounds)
     grad_tol = check_nonneg("grad_tol", grad_tol)
+    tol = check_nonneg("tol", tol)
     if not (isinstance(beta, int | float) and 0 < beta <= 1):
         raise ValueError(f"beta must be in (0, 1], got {beta!r}")
     if weights not in ("samples", "uniform"):
