@@ -60,10 +60,12 @@ True
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import json
 import math
 import os
+import stat
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -710,19 +712,44 @@ def _read_npz(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray]]:
     read: a crafted or corrupted file is refused without allocating what it declares.
     """
     where = repr(os.fspath(path))
-    size = os.path.getsize(path)  # FileNotFoundError, IsADirectoryError, ... propagate
-    with open(path, "rb") as f:
+    with _open_regular_file(path, where) as f:
+        size = os.fstat(f.fileno()).st_size
         if f.read(6) == b"\x93NUMPY":
             raise ModelFileError(f"{where} is a single .npy array, not an fmtl model (.npz)")
+        f.seek(0)
+        try:
+            zf = zipfile.ZipFile(f)
+        except Exception as e:  # BadZipFile, NotImplementedError, EOFError, ... on bad bytes
+            raise ModelFileError(
+                f"{where} is not an fmtl model file (not a readable .npz: {e}); pickled files "
+                "are never loaded"
+            ) from e
+        return _read_zip(zf, size, where)
+
+
+def _open_regular_file(path: str | os.PathLike, where: str):
+    """``path`` opened for reading, refused unless it is a regular file: a device reads
+    without end (``/dev/zero``) and a FIFO blocks until someone writes to it. Opened without
+    blocking and checked on the descriptor itself, so the path cannot be swapped between
+    the check and the read."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # FileNotFoundError, ...
     try:
-        zf = zipfile.ZipFile(path)
-    except Exception as e:  # BadZipFile, NotImplementedError, EOFError, ... on bad bytes
-        if isinstance(e, FileNotFoundError | IsADirectoryError | PermissionError):
-            raise
-        raise ModelFileError(
-            f"{where} is not an fmtl model file (not a readable .npz: {e}); pickled files "
-            "are never loaded"
-        ) from e
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), os.fspath(path))
+        if not stat.S_ISREG(mode):
+            raise ModelFileError(
+                f"{where} is not a regular file (a device, FIFO or socket): refusing to read it"
+            )
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _read_zip(zf: zipfile.ZipFile, size: int, where: str) -> tuple[dict, dict[str, np.ndarray]]:
     with zf:
         infos = zf.infolist()
         declared = sum(i.file_size for i in infos)
@@ -1065,7 +1092,9 @@ def load_model(path: str | os.PathLike) -> Any:
         data is read), a failed checksum ("checksum mismatch: the file was modified or
         corrupted") or internally inconsistent content. Messages name the file.
     FileNotFoundError, IsADirectoryError, PermissionError
-        If ``path`` cannot be opened.
+        If ``path`` cannot be opened. Anything but a regular file (a device such as
+        ``/dev/zero``, a FIFO, a socket) is a ``ModelFileError``, refused before a byte is
+        read.
 
     See Also
     --------

@@ -171,3 +171,46 @@ def test_an_encrypted_or_truncated_file_is_a_model_file_error(model, tmp_path):
     with pytest.raises(ModelFileError):
         load_model(enc)
     assert issubclass(ModelFileError, ValueError)
+
+
+# ---------------------------------------------------- issue 29, item 4: unbounded reads
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="needs /dev/zero")
+def test_a_device_is_refused_before_it_is_read():
+    # zipfile used to read /dev/zero without end looking for the central directory
+    with pytest.raises(ModelFileError, match="not a regular file"):
+        load_model("/dev/zero")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_a_fifo_is_refused_without_blocking(tmp_path):
+    import threading
+
+    fifo = tmp_path / "model.npz"
+    os.mkfifo(fifo)
+    outcome = []
+
+    def load():
+        try:
+            load_model(fifo)
+        except Exception as e:  # noqa: BLE001 - recorded for the assertion below
+            outcome.append(e)
+
+    worker = threading.Thread(target=load, daemon=True)
+    worker.start()
+    worker.join(timeout=20)
+    if worker.is_alive():  # the old behaviour: blocked until a writer came; unblock it
+        with open(fifo, "wb"):
+            pass
+        worker.join(timeout=20)
+        pytest.fail("load_model blocked on a FIFO")
+    assert len(outcome) == 1 and isinstance(outcome[0], ModelFileError), outcome
+    assert "not a regular file" in str(outcome[0])
+
+
+def test_a_directory_and_a_missing_file_still_raise_oserrors(tmp_path):
+    with pytest.raises(IsADirectoryError):
+        load_model(tmp_path)
+    with pytest.raises(FileNotFoundError):
+        load_model(tmp_path / "missing.npz")
