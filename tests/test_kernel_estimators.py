@@ -301,3 +301,32 @@ def test_same_seed_is_bit_identical_and_verbose_prints(xor, capsys):
     capsys.readouterr()
     KernelMochaClassifier(verbose=10, **kw).fit(X, y, tasks)
     assert "round    10" in capsys.readouterr().out
+
+
+def _with_duplicate_entries(X: np.ndarray) -> sp.csr_matrix:
+    # every nonzero stored twice at its position (a quarter and three quarters of it): a
+    # valid CSR matrix equal to X, but not in canonical format
+    data, indices, indptr = [], [], [0]
+    for row in X:
+        (cols,) = np.nonzero(row)
+        data += [*(0.25 * row[cols]), *(0.75 * row[cols])]
+        indices += [*cols, *cols]
+        indptr.append(len(indices))
+    D = sp.csr_matrix((data, indices, indptr), shape=X.shape)
+    assert not D.has_canonical_format and np.array_equal(D.toarray(), X)
+    return D
+
+
+@pytest.mark.parametrize("kernel", ["rbf", "laplacian", "poly", "linear"])
+def test_csr_with_duplicate_entries_gives_the_dense_predictions(clf_data, kernel):
+    # issue 29, item 2: rbf's decision values on such a CSR were off by 0.8-3.3
+    X, y, t = clf_data
+    est = KernelMochaClassifier(alpha=0.1, kernel=kernel, **FAST).fit(X, y, t)
+    dense = est.decision_function(X, t)
+    np.testing.assert_allclose(
+        est.decision_function(_with_duplicate_entries(X), t), dense, rtol=1e-10, atol=1e-10
+    )
+    # fitted on such a CSR, the model is the dense fit's (to rounding)
+    again = KernelMochaClassifier(alpha=0.1, kernel=kernel, **FAST)
+    again.fit(_with_duplicate_entries(X), y, t)
+    np.testing.assert_allclose(again.decision_function(X, t), dense, rtol=1e-8, atol=1e-8)

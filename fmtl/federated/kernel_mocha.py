@@ -209,9 +209,23 @@ def _is_real(v) -> bool:
     return not isinstance(v, bool) and isinstance(v, int | float | np.integer | np.floating)
 
 
+def _canonical(X):
+    """A sparse ``X`` as float64 CSR with duplicate entries summed: scikit-learn's
+    ``rbf_kernel`` computes row norms from the stored values, which a non-canonical CSR
+    (two entries at one position) gets wrong; dense input passes through."""
+    if not sp.issparse(X):
+        return X
+    X = sp.csr_matrix(X, dtype=np.float64, copy=True)
+    X.sum_duplicates()
+    return X
+
+
 def _gram(kernel, kernel_params: dict, X, Y=None) -> np.ndarray:
     """``k(X, Y)`` as a C-contiguous float64 array (``Y=None``: ``k(X, X)``)."""
     from sklearn.metrics.pairwise import pairwise_kernels
+
+    X = _canonical(X)
+    Y = None if Y is None else _canonical(Y)
 
     if callable(kernel):
         G = kernel(X, X if Y is None else Y, **kernel_params)
@@ -785,7 +799,7 @@ def decision_function(result: KernelMochaResult, X, task_index) -> np.ndarray:
     if not isinstance(result, KernelMochaResult):
         raise ValueError(f"result must be a KernelMochaResult, got {type(result).__name__}")
     if sp.issparse(X):
-        X = sp.csr_matrix(X, dtype=np.float64)
+        X = _canonical(X)
         values = X.data
     else:
         try:
