@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from fmtl.federated import SystemsModel, mocha
-from fmtl.federated.checkpoint import FILENAME, load_checkpoint
+from fmtl.federated.checkpoint import FILENAME, LOCKNAME, load_checkpoint
 
 SETUP = """
 import numpy as np
@@ -185,7 +185,8 @@ def test_orphaned_temporary_files_are_removed_when_a_fit_starts(tmp_path):
         (tmp_path / f".checkpoint-orphan{k}.tmp").write_bytes(b"\0" * 1000)
     (tmp_path / "notes.txt").write_text("not ours")
     res = mocha(ns["Xs"], ns["ys"], **ns["KW"], checkpoint_dir=tmp_path, resume=False)
-    assert sorted(p.name for p in tmp_path.iterdir()) == [FILENAME, "notes.txt"]
+    # the lock file stays (deleting a lock file races with a fit that opens it)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [LOCKNAME, FILENAME, "notes.txt"]
     _same(res, mocha(ns["Xs"], ns["ys"], **ns["KW"]))
 
 
@@ -385,3 +386,61 @@ def test_a_numpy_scalar_setting_resumes_its_python_twin(tmp_path):
     assert np.array_equal(first.coef, again.coef)  # the finished checkpoint, as is
     with pytest.raises(ValueError, match="sigma_floor"):
         mocha(Xs, ys, 0.1, sigma_floor=np.float64(1e-5), **kw)  # another value: refused
+
+
+# -- one fit per checkpoint directory (issue 29, item 1) ---------------------------------
+
+_WRITER = """
+import sys, numpy as np
+sys.path.insert(0, {tests!r})
+from conftest import random_tasks
+from fmtl.federated import mocha
+Xs, ys = random_tasks(m=4, n=200, d=6, seed=0)
+print("started", flush=True)
+res = mocha(Xs, ys, 0.01, outer_iters=30, inner_iters=20, random_state=0,
+            checkpoint_dir={d!r}, checkpoint_every=1)
+print("done", res.history["gap"].shape[0], flush=True)
+"""
+
+
+def test_a_second_fit_on_a_busy_directory_is_refused_and_the_first_survives(tmp_path):
+    # issue 29: the second fit used to delete the running fit's temporary file, which then
+    # died with FileNotFoundError on its rename
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    d = tmp_path / "ckpt"
+    code = _WRITER.format(tests=str(Path(__file__).parent), d=str(d))
+    first = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not (d / FILENAME).exists():  # the first fit holds the lock and has saved
+            assert first.poll() is None, first.communicate()
+            assert time.monotonic() < deadline, "the first fit wrote no checkpoint"
+            time.sleep(0.05)
+        with pytest.raises(RuntimeError, match="in use by another running fit"):
+            mocha(ns["Xs"], ns["ys"], **ns["KW"], checkpoint_dir=d, checkpoint_every=1)
+        out, err = first.communicate(timeout=600)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert first.returncode == 0, err[-3000:]
+    assert "done 600" in out
+    # once the first fit has ended, the directory is free again (its checkpoint is
+    # another problem's, so a resume is refused as before, and resume=False starts over)
+    res = mocha(ns["Xs"], ns["ys"], **ns["KW"], checkpoint_dir=d, resume=False)
+    _same(res, mocha(ns["Xs"], ns["ys"], **ns["KW"]))
+
+
+def test_two_threads_cannot_share_a_checkpoint_directory(tmp_path):
+    from fmtl.federated.checkpoint import Checkpointer
+
+    held = Checkpointer(tmp_path, 1, {})
+    with pytest.raises(RuntimeError, match="in use"):
+        Checkpointer(tmp_path, 1, {})
+    held.release()
+    Checkpointer(tmp_path, 1, {}).release()  # free again

@@ -174,6 +174,7 @@ class RoundLoop:
                 self.ckpt.maybe_save(pos, state(), self.rng, self.runtime, self.recorder)
         if self.ckpt.directory is not None:
             self.ckpt.save(pos, state(), self.rng, self.runtime, self.recorder)
+            self.ckpt.release()
         return pos["rnd"]
 
     def local_steps(self, t: int, steps_t: int, per_round: int) -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from .history import History
 FORMAT = "fmtl-checkpoint"
 FORMAT_VERSION = 1
 FILENAME = "checkpoint.npz"
+LOCKNAME = ".fit.lock"  # held (flock) by the one fit that writes the directory
 
 
 def _digest(arrays: dict[str, np.ndarray]) -> str:
@@ -49,10 +51,46 @@ def save_checkpoint(directory: str | Path, arrays: dict[str, np.ndarray], meta: 
     return directory / FILENAME
 
 
+def lock_directory(directory: str | Path) -> int | None:
+    """Take the exclusive lock of a checkpoint directory for one fit; returns the lock's
+    file descriptor (closing it releases the lock, and so does the process's end, killed or
+    not), or None where the platform has no ``flock``.
+
+    Raises
+    ------
+    RuntimeError
+        If another fit (another process or thread) holds it: two fits writing one
+        directory would replace each other's checkpoint and delete each other's
+        temporary files.
+    """
+    try:
+        import fcntl
+    except ImportError:  # no flock (Windows): one writer per directory is the user's to keep
+        return None
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    fd = os.open(directory / LOCKNAME, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise RuntimeError(
+            f"checkpoint_dir {str(directory)!r} is in use by another running fit (process "
+            f"{owner}); give each concurrent fit its own checkpoint_dir"
+        ) from None
+    except BaseException:
+        os.close(fd)
+        raise
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    return fd
+
+
 def remove_orphans(directory: str | Path) -> int:
     """Delete the temporary files that writes killed before their rename left in
-    ``directory`` (``.checkpoint-*.tmp``); returns how many. A checkpoint directory has
-    one writer, so at the start of a fit every such file is an orphan."""
+    ``directory`` (``.checkpoint-*.tmp``); returns how many. A fit holds the directory's
+    lock (:func:`lock_directory`) before it calls this, so every such file is an orphan."""
     removed = 0
     for tmp in Path(directory).glob(".checkpoint-*.tmp"):
         try:
@@ -179,8 +217,20 @@ class Checkpointer:
         if callable(fingerprint):
             fingerprint = fingerprint() if directory is not None else {}
         self.directory, self.every, self.fingerprint = directory, int(every), fingerprint
+        self._lock: int | None = None
         if directory is not None:
+            self._lock = lock_directory(directory)
             remove_orphans(directory)
+
+    def release(self) -> None:
+        """Release the directory's lock (after the final checkpoint; also on garbage
+        collection, so a fit that raised frees it too)."""
+        if self._lock is not None:
+            fd, self._lock = self._lock, None
+            os.close(fd)
+
+    def __del__(self) -> None:
+        self.release()
 
     @classmethod
     def for_fit(

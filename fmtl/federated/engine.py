@@ -807,4 +807,5 @@ def run_engine(engine: DualEngine, pool, ckpt: Checkpointer | None = None) -> Hi
             engine.save(ckpt, pool)
     if ckpt is not None:
         engine.save(ckpt, pool, final=True)
+        ckpt.release()
     return engine.history
