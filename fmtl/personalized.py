@@ -107,8 +107,10 @@ class _FedAvgBase(_TaskModelBase):
             kind, cap = self._auto_steps[name]
             if kind == "sample" and np.isfinite(loss_constants(loss).lipschitz):
                 # SGD on a Lipschitz loss (bounded derivative) cannot overflow: one
-                # outlying row need not slow every step down
-                value = cap
+                # outlying row need not slow every step down; the penalty's own curvature
+                # alpha still bounds the step (lr * alpha < 1 keeps w <- (1 - lr alpha) w
+                # a contraction; alpha >= 10 used to fail on the cap, blaming lr=0.1)
+                value = min(cap, 0.5 / self.alpha_)
             else:
                 smooth = _smoothness(Xs, loss, self.alpha_, per_row=kind == "sample")
                 value = min(cap, 1.0 / smooth)

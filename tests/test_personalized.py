@@ -138,6 +138,19 @@ def test_bad_inputs_are_named(clf_data):
 
 
 @pytest.mark.parametrize(
+    "cls", [FedAvgClassifier, FedAvgRegressor, DittoClassifier, DittoRegressor]
+)
+@pytest.mark.parametrize("alpha", [10.0, 100.0])
+def test_the_auto_step_respects_a_large_alpha(clf_data, cls, alpha):
+    # issue 29, item 7: lr="auto" kept its cap 0.1 for the Lipschitz losses, so alpha >= 10
+    # failed with "lr must be positive with lr * lam < 1, got lr=0.1", an lr never set
+    X, y, tasks = clf_data.stack()
+    est = cls(alpha=alpha, rounds=5, random_state=0).fit(X, y, tasks)
+    assert 0 < est.lr_ * est.alpha_ < 1
+    assert np.all(np.isfinite(est.coef_))
+
+
+@pytest.mark.parametrize(
     "cls", [DittoClassifier, DittoRegressor, PFedMeClassifier, PFedMeRegressor]
 )
 @pytest.mark.parametrize("tol", [-1.0, np.nan, np.inf, "abc"])
