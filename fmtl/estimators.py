@@ -6,6 +6,7 @@ import math
 import numbers
 import re
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +40,12 @@ def _check_tasks(tasks, n_samples: int) -> np.ndarray:
         return arr
     if sp.issparse(tasks):
         raise TypeError("tasks must be a 1-D array-like of labels, not a sparse matrix")
+    if isinstance(tasks, Iterator | set | frozenset | dict):
+        # np.array(generator) is a 0-d object array ("got shape ()"); a set has no order
+        raise TypeError(
+            "tasks must be a 1-D array-like of labels, one per row of X (a list, tuple, "
+            f"array or Series), got a {type(tasks).__name__}"
+        )
     if isinstance(tasks, list | tuple) and any(isinstance(v, tuple) for v in tasks):
         # a sequence of tuple labels, e.g. [("a", 1), ("b", 2)]: one label per tuple
         arr = np.empty(len(tasks), dtype=object)

@@ -67,7 +67,8 @@ def mean_regularized_sigma(n_tasks: int, kappa: float) -> np.ndarray:
     TypeError
         If ``kappa`` is not a number (booleans included) or ``n_tasks`` is not an integer.
     ValueError
-        If ``kappa`` is negative or not finite, or ``n_tasks`` is negative.
+        If ``kappa`` is negative, not finite or so large that ``Sigma`` is numerically
+        singular (above ``1e-3 / (n_tasks eps) - 1``), or ``n_tasks`` is negative.
 
     See Also
     --------
@@ -84,6 +85,16 @@ def mean_regularized_sigma(n_tasks: int, kappa: float) -> np.ndarray:
         raise TypeError(f"kappa must be a number, got {kappa!r}")
     if not (np.isfinite(kappa) and kappa >= 0):
         raise ValueError(f"kappa must be a finite number >= 0, got {kappa!r}")
+    # Sigma's eigenvalues differ by the factor 1 + kappa; the rank-one part J = 11^T/m
+    # carries ~m eps of rounding, so past 1e-3 / (m eps) the small ones are lost in it
+    tasks = n_tasks if isinstance(n_tasks, int | np.integer) and n_tasks > 0 else 1
+    top = 1e-3 / (tasks * np.finfo(np.float64).eps) - 1.0
+    if kappa > top:
+        raise ValueError(
+            f"kappa={kappa!r} makes Sigma numerically singular for {n_tasks} tasks (its "
+            f"eigenvalues differ by the factor 1 + kappa): kappa must be <= {top:.3g}; "
+            "kappa -> inf is one shared model (GlobalClassifier / GlobalRegressor)"
+        )
     m = n_tasks
     c = 1.0 + (m - 1) / (1.0 + kappa)
     J = np.full((m, m), 1.0 / m)
