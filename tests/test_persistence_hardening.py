@@ -214,3 +214,52 @@ def test_a_directory_and_a_missing_file_still_raise_oserrors(tmp_path):
         load_model(tmp_path)
     with pytest.raises(FileNotFoundError):
         load_model(tmp_path / "missing.npz")
+
+
+# --------------------------------------------------------- issue 29, item 9: file modes
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX modes")
+def test_a_new_model_file_gets_the_umask_mode_and_an_old_one_keeps_its_mode(model, tmp_path):
+    # save used to write 0600 whatever the umask, and turned a 0644 file into 0600
+    est, X, t = model
+    old = os.umask(0o022)
+    try:
+        save_model(est, tmp_path / "new.npz")
+        assert os.stat(tmp_path / "new.npz").st_mode & 0o777 == 0o644
+        existing = tmp_path / "existing.npz"
+        save_model(est, existing)
+        os.chmod(existing, 0o640)
+        save_model(est, existing)
+        assert os.stat(existing).st_mode & 0o777 == 0o640
+    finally:
+        os.umask(old)
+
+
+@pytest.mark.skipif(not hasattr(os, "symlink"), reason="needs symlinks")
+def test_saving_onto_a_symlink_replaces_its_target_and_keeps_the_link(model, tmp_path):
+    est, X, t = model
+    target = tmp_path / "models" / "v1.npz"
+    target.parent.mkdir()
+    target.write_bytes(b"old")
+    link = tmp_path / "current.npz"
+    link.symlink_to(target)
+    save_model(est, link)
+    assert link.is_symlink() and link.resolve() == target.resolve()
+    np.testing.assert_array_equal(load_model(target).predict(X, t), est.predict(X, t))
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_an_empty_path_or_a_directory_is_refused_before_any_file_is_written(
+    model, tmp_path, monkeypatch
+):
+    # save("") used to create its temporary file in the parent of the working directory
+    est, X, t = model
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    with pytest.raises(ValueError, match="empty path"):
+        save_model(est, "")
+    with pytest.raises(IsADirectoryError):
+        save_model(est, work)
+    assert list(tmp_path.iterdir()) == [work] and not list(work.iterdir())
