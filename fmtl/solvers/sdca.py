@@ -16,6 +16,10 @@ Randomness: each task's coordinate order comes from a SplitMix64 stream seeded w
 
 from __future__ import annotations
 
+import contextlib
+import os
+import threading
+
 import numba
 import numpy as np
 from numba import njit, prange
@@ -338,20 +342,67 @@ def sdca_round(
     )
 
 
+# numba's workqueue threading layer is not thread-safe: two threads of one process that
+# launch prange kernels at once (even on one thread each) abort the process ("Concurrent
+# access has been detected"); tbb and omp are safe. Launches take this lock while that
+# layer is in use, or may be: before the process's first launch the layer is not chosen.
+_WORKQUEUE_LOCK = threading.RLock()
+
+
+_FORKED = False  # set in a child forked from this process
+
+
+def _note_fork() -> None:
+    global _FORKED
+    _FORKED = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_note_fork)
+
+
+def parallel_guard():
+    """The context every prange launch runs in: :data:`_WORKQUEUE_LOCK` under numba's
+    workqueue layer (or before any layer is chosen), nothing under tbb or omp.
+
+    Raises
+    ------
+    RuntimeError
+        In a process forked from one that had already launched kernels on numba's omp
+        layer: GNU OpenMP is not fork-safe, and numba terminates such a child at its
+        first launch.
+    """
+    try:
+        layer = numba.threading_layer()
+    except ValueError:  # no parallel launch yet in this process
+        return _WORKQUEUE_LOCK
+    if _FORKED and layer == "omp":
+        raise RuntimeError(
+            "fmtl's numba kernels cannot run in this process: it was forked from one that "
+            "had already run them on numba's OpenMP threading layer, which is not "
+            "fork-safe (the child would be terminated). Start worker processes with "
+            "multiprocessing's 'spawn' or 'forkserver' method, or select another layer "
+            "before the first fit (NUMBA_THREADING_LAYER=tbb after pip install tbb, or "
+            "workqueue): docs/deploying.md"
+        )
+    return _WORKQUEUE_LOCK if layer == "workqueue" else contextlib.nullcontext()
+
+
 def _launch(kernel, args: tuple, parallel: bool) -> None:
     note_if_cold(kernel)  # one line on stderr before a first compile
     # Not parallel: the same prange kernel on one thread. Measured 1.4-1.9x faster per
     # step than a plain-loop twin kernel (numba compiles the task body better inside the
     # parfor), and a team of one runs on the calling thread, so no scheduler wait.
-    if parallel:
-        kernel(*args)
-        return
-    prev = numba.get_num_threads()
-    numba.set_num_threads(1)
-    try:
-        kernel(*args)
-    finally:
-        numba.set_num_threads(prev)
+    with parallel_guard():
+        if parallel:
+            kernel(*args)
+            return
+        prev = numba.get_num_threads()
+        numba.set_num_threads(1)
+        try:
+            kernel(*args)
+        finally:
+            numba.set_num_threads(prev)
 
 
 @njit(cache=True, fastmath=False)
