@@ -892,7 +892,9 @@ def _build(header: dict, arrays: dict[str, np.ndarray], where: str) -> Any:
     else:
         coef = arrays["coef_"]
         expected = (*lead, m, n_features)
-        if coef.shape != expected or coef.dtype.kind != "f":
+        if coef.dtype.kind != "f":
+            raise ModelFileError(f"{where}: coef_ has dtype {coef.dtype}, expected float64")
+        if coef.shape != expected:
             raise ModelFileError(
                 f"{where}: coef_ has shape {coef.shape}, expected {expected} from "
                 f"{m} tasks, {n_features} features" + (f", {lead[0]} classes" if lead else "")
@@ -1119,12 +1121,50 @@ def load_model(path: str | os.PathLike) -> Any:
     True
     """
     where = repr(os.fspath(path))
-    header, arrays = _read_npz(path)
-    _check_arrays(header, arrays, where)
     try:
-        return _build(header, arrays, where)
-    except ModelFileError:
+        header, arrays = _read_npz(path)
+        _check_arrays(header, arrays, where)
+        est = _build(header, arrays, where)
+    except (ModelFileError, OSError):
         raise
-    except (TypeError, KeyError, ValueError) as e:
-        # malformed content (labels, SystemsModel fields, ...) that passed the checksum
-        raise ModelFileError(f"{where}: malformed model file ({e})") from e
+    except (TypeError, KeyError, ValueError, OverflowError, RecursionError) as e:
+        # malformed content (labels nested without end, out-of-range class labels, numbers
+        # JSON cannot hold, SystemsModel fields, ...) that passed the checksum
+        raise ModelFileError(f"{where}: malformed model file ({type(e).__name__}: {e})") from e
+    _check_model(est, where)
+    return est
+
+
+# the fitted arrays a prediction reads: they must be real and finite
+_MODEL_ARRAYS = (
+    "coef_",
+    "intercept_",
+    "dual_coef_",
+    "sigma_",
+    "omega_",
+    "global_coef_",
+    "global_intercept_",
+    "expansion_coef_",
+)
+
+
+def _check_model(est, where: str) -> None:
+    """Refuse a loaded model whose arrays or regularisation a fit could not have produced
+    (a crafted file with a valid checksum): non-finite or complex weights, alpha <= 0."""
+    for name in _MODEL_ARRAYS:
+        value = getattr(est, name, None)
+        if not isinstance(value, np.ndarray | np.generic | float | int):
+            continue  # absent, or a structured relationship (LowRankSigma) checked at build
+        a = np.asarray(value)
+        if a.dtype.kind == "c":
+            raise ModelFileError(f"{where}: {name} is complex ({a.dtype}); models are real")
+        if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
+            raise ModelFileError(f"{where}: {name} contains NaN or inf")
+    alpha = getattr(est, "alpha", None)
+    if not isinstance(alpha, str | type(None)) and not (
+        isinstance(alpha, int | float | np.integer | np.floating)
+        and not isinstance(alpha, bool)
+        and np.isfinite(alpha)
+        and alpha > 0
+    ):
+        raise ModelFileError(f"{where}: alpha={alpha!r} is not a positive finite number")

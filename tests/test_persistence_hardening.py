@@ -263,3 +263,105 @@ def test_an_empty_path_or_a_directory_is_refused_before_any_file_is_written(
     with pytest.raises(IsADirectoryError):
         save_model(est, work)
     assert list(tmp_path.iterdir()) == [work] and not list(work.iterdir())
+
+
+# ---------------------------------- issue 29, item 7: crafted files with a valid checksum
+
+
+def _crafted(model, tmp_path, edit):
+    """A saved model, edited by ``edit(header, arrays)``, its checksum recomputed."""
+    import json
+
+    from fmtl.persistence import _checksum
+
+    est, X, t = model
+    save_model(est, tmp_path / "good.npz")
+    with np.load(tmp_path / "good.npz", allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    header = json.loads(str(arrays.pop("__header__")))
+    edit(header, arrays)
+    header["arrays"] = {
+        k: {"shape": list(a.shape), "dtype": a.dtype.str} for k, a in arrays.items()
+    }
+    header = json.loads(json.dumps(header))
+    header["sha256"] = _checksum(header, arrays)
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, __header__=np.array(json.dumps(header)), **arrays)
+    return bad
+
+
+def _set(name, value):
+    def edit(header, arrays):
+        arrays[name] = value(arrays[name])
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (_set("coef_", lambda a: np.where(np.arange(a.size).reshape(a.shape) == 0, np.nan, a)),
+         "coef_ contains NaN or inf"),
+        (_set("coef_", lambda a: np.full_like(a, np.inf)), "coef_ contains NaN or inf"),
+        (_set("coef_", lambda a: a.astype(np.complex128)), "coef_ has dtype complex128"),
+        (lambda h, a: h["params"].update(alpha={"t": "float", "v": -1.0}),
+         r"alpha=-1.0 is not a positive finite number"),
+        (lambda h, a: h.update(classes_dtype="|i1", classes=[{"t": "int", "v": 1000}] +
+                               h["classes"][1:]), "malformed"),
+    ],
+)  # fmt: skip
+def test_a_crafted_file_with_a_valid_checksum_is_a_model_file_error(
+    model, tmp_path, edit, message
+):
+    # these loaded (NaN/inf/complex coef_, alpha=-1), or raised plain ValueError or
+    # OverflowError naming no file
+    bad = _crafted(model, tmp_path, edit)
+    with pytest.raises(ModelFileError, match=message) as info:
+        load_model(bad)
+    assert "bad.npz" in str(info.value)
+
+
+def _raw_header(model, tmp_path, edit_text):
+    """A saved model whose JSON header text is edited by ``edit_text`` (the checksum is left
+    as it was: the loader must refuse the file whatever it trips on first)."""
+    est, X, t = model
+    save_model(est, tmp_path / "good.npz")
+    with np.load(tmp_path / "good.npz", allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    text = edit_text(str(arrays.pop("__header__")))
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, __header__=np.array(text), **arrays)
+    return bad
+
+
+def test_task_labels_nested_without_end_are_a_model_file_error(model, tmp_path):
+    # a label nested 600 tuples deep, with a valid checksum, raised RecursionError
+    import sys
+
+    def deep(header, arrays):
+        label = {"t": "int", "v": 0}
+        for _ in range(600):
+            label = {"t": "tuple", "v": [label]}
+        header["tasks"][0] = label
+
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(20_000)  # to write and checksum it; the loader runs at the default
+    try:
+        bad = _crafted(model, tmp_path, deep)
+    finally:
+        sys.setrecursionlimit(limit)
+    with pytest.raises(ModelFileError, match="bad.npz"):
+        load_model(bad)
+
+
+def test_a_number_json_cannot_hold_is_a_model_file_error(model, tmp_path):
+    # "tol": 1e999 parses as inf; it raised a plain ValueError naming no file
+    import re
+
+    def edit(text):
+        return re.sub(
+            r'"tol": \{"t": "float", "v": [^}]*\}', '"tol": {"t": "float", "v": 1e999}', text
+        )
+
+    with pytest.raises(ModelFileError, match="bad.npz"):
+        load_model(_raw_header(model, tmp_path, edit))
