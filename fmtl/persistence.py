@@ -218,6 +218,18 @@ _FITTED = frozenset(
 
 _HEADER = "__header__"
 _ARRAY_KINDS = "biufc"  # bool, int, uint, float, complex: no objects, no strings
+# the fitted arrays a prediction reads (saved in this order, expansion_coef_ later): a
+# loaded model's must be real and finite
+_MODEL_ARRAYS = (
+    "coef_",
+    "intercept_",
+    "dual_coef_",
+    "sigma_",
+    "omega_",
+    "global_coef_",
+    "global_intercept_",
+    "expansion_coef_",
+)
 _CLASS_KINDS = "biufU"
 _HISTORY_KINDS = ("int", "float", "bool", "numpy", "array")
 _LABEL_HELP = "supported: int, float, str, bool, None, numpy scalars and tuples of these"
@@ -598,13 +610,7 @@ def save_model(estimator: Any, path: str | os.PathLike) -> None:
         else:
             arrays["X_fit_"] = np.asarray(X_fit)
     for name in (
-        "coef_",
-        "intercept_",
-        "dual_coef_",
-        "sigma_",
-        "omega_",
-        "global_coef_",
-        "global_intercept_",
+        *_MODEL_ARRAYS[:-1],
         "local_gap_",
         *_HYPERNETWORK,
         *_REPRESENTATION,
@@ -1133,19 +1139,6 @@ def load_model(path: str | os.PathLike) -> Any:
         raise ModelFileError(f"{where}: malformed model file ({type(e).__name__}: {e})") from e
     _check_model(est, where)
     return est
-
-
-# the fitted arrays a prediction reads: they must be real and finite
-_MODEL_ARRAYS = (
-    "coef_",
-    "intercept_",
-    "dual_coef_",
-    "sigma_",
-    "omega_",
-    "global_coef_",
-    "global_intercept_",
-    "expansion_coef_",
-)
 
 
 def _check_model(est, where: str) -> None:
