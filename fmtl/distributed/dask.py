@@ -18,11 +18,8 @@ workers in other processes import them from ``fmtl`` (never from ``__main__``).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import threading
 
-import numba
 import numpy as np
 
 from ..federated._loop import as_tasks, check_positive_int, parallel_worth_it, run_sdca
@@ -363,17 +360,8 @@ def _chunk(tasks: PackedTasks, t0: int, t1: int) -> PackedTasks:
 
 # --- run on the workers -------------------------------------------------------------------
 
-_KERNEL_LOCK = threading.Lock()
-
-
-def _kernel_guard():
-    # numba's workqueue threading layer aborts on concurrent parallel launches from two
-    # threads of one process (threads_per_worker > 1, or processes=False); tbb/omp do not
-    try:
-        layer = numba.threading_layer()
-    except ValueError:  # no parallel launch yet in this process
-        return _KERNEL_LOCK
-    return _KERNEL_LOCK if layer == "workqueue" else contextlib.nullcontext()
+# numba's workqueue layer is guarded at every kernel launch (fmtl.solvers.sdca._launch),
+# so worker threads (threads_per_worker > 1, processes=False) need no lock of their own
 
 
 def _sdca_chunk(
@@ -406,46 +394,43 @@ def _sdca_chunk(
     gap_end = np.empty(m)
     terms = (np.full(m, np.nan), np.full(m, np.nan))
     options = {"shrink": shrink, "gap_rtol": gap_rtol, "terms": terms} if certified else {}
-    with _kernel_guard():
-        args = (alpha, Wt, sigma_diag, rho, lam, code, param, steps, seeds, active, theta)
-        outputs = (check_every, feedback, record_gaps, dB, steps_done, gap_start, gap_end)
-        run_sdca(chunk, (*args, *outputs), parallel_worth_it(chunk), **options)
+    args = (alpha, Wt, sigma_diag, rho, lam, code, param, steps, seeds, active, theta)
+    outputs = (check_every, feedback, record_gaps, dB, steps_done, gap_start, gap_end)
+    run_sdca(chunk, (*args, *outputs), parallel_worth_it(chunk), **options)
     return alpha, dB, steps_done, gap_start, gap_end, *terms
 
 
 def _gradient_chunk(chunk: PackedTasks, Wt, steps, seeds, active, code, param):
     """Mini-batch gradient rows of a chunk's tasks."""
     G = np.zeros((chunk.n_tasks, chunk.n_features))
-    with _kernel_guard():
-        minibatch_gradients(
-            *chunk.kernel_args,
-            Wt,
-            code,
-            param,
-            steps,
-            seeds,
-            active,
-            G,
-            parallel=parallel_worth_it(chunk),
-        )
+    minibatch_gradients(
+        *chunk.kernel_args,
+        Wt,
+        code,
+        param,
+        steps,
+        seeds,
+        active,
+        G,
+        parallel=parallel_worth_it(chunk),
+    )
     return G
 
 
 def _sgd_chunk(chunk: PackedTasks, W0, steps, seeds, active, code, param, lam, lr):
     """Local SGD models of a chunk's tasks (FedAvg)."""
     Wout = np.zeros((chunk.n_tasks, chunk.n_features))
-    with _kernel_guard():
-        local_sgd_round(
-            *chunk.kernel_args,
-            W0,
-            code,
-            param,
-            lam,
-            lr,
-            steps,
-            seeds,
-            active,
-            Wout,
-            parallel=parallel_worth_it(chunk),
-        )
+    local_sgd_round(
+        *chunk.kernel_args,
+        W0,
+        code,
+        param,
+        lam,
+        lr,
+        steps,
+        seeds,
+        active,
+        Wout,
+        parallel=parallel_worth_it(chunk),
+    )
     return Wout
