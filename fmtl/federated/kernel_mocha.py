@@ -34,6 +34,7 @@ import scipy.sparse as sp
 from .._random import rng_from
 from ..losses import Loss, get_loss
 from ..relationships import omega_update
+from ..solvers._packing import _stacked_csr
 from ..solvers.kernel_sdca import kernel_sdca_round, task_margins, task_products
 from ._loop import (
     DEBUG,
@@ -210,14 +211,11 @@ def _is_real(v) -> bool:
 
 
 def _canonical(X):
-    """A sparse ``X`` as float64 CSR with duplicate entries summed: scikit-learn's
-    ``rbf_kernel`` computes row norms from the stored values, which a non-canonical CSR
-    (two entries at one position) gets wrong; dense input passes through."""
-    if not sp.issparse(X):
-        return X
-    X = sp.csr_matrix(X, dtype=np.float64, copy=True)
-    X.sum_duplicates()
-    return X
+    """A sparse ``X`` as canonical float64 CSR (duplicate entries summed; no copy when it
+    already is): scikit-learn's ``rbf_kernel`` computes row norms from the stored values,
+    which a non-canonical CSR (two entries at one position) gets wrong. Dense input passes
+    through."""
+    return _stacked_csr([X]) if sp.issparse(X) else X
 
 
 def _gram(kernel, kernel_params: dict, X, Y=None) -> np.ndarray:
