@@ -33,15 +33,17 @@ def write_atomically(
     if not path:
         raise ValueError("path must name a file, got an empty path")
     path = os.path.realpath(path)  # through a symlink to its target (the link stays)
-    if os.path.isdir(path):
-        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+    try:
+        existing = os.stat(path).st_mode
+    except FileNotFoundError:
+        mode = 0o666 & ~_umask()
+    else:
+        if stat.S_ISDIR(existing):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+        mode = stat.S_IMODE(existing)
     folder = os.path.dirname(path)
     if prefix is None:
         prefix = f".{os.path.basename(path)}."
-    try:
-        mode = stat.S_IMODE(os.stat(path).st_mode)
-    except FileNotFoundError:
-        mode = 0o666 & ~_umask()
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=prefix, suffix=".tmp")
     try:
         if hasattr(os, "fchmod"):
