@@ -54,8 +54,10 @@ from fmtl.datasets import (
     make_multitask_regression,
 )
 from fmtl.estimators import _auto_alpha
+from fmtl.experiments.error_protocol import standardize_features
 from fmtl.experiments.errors import write_csv
 from fmtl.federated import mocha
+from fmtl.federated.engine import gram_terms
 from fmtl.reference import ReferenceSolveError, primal_objective, solve_joint
 from fmtl.relationships import omega_update
 
@@ -98,14 +100,11 @@ def problems(quick: bool) -> dict:
 
 
 def standardised(ds: MultiTaskDataset) -> tuple[list, list, list]:
-    """Pooled z-scores (constant columns kept), and the same with a column of ones."""
-    Xall = np.vstack(ds.X)
-    mu, sd = Xall.mean(0), Xall.std(0)
-    sd[sd == 0] = 1.0
-    mu[Xall.std(0) == 0] = 0.0
-    Xs = [(np.asarray(X, float) - mu) / sd for X in ds.X]
-    aug = [np.hstack([X, np.ones((X.shape[0], 1))]) for X in Xs]
-    return Xs, aug, [np.asarray(y, float) for y in ds.y]
+    """Pooled z-scores (the error protocol's, constant columns kept), and the same with a
+    column of ones."""
+    (z,) = standardize_features(ds)
+    aug = [np.hstack([X, np.ones((X.shape[0], 1))]) for X in z.X]
+    return list(z.X), aug, [np.asarray(y, float) for y in z.y]
 
 
 class Scorer:
@@ -120,8 +119,8 @@ class Scorer:
         return primal_objective(self.Xs, self.ys, Wt.T, Omega, self.lam, loss=self.loss)
 
     def joint_dual(self, conj: float, B: np.ndarray) -> float:
-        top = float(np.linalg.eigvalsh(B.T @ B if B.shape[1] < B.shape[0] else B @ B.T)[-1])
-        return conj - (EPS * float(np.sum(B * B)) + (1 - self.m * EPS) * top) / (2 * self.lam)
+        trace, top = gram_terms(B)  # the engine's tr(B B^T), lambda_max(B B^T)
+        return conj - (EPS * trace + (1 - self.m * EPS) * top) / (2 * self.lam)
 
     def row(self, Wt, conj, B) -> tuple[float, float]:
         P = self.primal(Wt)
