@@ -10,6 +10,28 @@ from fmtl.datasets import find_mocha, load_mocha
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def model_file_parts(path) -> tuple[dict, dict]:
+    """A saved model file's arrays and its parsed JSON header (to craft bad files)."""
+    import json
+
+    with np.load(path, allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    return arrays, json.loads(str(arrays.pop("__header__")))
+
+
+def write_model_file(path, header, arrays: dict):
+    """Write ``arrays`` with ``header`` (a dict, JSON text written as is, or None for no
+    header) as a model file's ``.npz``; returns ``path``."""
+    import json
+
+    extra = {}
+    if header is not None:
+        text = header if isinstance(header, str) else json.dumps(header)
+        extra["__header__"] = np.array(text)
+    np.savez(path, **extra, **arrays)
+    return path
+
+
 def load_script(relpath: str):
     """Import a script of the repository (``benchmarks/*.py``, ``examples/*.py``) as a module
     named after its file, registered in ``sys.modules`` (its dataclasses need that)."""

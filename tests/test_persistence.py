@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import model_file_parts as _arrays_and_header
+from conftest import write_model_file as _write
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sklearn.exceptions import NotFittedError
@@ -320,18 +322,6 @@ def _write_model(est, path: Path) -> Path:
 
 
 # ---------------------------------------------------------------- refused files
-
-
-def _arrays_and_header(path: Path) -> tuple[dict, dict]:
-    with np.load(path, allow_pickle=False) as npz:
-        arrays = {k: npz[k] for k in npz.files}
-    return arrays, json.loads(str(arrays.pop("__header__")))
-
-
-def _write(path: Path, header: dict | None, arrays: dict) -> Path:
-    extra = {} if header is None else {"__header__": np.array(json.dumps(header))}
-    np.savez(path, **extra, **arrays)
-    return path
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ import zipfile
 
 import numpy as np
 import pytest
+from conftest import model_file_parts, write_model_file
 
 from fmtl import LocalClassifier
 from fmtl.datasets import make_multitask_classification
@@ -276,18 +277,14 @@ def _crafted(model, tmp_path, edit):
 
     est, X, t = model
     save_model(est, tmp_path / "good.npz")
-    with np.load(tmp_path / "good.npz", allow_pickle=False) as npz:
-        arrays = {k: npz[k] for k in npz.files}
-    header = json.loads(str(arrays.pop("__header__")))
+    arrays, header = model_file_parts(tmp_path / "good.npz")
     edit(header, arrays)
     header["arrays"] = {
         k: {"shape": list(a.shape), "dtype": a.dtype.str} for k, a in arrays.items()
     }
     header = json.loads(json.dumps(header))
     header["sha256"] = _checksum(header, arrays)
-    bad = tmp_path / "bad.npz"
-    np.savez(bad, __header__=np.array(json.dumps(header)), **arrays)
-    return bad
+    return write_model_file(tmp_path / "bad.npz", header, arrays)
 
 
 def _set(name, value):
@@ -324,14 +321,12 @@ def test_a_crafted_file_with_a_valid_checksum_is_a_model_file_error(
 def _raw_header(model, tmp_path, edit_text):
     """A saved model whose JSON header text is edited by ``edit_text`` (the checksum is left
     as it was: the loader must refuse the file whatever it trips on first)."""
+    import json
+
     est, X, t = model
     save_model(est, tmp_path / "good.npz")
-    with np.load(tmp_path / "good.npz", allow_pickle=False) as npz:
-        arrays = {k: npz[k] for k in npz.files}
-    text = edit_text(str(arrays.pop("__header__")))
-    bad = tmp_path / "bad.npz"
-    np.savez(bad, __header__=np.array(text), **arrays)
-    return bad
+    arrays, header = model_file_parts(tmp_path / "good.npz")
+    return write_model_file(tmp_path / "bad.npz", edit_text(json.dumps(header)), arrays)
 
 
 def test_task_labels_nested_without_end_are_a_model_file_error(model, tmp_path):
