@@ -1,6 +1,6 @@
 """Golden results of the dual methods, across refactors of their engine and across machines.
 
-``tests/data/engine_golden.npz`` holds every result array and every History column
+``tests/data/engine_golden.json`` holds every result array and every History column
 (``wall_time`` aside) of ~20 small fits, first recorded before the dual methods moved onto
 one engine (fmtl.federated.engine). A refactor that changes what a fit computes fails here.
 
@@ -64,7 +64,7 @@ from fmtl.federated import SystemsModel, cocoa, kernel_mocha, mbsdca, mbsgd, moc
 from fmtl.relationships import LowRankSigma
 
 pytestmark = pytest.mark.filterwarnings("ignore:nodes .* never reported:RuntimeWarning")
-GOLDEN = Path(__file__).parent / "data" / "engine_golden.npz"
+GOLDEN = Path(__file__).parent / "data" / "engine_golden.json"
 MEASURED = 2e-11  # largest scaled difference seen across BLAS kernels (module docstring)
 RTOL = 1e-8  # allowed: |got - want| <= RTOL * (|want| + max |want| of the array)
 LAM = 0.05
@@ -298,20 +298,25 @@ def _cpu_model() -> str:
 
 
 def save(path: Path, results: dict) -> None:
-    arrays = {f"{case}/{k}": v for case, out in results.items() for k, v in out.items()}
-    arrays["platform"] = np.array(json.dumps(platform_info()))
-    np.savez_compressed(path, **arrays)
+    """Every array as dtype, shape and its values (repr floats: exact; NaN and inf as
+    JSON's extensions), with the platform that computed them."""
+    cases = {
+        case: {k: {"dtype": a.dtype.str, "shape": list(a.shape), "data": a.ravel().tolist()}
+               for k, a in ((k, np.asarray(v)) for k, v in out.items())}
+        for case, out in results.items()
+    }  # fmt: skip
+    path.write_text(
+        json.dumps({"platform": platform_info(), "cases": cases}, sort_keys=True) + "\n"
+    )
 
 
 def load(path: Path) -> tuple[dict, dict]:
-    with np.load(path, allow_pickle=False) as f:
-        info = json.loads(str(f["platform"]))
-        out: dict = {}
-        for key in f.files:
-            if key != "platform":
-                case, field = key.split("/", 1)
-                out.setdefault(case, {})[field] = f[key]
-    return out, info
+    stored = json.loads(path.read_text())
+    cases = {
+        case: {k: np.array(v["data"], dtype=v["dtype"]).reshape(v["shape"]) for k, v in f.items()}
+        for case, f in stored["cases"].items()
+    }
+    return cases, stored["platform"]
 
 
 def mismatch(got: np.ndarray, want: np.ndarray) -> str | None:
@@ -377,12 +382,12 @@ def test_the_comparison_tells_a_real_change_from_rounding():
 def test_the_goldens_hold_under_another_blas_kernel(tmp_path, stored):
     # OPENBLAS_CORETYPE is read when the library loads, hence a child process; Sandybridge
     # (AVX) is in every x86-64 OpenBLAS build and is not what a current machine picks itself
-    path = tmp_path / "sandybridge.npz"
+    path = tmp_path / "sandybridge.json"
     root = Path(__file__).parents[1]
     env = {**os.environ, "OPENBLAS_CORETYPE": "Sandybridge"}
     env["PYTHONPATH"] = os.pathsep.join(map(str, (root, root / "tests")))
     run = subprocess.run(
-        [sys.executable, __file__, "--print-npz", str(path)],
+        [sys.executable, __file__, "--print", str(path)],
         env=env,
         capture_output=True,
         text=True,
@@ -396,7 +401,7 @@ def test_the_goldens_hold_under_another_blas_kernel(tmp_path, stored):
     assert not bad, bad
 
 
-if __name__ == "__main__" and "--print-npz" in sys.argv:
+if __name__ == "__main__" and "--print" in sys.argv:
     save(Path(sys.argv[-1]), compute())
 
 if __name__ == "__main__" and "--write" in sys.argv:
