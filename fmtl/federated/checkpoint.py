@@ -217,10 +217,12 @@ class Checkpointer:
         if callable(fingerprint):
             fingerprint = fingerprint() if directory is not None else {}
         self.directory, self.every, self.fingerprint = directory, int(every), fingerprint
-        self._lock: int | None = None
         if directory is not None:
             self._lock = lock_directory(directory)
             remove_orphans(directory)
+
+    _lock: int | None = None  # the directory lock's descriptor (a class default, so that
+    # __del__ of an instance whose __init__ raised before taking it has nothing to release)
 
     def release(self) -> None:
         """Release the directory's lock (after the final checkpoint; also on garbage
