@@ -79,10 +79,10 @@ class _MochaCVBase(_TaskModelBase):
         relationship: str = "learned",
         kappa: float = 1.0,
         sigma=None,
-        outer_iters: int = 10,
+        outer_iters: int | str = "auto",
         inner_iters: int = 100,
         local_frac: float = 1.0,
-        tol: float = 1e-6,
+        tol: float | str = "auto",
         sigma_floor: float = 1e-6,
         ridge: float = 0.0,
         random_state=None,
@@ -97,6 +97,7 @@ class _MochaCVBase(_TaskModelBase):
         intercept_scaling: float = 1.0,
         checkpoint_dir=None,
         checkpoint_every: int = 0,
+        sigma_solver: str = "auto",
     ) -> None:
         self.alphas = alphas
         self.cv = cv
@@ -124,6 +125,7 @@ class _MochaCVBase(_TaskModelBase):
         self.intercept_scaling = intercept_scaling
         self.checkpoint_dir = checkpoint_dir
         self.checkpoint_every = checkpoint_every
+        self.sigma_solver = sigma_solver
 
     def _base_estimator(self):
         """The MOCHA estimator the path is walked with: every shared parameter as set."""
@@ -235,7 +237,8 @@ _CV_PARAMS_DOC = """
         Greater is better; ties go to the larger ``alpha``.
     loss, gamma, relationship, kappa, sigma, outer_iters, inner_iters, local_frac, tol, \
 sigma_floor, ridge, random_state, n_jobs, systems, record_local_gaps, eval_every, \
-verbose, sigma_prime, local_work, fit_intercept, intercept_scaling, checkpoint_every
+verbose, sigma_prime, local_work, fit_intercept, intercept_scaling, checkpoint_every, \
+sigma_solver
         As in :class:`fmtl.{base}` (every fit of the path and the refit use them).
     checkpoint_dir : str or path-like, optional
         As in :class:`fmtl.{base}`, one subdirectory per fit: ``fold-<k>/alpha-<j>`` for

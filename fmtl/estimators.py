@@ -25,6 +25,11 @@ from .losses import get_loss
 from .relationships import mean_regularized_sigma
 
 _RELATIONSHIPS = ("learned", "identity", "mean", "fixed")
+#: ``tol="auto"`` with a learned relationship and the joint solver: the certified relative
+#: gap of the joint problem (docs/defaults.md; 1e-6 for a fixed relationship's W-step).
+AUTO_JOINT_TOL = 1e-4
+#: ``outer_iters="auto"`` with the joint solver: the most W-steps (10 for the alternation).
+AUTO_JOINT_STEPS = 500
 
 
 # the label of the one task of a fit with ``tasks=None``
@@ -134,27 +139,49 @@ def _auto_alpha(Xs: list, *, per_task: bool = False, constant: float = 0.0) -> f
 def _warn_if_uncertified(estimator: BaseEstimator, histories: list) -> None:
     """Warn (``ConvergenceWarning``) when a certified fit ended above its ``tol``.
 
-    The dual estimators certify their last W-step by its relative duality gap; a fit
-    that ran out of rounds first returns a model that is not the optimum to ``tol``, and
-    says so, as scikit-learn's iterative estimators do.
+    The dual estimators certify their last W-step by its relative duality gap (the joint
+    solver of a learned relationship: the joint problem's, in ``rel_gap``); a fit that ran
+    out of rounds first returns a model that is not the optimum to ``tol``, and says so, as
+    scikit-learn's iterative estimators do. MOCHA's alternation on a learned relationship
+    is also held to ``tol`` on the joint problem (its ``joint_gap``), which it rarely
+    reaches: it says so, naming the solver that does.
     """
     params = estimator.get_params(deep=False)
-    tol = params.get("tol")
+    tol = estimator._certified_tol() if hasattr(estimator, "_certified_tol") else params.get("tol")
     if isinstance(tol, bool) or not isinstance(tol, numbers.Real) or not tol > 0:
         return
-    worst = -math.inf
+    worst = joint = -math.inf
     for h in histories:
         if h is None or len(h) == 0 or "rel_gap" not in h.columns:
             continue
         gap = float(h["rel_gap"][-1])
         if math.isfinite(gap):
             worst = max(worst, gap)
+        if "joint_gap" in h.columns and "wstep_rel_gap" not in h.columns:
+            rel = float(h["joint_gap"][-1]) / max(abs(float(h["primal"][-1])), 1e-300)
+            if math.isfinite(rel):
+                joint = max(joint, rel)
+    name = type(estimator).__name__
+    joint_solver = any(
+        h is not None and len(h) and "wstep_rel_gap" in h.columns for h in histories
+    )
     if worst > tol:
         budget = "max_rounds" if "max_rounds" in params else "inner_iters (or outer_iters)"
+        if joint_solver:
+            budget = "outer_iters (W-steps of the joint solver)"
         warnings.warn(
-            f"{type(estimator).__name__} ran out of rounds at a certified relative duality "
+            f"{name} ran out of rounds at a certified relative duality "
             f"gap of {worst:.2e} > tol={tol:g}: the model is not the optimum to tol; "
             f"increase {budget} or loosen tol",
+            ConvergenceWarning,
+            stacklevel=4,
+        )
+    elif joint > tol:
+        warnings.warn(
+            f"{name}: MOCHA's alternation ended at a certified relative gap of {joint:.2e} "
+            f"> tol={tol:g} on the joint problem (W and the learned Sigma): the relationship "
+            "is not the optimum to tol; use sigma_solver='lbfgs' (in process, without "
+            "systems or checkpoint_dir) or increase outer_iters",
             ConvergenceWarning,
             stacklevel=4,
         )
@@ -526,10 +553,10 @@ class _MochaBase(_TaskModelBase):
         relationship: str = "learned",
         kappa: float = 1.0,
         sigma=None,
-        outer_iters: int = 10,
+        outer_iters: int | str = "auto",
         inner_iters: int = 100,
         local_frac: float = 1.0,
-        tol: float = 1e-6,
+        tol: float | str = "auto",
         sigma_floor: float = 1e-6,
         ridge: float = 0.0,
         random_state=None,
@@ -545,6 +572,7 @@ class _MochaBase(_TaskModelBase):
         intercept_scaling: float = 1.0,
         checkpoint_dir=None,
         checkpoint_every: int = 0,
+        sigma_solver: str = "auto",
     ) -> None:
         self.alpha = alpha
         self.loss = loss
@@ -571,6 +599,7 @@ class _MochaBase(_TaskModelBase):
         self.intercept_scaling = intercept_scaling
         self.checkpoint_dir = checkpoint_dir
         self.checkpoint_every = checkpoint_every
+        self.sigma_solver = sigma_solver
 
     def _relationship(self, m: int):
         if not isinstance(self.relationship, str) or self.relationship not in _RELATIONSHIPS:
@@ -587,9 +616,42 @@ class _MochaBase(_TaskModelBase):
             raise ValueError("relationship='fixed' needs sigma (an n_tasks x n_tasks matrix)")
         return "fixed", self.sigma
 
+    def _certified_tol(self):
+        """The ``tol`` the fit promises (``"auto"`` resolved)."""
+        try:
+            return self._schedule(self._relationship(1)[0])[2]
+        except ValueError:
+            return self.tol
+
+    def _schedule(self, mode: str) -> tuple[str, int, float]:
+        """``(sigma_solver, outer_iters, tol)`` with their ``"auto"`` values resolved."""
+        solver = self.sigma_solver
+        if not isinstance(solver, str) or solver not in ("auto", "lbfgs", "alternation"):
+            raise ValueError(
+                f"sigma_solver must be 'auto', 'lbfgs' or 'alternation', got {solver!r}"
+            )
+        if solver == "auto":
+            # the joint solver runs in process on Sigma >= eps I, eps > 0; the paper's loop
+            # also simulates systems, checkpoints, and takes eps = 0
+            plain = self.systems is None and self.checkpoint_dir is None
+            floor = self.sigma_floor
+            positive = (
+                isinstance(floor, numbers.Real) and not isinstance(floor, bool) and floor > 0
+            )
+            solver = "lbfgs" if plain and positive else "alternation"
+        joint = mode == "learned" and solver == "lbfgs"
+        outer = self.outer_iters
+        if isinstance(outer, str) and outer == "auto":
+            outer = AUTO_JOINT_STEPS if joint else 10
+        tol = self.tol
+        if isinstance(tol, str) and tol == "auto":
+            tol = AUTO_JOINT_TOL if joint else 1e-6
+        return solver, outer, tol
+
     def _solve(self, Xs: list, ys: list, loss, warm=None):
         """Fit every task's model on per-task data (binary targets in {-1, +1})."""
         mode, sigma = self._relationship(len(Xs))
+        solver, outer_iters, tol = self._schedule(mode)
         return mocha(
             Xs,
             ys,
@@ -597,10 +659,10 @@ class _MochaBase(_TaskModelBase):
             loss,
             relationship=mode,
             sigma=sigma,
-            outer_iters=self.outer_iters,
+            outer_iters=outer_iters,
             inner_iters=self.inner_iters,
             local_frac=self.local_frac,
-            tol=self.tol,
+            tol=tol,
             sigma_floor=self.sigma_floor,
             ridge=self.ridge,
             random_state=self.random_state,
@@ -612,6 +674,7 @@ class _MochaBase(_TaskModelBase):
             warm_start=warm,
             sigma_prime=self.sigma_prime,
             local_work=self.local_work,
+            sigma_solver=solver,
             **self._checkpoint_kw(),
         )
 
@@ -968,7 +1031,7 @@ _PARAMS_DOC = """
     gamma : float, default=1.0
         Smoothing of ``loss="smoothed_hinge"``.
     relationship : {"learned", "identity", "mean", "fixed"}, default="learned"
-        ``"learned"``: MOCHA's alternating closed-form Sigma-step. ``"identity"``:
+        ``"learned"``: Sigma is learned jointly with ``W`` (``sigma_solver``). ``"identity"``:
         ``Sigma = I / m`` (independent tasks). ``"mean"``: mean-regularised Sigma from
         :func:`fmtl.relationships.mean_regularized_sigma` with ``kappa``. ``"fixed"``:
         the given ``sigma``.
@@ -976,14 +1039,27 @@ _PARAMS_DOC = """
         Coupling strength of ``relationship="mean"``.
     sigma : array of shape (n_tasks, n_tasks), optional
         Relationship for ``relationship="fixed"``, rows/columns in the order of ``tasks_``.
-    outer_iters : int, default=10
-        Outer rounds (W-steps; a Sigma-step between consecutive ones).
+    outer_iters : int or "auto", default="auto"
+        The most W-steps: ``"auto"`` is 500 for the joint solver (one Sigma update per
+        W-step) and 10 for the alternation (a Sigma-step between consecutive W-steps).
     inner_iters : int, default=100
         Maximum federated rounds per W-step.
     local_frac : float, default=1.0
         Local SDCA steps per round as a fraction of each task's sample count.
-    tol : float, default=1e-6
-        A W-step stops once its relative duality gap is ``<= tol``.
+    tol : float or "auto", default="auto"
+        The certified relative duality gap the fit stops at: of the joint problem (``W``
+        and Sigma) for a learned relationship with the joint solver (``"auto"``: 1e-4),
+        of each W-step otherwise (``"auto"``: 1e-6). A fit that ends above it raises a
+        ``ConvergenceWarning`` (the alternation: also when its joint gap is above it).
+    sigma_solver : {"auto", "lbfgs", "alternation"}, default="auto"
+        How a learned Sigma is found. ``"lbfgs"``: quasi-Newton on Sigma itself with
+        certified W-steps, to the joint optimum with a tight certificate
+        (:func:`fmtl.federated.joint.joint_lbfgs`; ``history_`` has one record per
+        W-step, ``rel_gap`` the joint certificate; ``sigma_`` is the best relationship
+        for ``coef_``). ``"alternation"``: the paper's outer loop, which can stall far
+        above the joint optimum when ``n_features < n_tasks`` (``docs/problem.md``), and is
+        what runs with ``systems``, ``checkpoint_dir`` or ``sigma_floor=0``; ``"auto"``:
+        ``"lbfgs"`` unless one of those is set.
     sigma_floor : float, default=1e-6
         Learned Sigma is constrained to ``Sigma >= sigma_floor * I``, ``tr Sigma = 1``.
     ridge : float, default=0.0

@@ -322,6 +322,7 @@ NOT_IN_FINGERPRINT = {
     "resume",
     "warm_start",
     "max_samples",  # kernel MOCHA's size guard
+    "sigma_solver",  # a checkpoint is always the alternation's (lbfgs refuses checkpoint_dir)
 }
 # arguments recorded under another name
 FINGERPRINT_NAME = {"gamma": "loss", "check_every": "check"}

@@ -202,7 +202,9 @@ def test_fit_verbose_draws_a_bar_with_the_round_budget_on_a_terminal(monkeypatch
     X, y, tasks = _tasks()
     term = _Terminal()
     monkeypatch.setattr(sys, "stderr", term)
-    clf = fmtl.MochaClassifier(alpha=1e-3, outer_iters=3, inner_iters=10, tol=0.0, verbose=5)
+    clf = fmtl.MochaClassifier(
+        alpha=1e-3, outer_iters=3, inner_iters=10, tol=0.0, verbose=5, sigma_solver="alternation"
+    )
     clf.fit(X, y, tasks)
     bar = term.getvalue()
     assert "MochaClassifier" in bar and "/30" in bar and "30/30" in bar  # total: 3 x 10

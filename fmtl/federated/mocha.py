@@ -19,6 +19,7 @@ from ..relationships import (
     check_sigma,
     effective_sigma,
     identity_sigma,
+    omega_update_lowrank,
     resolve_sigma_prime,
 )
 from ..solvers._packing import PackedTasks, dual_sums
@@ -36,6 +37,7 @@ from ._loop import (
 )
 from .engine import DualEngine, certificates_from_terms, joint_terms, run_engine
 from .history import History
+from .joint import joint_lbfgs
 from .systems import SystemsModel, SystemsRuntime
 
 
@@ -215,6 +217,7 @@ def mocha(
     warm_start: MochaResult | None = None,
     local_work: str = "fixed",
     ridge: float = 0.0,
+    sigma_solver: str = "alternation",
 ) -> MochaResult:
     """Fit all task models with MOCHA.
 
@@ -328,6 +331,17 @@ def mocha(
         Sigma-step is unchanged (the ridge term does not depend on Sigma) and ``sigma``
         stays the learned trace-1 relationship; the joint certificate maximises over
         Sigma exactly (:func:`fmtl.relationships.max_effective_trace`).
+    sigma_solver : {"alternation", "lbfgs"}, default="alternation"
+        How a learned relationship is found. ``"alternation"``: the paper's outer loop (a
+        W-step, then the closed-form Sigma-step), which can stall far from the joint
+        optimum when ``d < m`` (``docs/problem.md``). ``"lbfgs"``: quasi-Newton on Sigma
+        itself with certified W-steps (:func:`fmtl.federated.joint.joint_lbfgs`), in
+        process: ``tol`` is then the joint problem's certified relative gap (History's
+        ``rel_gap``, one record per W-step), ``outer_iters`` the most W-steps and
+        ``inner_iters`` the rounds of each (``eval_every`` thins their evaluations); it
+        needs ``sigma_floor > 0`` and takes no ``executor``, ``systems``,
+        ``checkpoint_dir``, ``local_theta`` or ``outer_tol``. The returned ``sigma`` is the
+        best relationship for ``coef``.
 
     Returns
     -------
@@ -386,6 +400,24 @@ def mocha(
     m = tasks.n_tasks
     learned = relationship == "learned"
     Sigma = initial_sigma(relationship, sigma, sigma_floor, m, lowrank)
+    if sigma_solver not in ("alternation", "lbfgs"):
+        raise ValueError(f"sigma_solver must be 'alternation' or 'lbfgs', got {sigma_solver!r}")
+    if learned and sigma_solver == "lbfgs":
+        check_lbfgs_options(
+            sigma_floor=sigma_floor, executor=executor, systems=systems,
+            checkpoint_dir=checkpoint_dir, local_theta=local_theta, outer_tol=outer_tol,
+        )  # fmt: skip
+        with numba_threads(n_threads):
+            res = joint_lbfgs(
+                tasks, loss, lam, sigma_floor=sigma_floor, tol=tol, max_evals=outer_iters,
+                inner_iters=inner_iters, ridge=ridge, random_state=random_state,
+                n_threads=n_threads, callback=callback, warm_start=warm_start,
+                eval_every=eval_every,
+            )  # fmt: skip
+        if lowrank:
+            res.sigma = omega_update_lowrank(res.coef, sigma_floor)
+            res.omega = res.sigma.inverse()
+        return res
     if local_work not in ("fixed", "auto"):
         raise ValueError(f"local_work must be 'fixed' or 'auto', got {local_work!r}")
     auto = local_work == "auto"
@@ -441,6 +473,19 @@ def mocha(
     with numba_threads(n_threads):
         run_engine(engine, pool, ckpt)
     return dual_result(engine, pool)
+
+
+def check_lbfgs_options(**options) -> None:
+    """Refuse the options ``sigma_solver="lbfgs"`` does not take, naming them."""
+    if not options.pop("sigma_floor") > 0:
+        raise ValueError("sigma_solver='lbfgs' needs sigma_floor > 0")
+    defaults = {"local_theta": 0.0, "outer_tol": 0.0}
+    for name, value in options.items():
+        if value is not defaults.get(name) and value != defaults.get(name):
+            raise ValueError(
+                f"sigma_solver='lbfgs' runs in process with certified W-steps and takes no "
+                f"{name}={value!r}; use sigma_solver='alternation' for it"
+            )
 
 
 def dual_result(engine: DualEngine, pool, Sigma=None, Omega=None) -> MochaResult:
