@@ -95,14 +95,15 @@ def test_auto_alpha_makes_predictions_independent_of_the_feature_scale(cls):
     )
     # a smooth loss, so that the fits reach the tolerance (the hinge's stop at the round cap)
     # no intercept: its constant column does not scale with X
-    kw = dict(random_state=0, tol=1e-10, loss="logistic" if cls is not MochaRegressor else None)
+    # tol: MOCHA's is the joint problem's certificate (1e-8: 35 W-steps for the classifier)
+    kw = dict(random_state=0, tol=1e-8, loss="logistic" if cls is not MochaRegressor else None)
     kw["fit_intercept"] = False
     a = cls(**kw).fit(X, y, tasks)
     b = cls(**kw).fit(10.0 * X, y, tasks)
     np.testing.assert_allclose(b.alpha_, 100.0 * a.alpha_, rtol=1e-12)
     margins = a.decision_function if hasattr(a, "decision_function") else a.predict
     other = b.decision_function if hasattr(b, "decision_function") else b.predict
-    # the same problem up to rounding, each solved to a relative duality gap of 1e-10:
+    # the same problem up to rounding, each solved to a relative duality gap of 1e-8:
     # margins agree to 1e-4 (measured: up to 8e-6 for MOCHA, whose rounds amplify rounding)
     np.testing.assert_allclose(other(10.0 * Xt, tt), margins(Xt, tt), rtol=0, atol=1e-4)
 

@@ -105,7 +105,8 @@ def test_regressor_recovers_related_linear_models():
         n_tasks=5, n_samples=200, n_features=6, noise=0.01, structure="all_related", random_state=1
     )
     X, y, tasks = data.stack()
-    reg = MochaRegressor(alpha=1e-5, random_state=0, tol=1e-10).fit(X, y, tasks)
+    # tol: the joint certificate (1e-6: 55 W-steps; the coefficients are what is checked)
+    reg = MochaRegressor(alpha=1e-5, random_state=0, tol=1e-6).fit(X, y, tasks)
     assert reg.score(X, y, tasks) > 0.99
     np.testing.assert_allclose(reg.coef_, data.coef, atol=0.05)
 

@@ -15,7 +15,7 @@ from fmtl.datasets import make_multitask_classification
 def main() -> None:
     warnings.simplefilter("ignore")
     X, y, t = make_multitask_classification(
-        n_tasks=6, n_samples=200, n_features=8, random_state=0
+        n_tasks=6, n_samples=60, n_features=8, random_state=0
     ).stack()
     classes = {n: getattr(fmtl, n) for n in sys.argv[1].split(",")}
     serial = {n: c(random_state=0).fit(X, y, t).coef_ for n, c in classes.items()}

@@ -12,7 +12,7 @@ from fmtl.datasets import make_multitask_classification
 def main() -> None:
     warnings.simplefilter("ignore")
     X, y, t = make_multitask_classification(
-        n_tasks=6, n_samples=200, n_features=8, random_state=0
+        n_tasks=6, n_samples=60, n_features=8, random_state=0
     ).stack()
     fmtl.MochaClassifier(random_state=0).fit(X, y, t)
     print("parent layer", numba.threading_layer(), flush=True)
