@@ -52,11 +52,11 @@ MAX_BACKTRACKS = 12
 BUNDLE_MAX = 60  # duals kept for the hull certificate (measured: 40 gave 6x the sub-opt.)
 BUNDLE_BYTES = 400 * 2**20
 WSTEP_RESTARTS = 9  # a coupled W-step may take 10 x inner_iters rounds to reach tau
-WARM_MIX = 0.01
+WARM_MIX = 0.01  # identity's share in a warm-started relationship
 # task space: a closed-form Sigma-step every 5 accepted steps (measured on 9 clustered tasks x
 # 10 features, hinge: certified 1e-4 in 60 W-steps instead of 2.9e-4 after 300; every 3:
 # 180; in feature space it slowed `small` from 2.3 s to 4.4 s, so it is off there)
-SIGMA_STEP_EVERY = 5  # identity's share in a warm-started relationship
+SIGMA_STEP_EVERY = 5
 BUNDLE_EVERY = 5  # W-steps between hull certificates
 SDP_MAX = 64  # Clarabel: 0.2 s at 39 rows, 10 s at 167 (measured)
 
