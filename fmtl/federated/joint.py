@@ -460,6 +460,11 @@ def joint_lbfgs(
         # fraction of the certified gap (measured: either alone was slower)
         target = max(TAU_OF_DECREASE * max(decrease, 0.0), TAU_OF_GAP * gap_now())
         tau = float(np.clip(min(tau, target), tau_floor, TAU_START))
+    if tol > 0 and gap_now() > tol and len(history) < max_evals and tau > tau_floor:
+        # stopped early (no descent direction, or one task: nothing to learn): the last
+        # W-step to the final accuracy, so that the model is certified where it can be
+        tau = tau_floor
+        evaluate(cur.L, tau)
     if tol > 0 and gap_now() > tol and since_bundle[0] > 0:
         improve_bound()  # the last evaluations' hull, before reporting
         history.records[-1].update(
