@@ -618,12 +618,9 @@ class _MochaBase(_TaskModelBase):
 
     def _certified_tol(self):
         """The ``tol`` the fit promises (``"auto"`` resolved)."""
-        try:
-            return self._schedule(self._relationship(1)[0])[2]
-        except ValueError:
-            return self.tol
+        return self._schedule()[2]
 
-    def _schedule(self, mode: str) -> tuple[str, int, float]:
+    def _schedule(self) -> tuple[str, int, float]:
         """``(sigma_solver, outer_iters, tol)`` with their ``"auto"`` values resolved."""
         solver = self.sigma_solver
         if not isinstance(solver, str) or solver not in ("auto", "lbfgs", "alternation"):
@@ -639,7 +636,7 @@ class _MochaBase(_TaskModelBase):
                 isinstance(floor, numbers.Real) and not isinstance(floor, bool) and floor > 0
             )
             solver = "lbfgs" if plain and positive else "alternation"
-        joint = mode == "learned" and solver == "lbfgs"
+        joint = self.relationship == "learned" and solver == "lbfgs"
         outer = self.outer_iters
         if isinstance(outer, str) and outer == "auto":
             outer = AUTO_JOINT_STEPS if joint else 10
@@ -651,7 +648,7 @@ class _MochaBase(_TaskModelBase):
     def _solve(self, Xs: list, ys: list, loss, warm=None):
         """Fit every task's model on per-task data (binary targets in {-1, +1})."""
         mode, sigma = self._relationship(len(Xs))
-        solver, outer_iters, tol = self._schedule(mode)
+        solver, outer_iters, tol = self._schedule()
         return mocha(
             Xs,
             ys,

@@ -10,7 +10,7 @@ minimises the convex function ``g(Sigma) = min_W P(W, Sigma)`` directly:
   Sigma)^-1 / (2 lam)`` with a ridge term;
 * Sigma is parametrised by a factor ``L``: ``Sigma = eps I + (1 - m eps) L L^T / ||L||_F^2``
   (every ``L != 0`` is feasible), and L-BFGS runs on ``L``;
-* when ``d < m`` (and no ridge term) it runs in *feature space*: the penalty's minimum over
+* when ``d < m`` it runs in *feature space*: the penalty's minimum over
   Sigma is a spectral function of ``W``'s singular values, so ``J* = min_M sum_t g_t(M)``
   over ``M >= eps I_d``, ``tr M = 1 - (m - d) eps``, where ``g_t`` is task ``t``'s own
   problem with penalty ``(lam/2) w^T M^-1 w``. The tasks decouple: every function value
@@ -74,6 +74,15 @@ def penalty_minimum(Wt: np.ndarray, sigma_floor: float) -> float:
     return float(np.sum(sv**2 / s))
 
 
+def _joint_dual(conj_mean: np.ndarray, B: np.ndarray, lam, sigma_floor, ridge) -> float:
+    """The exact joint dual ``sum_t mean(-l*(-a)) - max_Sigma tr(B^T M(Sigma) B) / (2 lam)``
+    (:func:`fmtl.federated.engine.certificates_from_terms`' bound; its primal part unused)."""
+    terms = joint_terms(B, sigma_floor, ridge)
+    return certificates_from_terms(conj_mean, conj_mean, 0.0, lam, sigma_floor, **terms)[
+        "joint_dual"
+    ]
+
+
 def joint_certificate(
     tasks: PackedTasks, alpha, B, Wt, lam: float, loss: Loss, sigma_floor: float, ridge=0.0
 ) -> dict:
@@ -83,10 +92,7 @@ def joint_certificate(
     loss_mean, conj_mean = objective_terms(tasks, alpha, Wt, loss)
     quad = penalty_minimum(Wt, sigma_floor) + ridge * float(np.sum(Wt * Wt))
     primal = float(loss_mean.sum()) + 0.5 * lam * quad
-    cert = certificates_from_terms(
-        loss_mean, conj_mean, 0.0, lam, sigma_floor, **joint_terms(B, sigma_floor, ridge)
-    )
-    dual = cert["joint_dual"]
+    dual = _joint_dual(conj_mean, B, lam, sigma_floor, ridge)
     gap = primal - dual
     return {
         "primal": primal,
@@ -201,13 +207,11 @@ def _bundle_smoothed(conj, Bs, lam, eps, c, iters: int = 400) -> np.ndarray:
 
 
 class _Relationship:
-    """Sigma (or M, in feature space) from the factor ``L``, the W-step it defines, and the
+    """Sigma (or M, in feature space) from the factor ``L``, a factor from a model, and the
     chain rule back to ``L``."""
 
-    def __init__(self, tasks: PackedTasks, lam, sigma_floor, ridge, feature: bool):
-        self.tasks, self.lam, self.eps, self.ridge = tasks, lam, sigma_floor, ridge
-        self.m, self.d = tasks.n_tasks, tasks.n_features
-        self.feature = feature
+    def __init__(self, m: int, d: int, sigma_floor: float, feature: bool):
+        self.m, self.d, self.eps, self.feature = m, d, sigma_floor, feature
         self.k = self.d if feature else self.m
         self.c = 1.0 - self.m * sigma_floor
 
@@ -302,15 +306,24 @@ def joint_lbfgs(
     m, d = tasks.n_tasks, tasks.n_features
     if space == "auto":
         space = "feature" if d < m else "task"
-    rel = _Relationship(tasks, lam, sigma_floor, ridge, space == "feature")
+    rel = _Relationship(m, d, sigma_floor, space == "feature")
     rng = rng_from(random_state)
     history, t0 = History(), time.perf_counter()
     state = {"rounds": 0, "best_dual": -np.inf, "prev": warm_start, "best": None}
 
+    def certified() -> dict:
+        """The best model's primal, the best dual so far and their gap (History's columns;
+        ``joint_*``: the same, under the alternation's names)."""
+        primal, dual = state["best"].cert["primal"], state["best_dual"]
+        gap = primal - dual
+        relative = gap / max(abs(primal), np.finfo(float).tiny)
+        return dict(
+            primal=primal, dual=dual, gap=gap, rel_gap=relative, joint_dual=dual, joint_gap=gap
+        )
+
     def gap_now() -> float:
         """The certified relative gap of the best model so far."""
-        primal = state["best"].cert["primal"]
-        return (primal - state["best_dual"]) / max(abs(primal), np.finfo(float).tiny)
+        return certified()["rel_gap"]
 
     bundle: list = []  # (conjugate sum, B, alpha) of recent W-steps: the hull's certificate
     cap = int(min(BUNDLE_MAX, max(4, BUNDLE_BYTES // (8 * max(1, tasks.y.shape[0])))))
@@ -327,14 +340,10 @@ def joint_lbfgs(
             lam,
             sigma_floor,
         )
-        if w is not None:
-            alpha = sum(wk * a for wk, (_, _, a) in zip(w, bundle, strict=True))
-            B = dual_sums(tasks, alpha)
-            _, conj = objective_terms(tasks, alpha, np.zeros_like(B), loss)
-            cert = certificates_from_terms(
-                conj, conj, 0.0, lam, sigma_floor, **joint_terms(B, sigma_floor, 0.0)
-            )
-            state["best_dual"] = max(state["best_dual"], cert["joint_dual"])
+        alpha = sum(wk * a for wk, (_, _, a) in zip(w, bundle, strict=True))
+        B = dual_sums(tasks, alpha)
+        _, conj = objective_terms(tasks, alpha, np.zeros_like(B), loss)
+        state["best_dual"] = max(state["best_dual"], _joint_dual(conj, B, lam, sigma_floor, 0.0))
 
     def evaluate(L: np.ndarray, tau: float) -> _Evaluation:
         S = rel.matrix(L)
@@ -362,10 +371,9 @@ def joint_lbfgs(
                 # a near-singular Sigma slows a coupled W-step: finish it, within a cap
                 if float(res.history["rel_gap"][-1]) <= tau:
                     break
-                rounds_before = len(res.history)
                 more = mocha(tasks, None, lam, loss, sigma=S, ridge=ridge,
                              **dict(common, warm_start=res))  # fmt: skip
-                more.history.records[:0] = res.history.records[:rounds_before]
+                more.history.records[:0] = res.history.records
                 res = more
             B, Wt = res.B, res.coef
             BB = B @ B.T
@@ -394,11 +402,8 @@ def joint_lbfgs(
         # on a count, not a clock: the same seed gives the same fit
         if gap_now() > tol and since_bundle[0] >= BUNDLE_EVERY:
             improve_bound()
-        primal = state["best"].cert["primal"]
         record = dict(
-            round=state["rounds"], outer=len(history) + 1, primal=primal,
-            dual=state["best_dual"], gap=primal - state["best_dual"], rel_gap=gap_now(),
-            joint_dual=state["best_dual"], joint_gap=primal - state["best_dual"],
+            round=state["rounds"], outer=len(history) + 1, **certified(),
             point_primal=ev.cert["primal"], wstep_rel_gap=float(res.history["rel_gap"][-1]),
             tau=tau, wall_time=time.perf_counter() - t0, local_steps=ev.local_steps,
         )  # fmt: skip
@@ -467,12 +472,7 @@ def joint_lbfgs(
         evaluate(cur.L, tau)
     if tol > 0 and gap_now() > tol and since_bundle[0] > 0:
         improve_bound()  # the last evaluations' hull, before reporting
-        history.records[-1].update(
-            dual=state["best_dual"], joint_dual=state["best_dual"], rel_gap=gap_now()
-        )
-        history.records[-1]["gap"] = history.records[-1]["joint_gap"] = (
-            history.records[-1]["primal"] - state["best_dual"]
-        )
+        history.records[-1].update(certified())
     best = state["best"]
     Sigma, Omega = symmetric_with_precision(omega_update(best.Wt, sigma_floor)[0])
     return MochaResult(

@@ -481,7 +481,7 @@ def check_lbfgs_options(**options) -> None:
         raise ValueError("sigma_solver='lbfgs' needs sigma_floor > 0")
     defaults = {"local_theta": 0.0, "outer_tol": 0.0}
     for name, value in options.items():
-        if value is not defaults.get(name) and value != defaults.get(name):
+        if value != defaults.get(name):
             raise ValueError(
                 f"sigma_solver='lbfgs' runs in process with certified W-steps and takes no "
                 f"{name}={value!r}; use sigma_solver='alternation' for it"
